@@ -1,0 +1,332 @@
+//! Types and pure logic shared by the rvs XDP programs and userspace.
+//!
+//! Every BPF map key and value is defined here exactly once, `#[repr(C)]` with explicit
+//! padding, so both sides agree on the layout byte for byte. Addresses and ports are kept in
+//! network byte order, as they appear in packets, so the fast path never swaps bytes.
+#![no_std]
+
+pub mod hash;
+
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Default capacity of the service map.
+pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
+/// Default capacity of the real-server array (and its counters).
+pub const DEFAULT_MAX_REALS: u32 = 262_144;
+/// Default capacity of the connection table (LRU).
+pub const DEFAULT_MAX_CONNS: u32 = 1_048_576;
+/// Default capacity of the dispatch-slot array shared by all services' scheduler tables.
+pub const DEFAULT_DISPATCH_SLOTS: u32 = 4_194_304;
+
+/// Marks a dispatch slot that has no real server (e.g. an empty Maglev table).
+pub const NO_REAL: u32 = u32::MAX;
+
+/// Key of the service map: (protocol, VIP, port); port 0 means "every port of the VIP".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ServiceKey {
+    /// Virtual IPv4 address, network byte order.
+    pub vip: u32,
+    /// Virtual port, network byte order; 0 for a port-0 (all ports) service.
+    pub port: u16,
+    /// IP protocol number (TCP or UDP).
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: u8,
+}
+
+/// How a service picks the real server of a new connection, as the XDP program sees it.
+///
+/// rr and wrr are both a precomputed ring walked by an atomic cursor (the ring holds IPVS's
+/// exact order); mh is a Maglev lookup table indexed by a hash of the source.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DispatchKind {
+    /// Walk the ring with the service's shared cursor (rr, wrr).
+    Ring = 0,
+    /// Index the table by IPVS's mh hash of the source address.
+    MaglevSource = 1,
+    /// Index the table by IPVS's mh hash of the source address and port (mh-port flag).
+    MaglevSourcePort = 2,
+}
+
+/// Service flag: schedule TCP packets that are not SYNs when no connection exists (IPVS's
+/// `sloppy_tcp`); off by default as in IPVS.
+pub const SVC_F_SLOPPY_TCP: u8 = 1 << 0;
+
+/// Value of the service map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ServiceEntry {
+    /// Index of the service in the per-service arrays (counters, cursors).
+    pub id: u32,
+    /// First slot of this service's table in the dispatch array.
+    pub table_off: u32,
+    /// Number of slots in the table; 0 when no real server can take new connections.
+    pub table_len: u32,
+    /// A [`DispatchKind`] as u8.
+    pub kind: u8,
+    /// `SVC_F_*` flags.
+    pub flags: u8,
+    /// Explicit padding, always zero.
+    pub pad: u16,
+}
+
+/// Forwarding method of a real server, as IPVS names them.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// Direct routing (`-g`): only the MAC header changes.
+    DirectRoute = 0,
+    /// IPIP tunnel (`-i`).
+    Tunnel = 1,
+    /// Masquerading (`-m`).
+    Masq = 2,
+}
+
+/// Value of the real-server array, indexed by real-server id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RealEntry {
+    /// Real server IPv4 address, network byte order.
+    pub addr: u32,
+    /// Real server port, network byte order (used by NAT).
+    pub port: u16,
+    /// A [`Forward`] as u8.
+    pub forward: u8,
+    /// Explicit padding, always zero.
+    pub pad: u8,
+    /// Bumped each time the id is given to a different real server, so connections that
+    /// point at a removed server are recognised as such.
+    pub generation: u32,
+}
+
+/// TCP connection states tracked from the client→server direction only (as IPVS does for
+/// DR and TUN, where replies bypass the director).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// SYN seen, handshake not completed (IPVS SYN_RECV).
+    SynRecv = 0,
+    /// ACK seen after the SYN (IPVS ESTABLISHED).
+    Established = 1,
+    /// FIN seen (IPVS FIN_WAIT).
+    FinWait = 2,
+    /// RST seen (IPVS CLOSE).
+    Close = 3,
+    /// A UDP flow.
+    Udp = 4,
+}
+
+/// Number of [`ConnState`] values (size of the timeout table).
+pub const CONN_STATES: usize = 5;
+
+/// Key of the connection table: the flow 5-tuple as seen from the client.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Client address, network byte order.
+    pub src: u32,
+    /// Virtual address, network byte order.
+    pub dst: u32,
+    /// Client port, network byte order.
+    pub sport: u16,
+    /// Virtual port, network byte order.
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 3],
+}
+
+/// Value of the connection table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConnEntry {
+    /// Last time a packet of the flow was seen (CLOCK_MONOTONIC ns, coarse).
+    pub last_seen: u64,
+    /// Real server id the flow is bound to.
+    pub real: u32,
+    /// Generation of that real server id when the flow was bound.
+    pub real_gen: u32,
+    /// Service id the flow belongs to (for counters).
+    pub service: u32,
+    /// Egress interface towards the real server (from the kernel's FIB).
+    pub ifindex: u32,
+    /// Next-hop MAC address.
+    pub dmac: [u8; 6],
+    /// Egress interface MAC address.
+    pub smac: [u8; 6],
+    /// A [`ConnState`] as u8.
+    pub state: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 7],
+}
+
+/// Packet and byte counters; per CPU in the maps, summed by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// New connections scheduled.
+    pub conns: u64,
+    /// Packets in (client → real server).
+    pub packets_in: u64,
+    /// Bytes in (client → real server), whole frames.
+    pub bytes_in: u64,
+    /// Packets out (real server → client; NAT only).
+    pub packets_out: u64,
+    /// Bytes out (real server → client; NAT only).
+    pub bytes_out: u64,
+}
+
+/// Global settings read by the XDP program (one element array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Idle timeout per [`ConnState`], in nanoseconds.
+    pub timeouts_ns: [u64; CONN_STATES],
+}
+
+impl Settings {
+    /// IPVS's default timeouts: SYN_RECV 60 s, ESTABLISHED 900 s, FIN_WAIT 120 s,
+    /// CLOSE 10 s, UDP 300 s.
+    pub const IPVS_DEFAULTS: Settings = Settings {
+        timeouts_ns: [
+            60 * NS_PER_SEC,
+            900 * NS_PER_SEC,
+            120 * NS_PER_SEC,
+            10 * NS_PER_SEC,
+            300 * NS_PER_SEC,
+        ],
+    };
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::IPVS_DEFAULTS
+    }
+}
+
+/// Nanoseconds per second.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Only refresh a connection's last-seen time (and its FIB result) when it is older than
+/// this, so an established flow does not write its entry on every packet.
+pub const CONN_REFRESH_NS: u64 = NS_PER_SEC;
+
+/// Why the XDP program returned what it returned; index of the global verdict counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passed: not an IPv4 frame (ARP, IPv6, …).
+    PassNotIpv4 = 0,
+    /// Passed: IPv4 but neither TCP nor UDP.
+    PassNotTcpUdp = 1,
+    /// Passed: no virtual service for (proto, VIP, port) nor (proto, VIP, 0).
+    PassNotService = 2,
+    /// Passed: an IP fragment (the kernel reassembles).
+    PassFragment = 3,
+    /// Passed: truncated or malformed headers.
+    PassMalformed = 4,
+    /// Passed: TCP non-SYN with no connection entry (IPVS does not schedule those).
+    PassNoConn = 5,
+    /// Dropped: the service has no real server that can take a new connection.
+    DropNoReal = 6,
+    /// Dropped: the kernel has no route or neighbour for the real server.
+    DropNoRoute = 7,
+    /// Dropped: the connection's real server was removed (IPVS drops these too).
+    DropRealGone = 8,
+    /// Dropped: the real server's forwarding method is not supported yet.
+    DropUnsupported = 9,
+    /// Forwarded: a new connection was scheduled.
+    FwdNew = 10,
+    /// Forwarded: a packet of a known connection.
+    FwdEstablished = 11,
+}
+
+/// Number of [`Verdict`] values (size of the verdict counter array).
+pub const VERDICTS: u32 = 12;
+
+impl Verdict {
+    /// All verdicts, in counter-index order.
+    pub const ALL: [Verdict; VERDICTS as usize] = [
+        Verdict::PassNotIpv4,
+        Verdict::PassNotTcpUdp,
+        Verdict::PassNotService,
+        Verdict::PassFragment,
+        Verdict::PassMalformed,
+        Verdict::PassNoConn,
+        Verdict::DropNoReal,
+        Verdict::DropNoRoute,
+        Verdict::DropRealGone,
+        Verdict::DropUnsupported,
+        Verdict::FwdNew,
+        Verdict::FwdEstablished,
+    ];
+
+    /// Stable snake_case name, used in metrics and listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::PassNotIpv4 => "pass_not_ipv4",
+            Verdict::PassNotTcpUdp => "pass_not_tcp_udp",
+            Verdict::PassNotService => "pass_not_service",
+            Verdict::PassFragment => "pass_fragment",
+            Verdict::PassMalformed => "pass_malformed",
+            Verdict::PassNoConn => "pass_no_conn",
+            Verdict::DropNoReal => "drop_no_real",
+            Verdict::DropNoRoute => "drop_no_route",
+            Verdict::DropRealGone => "drop_real_gone",
+            Verdict::DropUnsupported => "drop_unsupported",
+            Verdict::FwdNew => "fwd_new",
+            Verdict::FwdEstablished => "fwd_established",
+        }
+    }
+}
+
+/// Names of the maps in the eBPF object, shared so the loader never spells them differently.
+pub mod maps {
+    /// ServiceKey → ServiceEntry.
+    pub const SERVICES: &str = "RVS_SERVICES";
+    /// Real-server id → RealEntry.
+    pub const REALS: &str = "RVS_REALS";
+    /// Dispatch slots (real-server ids) of every service's scheduler table.
+    pub const DISPATCH: &str = "RVS_DISPATCH";
+    /// Service id → ring cursor (u64), advanced atomically by rr/wrr.
+    pub const CURSORS: &str = "RVS_CURSORS";
+    /// FlowKey → ConnEntry (LRU).
+    pub const CONNS: &str = "RVS_CONNS";
+    /// Per-CPU counters per service id.
+    pub const SERVICE_STATS: &str = "RVS_SERVICE_STATS";
+    /// Per-CPU counters per real-server id.
+    pub const REAL_STATS: &str = "RVS_REAL_STATS";
+    /// Per-CPU verdict counters.
+    pub const VERDICTS: &str = "RVS_VERDICTS";
+    /// One-element array of Settings.
+    pub const SETTINGS: &str = "RVS_SETTINGS";
+}
+
+/// Names of the programs in the eBPF object.
+pub mod programs {
+    /// The load balancer's XDP entry point.
+    pub const BALANCER: &str = "rvs_xdp";
+    /// An XDP program that passes everything (veth peers need one to receive XDP frames).
+    pub const PASS: &str = "rvs_xdp_pass";
+    /// Reference program for benchmarks: parse, one map lookup, MAC swap, XDP_TX.
+    pub const MINIMAL_TX: &str = "rvs_xdp_minimal_tx";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    //! `aya::Pod` for every map type: all are `repr(C)`, `Copy`, with explicit padding.
+    use super::*;
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceEntry {}
+    unsafe impl aya::Pod for RealEntry {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ConnEntry {}
+    unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for Settings {}
+}

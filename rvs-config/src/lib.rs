@@ -1,0 +1,613 @@
+//! The desired state (virtual services, real servers, settings) and its TOML form.
+//!
+//! `Config::from_toml` parses and validates a whole file; a file that fails validation is
+//! rejected as a whole, with a message naming the service or real server at fault, so the
+//! daemon never applies half of it.
+//!
+//! ```toml
+//! [daemon]
+//! interfaces = ["eth0"]
+//!
+//! [[service]]
+//! protocol = "tcp"
+//! address = "198.18.0.10"
+//! port = 80
+//! scheduler = "wrr"
+//!
+//! [[service.real]]
+//! address = "198.18.2.11"
+//! weight = 3
+//! ```
+
+use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything rvsd is told to do.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon settings: interfaces, pin path, XDP mode.
+    #[serde(default)]
+    pub daemon: Daemon,
+    /// Capacities of the BPF maps.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Connection idle timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The virtual services.
+    #[serde(default, rename = "service")]
+    pub services: Vec<VirtualService>,
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode; fails if the driver has no XDP support.
+    #[default]
+    Native,
+    /// Generic (skb) mode: works everywhere, slower.
+    Generic,
+}
+
+/// Daemon settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    /// Interfaces that receive traffic for the VIPs; the XDP program is attached to each.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// bpffs directory where maps and links are pinned.
+    #[serde(default = "default_pin_path")]
+    pub pin_path: PathBuf,
+    /// XDP attach mode.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+}
+
+fn default_pin_path() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/rvs")
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            pin_path: default_pin_path(),
+            xdp_mode: XdpMode::default(),
+        }
+    }
+}
+
+/// Capacities of the BPF maps (fixed when the maps are first created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Maximum number of virtual services.
+    pub services: u32,
+    /// Maximum number of real servers over all services.
+    pub reals: u32,
+    /// Connection table size (least recently used entries are evicted when full).
+    pub connections: u32,
+    /// Total scheduler-table slots over all services.
+    pub dispatch_slots: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            services: rvs_common::DEFAULT_MAX_SERVICES,
+            reals: rvs_common::DEFAULT_MAX_REALS,
+            connections: rvs_common::DEFAULT_MAX_CONNS,
+            dispatch_slots: rvs_common::DEFAULT_DISPATCH_SLOTS,
+        }
+    }
+}
+
+/// Idle timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Established TCP connections (IPVS default 900 s).
+    pub tcp: u32,
+    /// TCP connections after a FIN (IPVS default 120 s).
+    pub tcp_fin: u32,
+    /// UDP flows (IPVS default 300 s).
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The per-state timeout table the XDP program reads.
+    pub fn to_settings(self) -> rvs_common::Settings {
+        let mut s = rvs_common::Settings::IPVS_DEFAULTS;
+        let ns = |secs: u32| u64::from(secs) * rvs_common::NS_PER_SEC;
+        s.timeouts_ns[rvs_common::ConnState::Established as usize] = ns(self.tcp);
+        s.timeouts_ns[rvs_common::ConnState::FinWait as usize] = ns(self.tcp_fin);
+        s.timeouts_ns[rvs_common::ConnState::Udp as usize] = ns(self.udp);
+        s
+    }
+}
+
+/// Transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+}
+
+impl Protocol {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => rvs_common::IPPROTO_TCP,
+            Protocol::Udp => rvs_common::IPPROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// Scheduler of a virtual service (IPVS names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin (IPVS's default scheduler).
+    #[default]
+    Wrr,
+    /// Maglev hashing of the source address (IPVS mh).
+    Mh,
+}
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Mh => "mh",
+        })
+    }
+}
+
+/// Forwarding method of a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMethod {
+    /// Direct routing (`-g`, IPVS's default).
+    #[default]
+    Dr,
+    /// IPIP tunnel (`-i`).
+    Tun,
+    /// Masquerading (`-m`).
+    Nat,
+}
+
+/// Identity of a virtual service: (protocol, VIP, port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub address: Ipv4Addr,
+    /// Port (0 = every port).
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol, self.address, self.port)
+    }
+}
+
+/// A virtual service and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualService {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Virtual IPv4 address.
+    pub address: Ipv4Addr,
+    /// Virtual port; 0 takes every port of the address.
+    pub port: u16,
+    /// Scheduler (default wrr, as ipvsadm).
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
+    #[serde(default)]
+    pub mh_table_size: Option<u32>,
+    /// mh: hash the source port too (ipvsadm `-b mh-port`).
+    #[serde(default)]
+    pub mh_port: bool,
+    /// Schedule TCP packets other than SYN when no connection exists (IPVS sloppy_tcp).
+    #[serde(default)]
+    pub sloppy_tcp: bool,
+    /// Real servers, in the order they were added (as a sequence of `ipvsadm -a`).
+    #[serde(default, rename = "real")]
+    pub reals: Vec<RealServer>,
+}
+
+impl VirtualService {
+    /// The service's identity.
+    pub fn id(&self) -> ServiceId {
+        ServiceId {
+            protocol: self.protocol,
+            address: self.address,
+            port: self.port,
+        }
+    }
+}
+
+/// A real server of a virtual service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// Real server IPv4 address.
+    pub address: Ipv4Addr,
+    /// Port; defaults to the service's port (DR and TUN cannot change it).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Weight 0..=65535; 0 quiesces (no new connections, existing ones continue).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Forwarding method (default dr).
+    #[serde(default)]
+    pub forward: ForwardMethod,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Largest weight ipvsadm accepts.
+pub const MAX_WEIGHT: u32 = 65_535;
+
+/// A configuration that cannot be applied, with what to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The TOML does not parse or has unknown/mistyped fields.
+    #[error("{0}")]
+    Syntax(String),
+    /// The same virtual service appears twice.
+    #[error("service {0} is defined twice")]
+    DuplicateService(ServiceId),
+    /// The same real server appears twice in one service.
+    #[error("service {service}: real server {address}:{port} is listed twice")]
+    DuplicateReal {
+        /// Service.
+        service: ServiceId,
+        /// Real server address.
+        address: Ipv4Addr,
+        /// Real server port.
+        port: u16,
+    },
+    /// A weight is out of range.
+    #[error("service {service}: real server {address} has weight {weight}; weights are 0..=65535")]
+    Weight {
+        /// Service.
+        service: ServiceId,
+        /// Real server address.
+        address: Ipv4Addr,
+        /// The bad weight.
+        weight: u32,
+    },
+    /// DR and TUN forward to the same port; IPVS refuses a different one.
+    #[error(
+        "service {service}: real server {address} has port {port}, but direct routing and tunnelling cannot change the port; drop `port` or use forward = \"nat\""
+    )]
+    PortMapping {
+        /// Service.
+        service: ServiceId,
+        /// Real server address.
+        address: Ipv4Addr,
+        /// The port given.
+        port: u16,
+    },
+    /// A port-0 service's real servers must use port 0 too.
+    #[error(
+        "service {service}: a port-0 service forwards every port; real server {address} must not set a port"
+    )]
+    PortZeroReal {
+        /// Service.
+        service: ServiceId,
+        /// Real server address.
+        address: Ipv4Addr,
+    },
+    /// mh table size is not a prime in range.
+    #[error(
+        "service {service}: mh_table_size {size} must be a prime between 7 and 1048573 (IPVS uses 4093)"
+    )]
+    MhTableSize {
+        /// Service.
+        service: ServiceId,
+        /// The size given.
+        size: u32,
+    },
+    /// An option only applies to another scheduler.
+    #[error("service {service}: {option} only applies to scheduler mh")]
+    MhOnly {
+        /// Service.
+        service: ServiceId,
+        /// The option.
+        option: &'static str,
+    },
+    /// More services or real servers than the limits allow.
+    #[error("{what}: {count} configured but [limits] allows {limit}")]
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// How many there are.
+        count: usize,
+        /// The limit.
+        limit: u32,
+    },
+    /// A zero address or a timeout of zero.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Largest Maglev table rvs accepts.
+pub const MAX_MH_TABLE_SIZE: u32 = 1_048_573;
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u32;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks everything that parsing alone does not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        let mut reals = 0usize;
+        for svc in &self.services {
+            let id = svc.id();
+            if !seen.insert(id) {
+                return Err(ConfigError::DuplicateService(id));
+            }
+            if svc.address.is_unspecified() {
+                return Err(ConfigError::Invalid(format!(
+                    "service {id}: the virtual address must not be 0.0.0.0"
+                )));
+            }
+            if svc.scheduler != Scheduler::Mh {
+                if svc.mh_table_size.is_some() {
+                    return Err(ConfigError::MhOnly {
+                        service: id,
+                        option: "mh_table_size",
+                    });
+                }
+                if svc.mh_port {
+                    return Err(ConfigError::MhOnly {
+                        service: id,
+                        option: "mh_port",
+                    });
+                }
+            }
+            if let Some(size) = svc.mh_table_size
+                && (!(7..=MAX_MH_TABLE_SIZE).contains(&size) || !is_prime(size))
+            {
+                return Err(ConfigError::MhTableSize { service: id, size });
+            }
+            let mut seen_reals = HashSet::new();
+            for real in &svc.reals {
+                if real.address.is_unspecified() {
+                    return Err(ConfigError::Invalid(format!(
+                        "service {id}: a real server address must not be 0.0.0.0"
+                    )));
+                }
+                if real.weight > MAX_WEIGHT {
+                    return Err(ConfigError::Weight {
+                        service: id,
+                        address: real.address,
+                        weight: real.weight,
+                    });
+                }
+                if let Some(port) = real.port {
+                    if svc.port == 0 && port != 0 {
+                        return Err(ConfigError::PortZeroReal {
+                            service: id,
+                            address: real.address,
+                        });
+                    }
+                    if real.forward != ForwardMethod::Nat && port != svc.port {
+                        return Err(ConfigError::PortMapping {
+                            service: id,
+                            address: real.address,
+                            port,
+                        });
+                    }
+                }
+                let port = real.port.unwrap_or(svc.port);
+                if !seen_reals.insert((real.address, port)) {
+                    return Err(ConfigError::DuplicateReal {
+                        service: id,
+                        address: real.address,
+                        port,
+                    });
+                }
+            }
+            reals += svc.reals.len();
+        }
+        if self.services.len() > self.limits.services as usize {
+            return Err(ConfigError::Limit {
+                what: "services",
+                count: self.services.len(),
+                limit: self.limits.services,
+            });
+        }
+        if reals > self.limits.reals as usize {
+            return Err(ConfigError::Limit {
+                what: "real servers",
+                count: reals,
+                limit: self.limits.reals,
+            });
+        }
+        let t = &self.timeouts;
+        if t.tcp == 0 || t.tcp_fin == 0 || t.udp == 0 {
+            return Err(ConfigError::Invalid(
+                "timeouts must be at least 1 second".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[daemon]
+interfaces = ["up0"]
+
+[[service]]
+protocol = "tcp"
+address = "198.18.0.10"
+port = 80
+scheduler = "wrr"
+
+[[service.real]]
+address = "198.18.2.11"
+weight = 3
+
+[[service.real]]
+address = "198.18.2.12"
+
+[[service]]
+protocol = "udp"
+address = "198.18.0.10"
+port = 0
+scheduler = "mh"
+mh_port = true
+"#;
+
+    #[test]
+    fn parses_sample_with_defaults() {
+        let c = Config::from_toml(SAMPLE).expect("valid");
+        assert_eq!(c.daemon.interfaces, vec!["up0".to_string()]);
+        assert_eq!(c.daemon.pin_path, PathBuf::from("/sys/fs/bpf/rvs"));
+        assert_eq!(c.services.len(), 2);
+        let s = &c.services[0];
+        assert_eq!(s.scheduler, Scheduler::Wrr);
+        assert_eq!(s.reals[0].weight, 3);
+        assert_eq!(s.reals[1].weight, 1);
+        assert_eq!(s.reals[1].forward, ForwardMethod::Dr);
+        assert_eq!(c.services[1].port, 0);
+        assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::from_toml(SAMPLE).expect("valid");
+        let again = Config::from_toml(&c.to_toml()).expect("valid");
+        assert_eq!(c, again);
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(err("[daemon]\nbogus = 1\n").contains("unknown field `bogus`"));
+        let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
+        assert!(err(&format!("{svc}scheduler = \"xyz\"\n")).contains("unknown variant `xyz`"));
+        assert!(
+            err(&format!(
+                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nweight = 70000\n"
+            ))
+            .contains("weights are 0..=65535")
+        );
+        assert!(err(&format!("{svc}port2 = 1\n")).contains("unknown field"));
+        assert!(
+            err("[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 70000\n")
+                .contains("port")
+        );
+        assert!(err(&format!("{svc}{svc}")).contains("defined twice"));
+        assert!(err(&format!(
+            "{svc}[[service.real]]\naddress = \"198.18.2.1\"\n[[service.real]]\naddress = \"198.18.2.1\"\n"
+        ))
+        .contains("listed twice"));
+        assert!(
+            err(&format!(
+                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\n"
+            ))
+            .contains("cannot change the port")
+        );
+        assert!(
+            err(&format!("{svc}scheduler = \"mh\"\nmh_table_size = 4096\n"))
+                .contains("must be a prime")
+        );
+        assert!(err(&format!("{svc}mh_port = true\n")).contains("only applies to scheduler mh"));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let text = "[limits]\nservices = 1\n[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 81\n";
+        assert!(err(text).contains("allows 1"));
+    }
+
+    #[test]
+    fn nat_may_map_ports() {
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
+        assert!(Config::from_toml(text).is_ok());
+    }
+
+    #[test]
+    fn timeouts_map_to_states() {
+        let s = Timeouts {
+            tcp: 10,
+            tcp_fin: 5,
+            udp: 7,
+        }
+        .to_settings();
+        assert_eq!(s.timeouts_ns[1], 10 * rvs_common::NS_PER_SEC);
+        assert_eq!(s.timeouts_ns[2], 5 * rvs_common::NS_PER_SEC);
+        assert_eq!(s.timeouts_ns[4], 7 * rvs_common::NS_PER_SEC);
+    }
+}

@@ -1,0 +1,535 @@
+//! Loads, attaches and pins rvs's XDP programs and keeps their maps in sync with the
+//! desired state.
+//!
+//! The eBPF object is built by this crate's build script and embedded in the binary. Maps
+//! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
+//! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
+
+pub mod plan;
+pub mod testrun;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+    ptr::NonNull,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{ProgramError, Xdp, XdpMode, links::FdLink},
+};
+use rvs_common::{
+    ConnEntry, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings, VERDICTS, Verdict,
+    maps, programs,
+};
+use rvs_config::{Config, Limits, XdpMode as ConfigXdpMode};
+
+pub use plan::{Plan, PlanError, Planner};
+
+/// The eBPF object, built for bpfel-unknown-none by build.rs.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs-ebpf.o"));
+
+/// Failures of the dataplane, each saying what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// Loading the object or creating/opening the pinned maps failed.
+    #[error("loading the eBPF object (is bpffs mounted at {pin_dir}? are you root?): {source}")]
+    Load {
+        /// Pin directory.
+        pin_dir: PathBuf,
+        /// Cause.
+        source: Box<aya::EbpfError>,
+    },
+    /// A program is missing or failed verification.
+    #[error("program {name}: {source}")]
+    Program {
+        /// Program name.
+        name: &'static str,
+        /// Cause.
+        source: Box<ProgramError>,
+    },
+    /// A map is missing or has the wrong type.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        source: Box<MapError>,
+    },
+    /// A map is missing from the object.
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    /// Attaching to an interface failed.
+    #[error("attaching XDP to {interface}: {source}")]
+    Attach {
+        /// Interface.
+        interface: String,
+        /// Cause.
+        source: Box<ProgramError>,
+    },
+    /// The desired state cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Filesystem work (pin directory, sysctl) failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map {
+        name,
+        source: Box::new(source),
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneError {
+    let what = what.into();
+    move |source| DataplaneError::Io { what, source }
+}
+
+/// The dispatch array, mapped into our memory (BPF_F_MMAPABLE) so a scheduler table is
+/// written with plain stores instead of one syscall per slot. The kernel lays array
+/// elements out every 8 bytes whatever their size, hence the stride.
+struct DispatchSlots {
+    ptr: NonNull<u32>,
+    len: usize,
+    /// Keeps the map fd open while mapped.
+    _map: MapData,
+}
+
+/// Bytes between two elements of a BPF array (values are rounded up to 8 bytes).
+const DISPATCH_STRIDE: usize = 8;
+
+impl DispatchSlots {
+    fn new(map: MapData, len: u32) -> Result<Self> {
+        let bytes = (len as usize) * DISPATCH_STRIDE;
+        // SAFETY: mapping a BPF array created with BPF_F_MMAPABLE, length from its definition.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(DataplaneError::Io {
+                what: format!("mmap of {}", maps::DISPATCH),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u32>()).ok_or(DataplaneError::MissingMap(maps::DISPATCH))?;
+        Ok(Self {
+            ptr,
+            len: len as usize,
+            _map: map,
+        })
+    }
+
+    fn write(&mut self, off: u32, values: &[u32]) {
+        let off = off as usize;
+        // The planner never hands out slots past the array; stay safe if it ever did.
+        let end = (off + values.len()).min(self.len);
+        for (i, v) in (off..end).zip(values) {
+            // SAFETY: i < len, inside the mapping; u32 stores are atomic for the reader.
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add(i * DISPATCH_STRIDE / 4)
+                    .write_volatile(*v)
+            };
+        }
+    }
+
+    fn read(&self, off: u32, len: u32) -> Vec<u32> {
+        let end = (off as usize + len as usize).min(self.len);
+        // SAFETY: indices checked against the mapping length.
+        (off as usize..end)
+            .map(|i| unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add(i * DISPATCH_STRIDE / 4)
+                    .read_volatile()
+            })
+            .collect()
+    }
+}
+
+impl Drop for DispatchSlots {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len * DISPATCH_STRIDE) };
+    }
+}
+
+// SAFETY: the mapping is owned by this struct and only written through &mut self.
+unsafe impl Send for DispatchSlots {}
+
+/// Counters summed over CPUs, by id.
+pub type CounterTable = BTreeMap<u32, Counters>;
+
+/// The loaded programs and maps, and what has been written to them.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    limits: Limits,
+    planner: Planner,
+    services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    reals: Array<MapData, RealEntry>,
+    dispatch: DispatchSlots,
+    cursors: Array<MapData, u64>,
+    conns: HashMap<MapData, FlowKey, ConnEntry>,
+    service_stats: PerCpuArray<MapData, Counters>,
+    real_stats: PerCpuArray<MapData, Counters>,
+    verdicts: PerCpuArray<MapData, u64>,
+    settings: Array<MapData, Settings>,
+    attached: Vec<String>,
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))
+}
+
+/// Milliseconds of CLOCK_MONOTONIC, for the planner's grace periods.
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+/// Mounts bpffs at /sys/fs/bpf if nothing is mounted there.
+pub fn ensure_bpffs() -> Result<()> {
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").map_err(io_err("reading /proc/self/mounts"))?;
+    if mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.nth(1) == Some("/sys/fs/bpf") && f.next() == Some("bpf")
+    }) {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .map_err(io_err("running mount -t bpf"))?;
+    if !status.success() {
+        return Err(DataplaneError::Io {
+            what: "mount -t bpf bpf /sys/fs/bpf".into(),
+            source: std::io::Error::other(format!("exited with {status}")),
+        });
+    }
+    Ok(())
+}
+
+impl Dataplane {
+    /// Loads the object with maps sized by `limits`, pinned (or adopted) under `pin_dir`.
+    pub fn load(pin_dir: &Path, limits: Limits) -> Result<Self> {
+        fs::create_dir_all(pin_dir).map_err(io_err(format!("creating {}", pin_dir.display())))?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .map_max_entries(maps::SERVICES, limits.services)
+            .map_max_entries(maps::CURSORS, limits.services)
+            .map_max_entries(maps::SERVICE_STATS, limits.services)
+            .map_max_entries(maps::REALS, limits.reals)
+            .map_max_entries(maps::REAL_STATS, limits.reals)
+            .map_max_entries(maps::CONNS, limits.connections)
+            .map_max_entries(maps::DISPATCH, limits.dispatch_slots)
+            .load(EBPF_OBJECT)
+            .map_err(|source| DataplaneError::Load {
+                pin_dir: pin_dir.to_owned(),
+                source: Box::new(source),
+            })?;
+        for name in [programs::BALANCER, programs::PASS, programs::MINIMAL_TX] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(DataplaneError::Program {
+                    name,
+                    source: Box::new(ProgramError::UnexpectedProgramType),
+                })?
+                .try_into()
+                .map_err(|e| DataplaneError::Program {
+                    name,
+                    source: Box::new(e),
+                })?;
+            prog.load().map_err(|e| DataplaneError::Program {
+                name,
+                source: Box::new(e),
+            })?;
+        }
+        let services = HashMap::try_from(take_map(&mut ebpf, maps::SERVICES)?)
+            .map_err(map_err(maps::SERVICES))?;
+        let reals =
+            Array::try_from(take_map(&mut ebpf, maps::REALS)?).map_err(map_err(maps::REALS))?;
+        let dispatch = match take_map(&mut ebpf, maps::DISPATCH)? {
+            aya::maps::Map::Array(data) => DispatchSlots::new(data, limits.dispatch_slots)?,
+            _ => return Err(DataplaneError::MissingMap(maps::DISPATCH)),
+        };
+        let cursors =
+            Array::try_from(take_map(&mut ebpf, maps::CURSORS)?).map_err(map_err(maps::CURSORS))?;
+        let conns =
+            HashMap::try_from(take_map(&mut ebpf, maps::CONNS)?).map_err(map_err(maps::CONNS))?;
+        let service_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::SERVICE_STATS)?)
+            .map_err(map_err(maps::SERVICE_STATS))?;
+        let real_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::REAL_STATS)?)
+            .map_err(map_err(maps::REAL_STATS))?;
+        let verdicts = PerCpuArray::try_from(take_map(&mut ebpf, maps::VERDICTS)?)
+            .map_err(map_err(maps::VERDICTS))?;
+        let settings = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
+            .map_err(map_err(maps::SETTINGS))?;
+        let mut dp = Self {
+            ebpf,
+            pin_dir: pin_dir.to_owned(),
+            limits,
+            planner: Planner::new(&limits),
+            services,
+            reals,
+            dispatch,
+            cursors,
+            conns,
+            service_stats,
+            real_stats,
+            verdicts,
+            settings,
+            attached: Vec::new(),
+        };
+        dp.set_settings(&Settings::default())?;
+        Ok(dp)
+    }
+
+    /// The map capacities this dataplane was loaded with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The planner, to look up the ids given to services and real servers.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// Writes the global settings (timeouts).
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        self.settings
+            .set(0, settings, 0)
+            .map_err(map_err(maps::SETTINGS))
+    }
+
+    /// Brings the maps to `config` (services, real servers, timeouts) as a diff.
+    /// Planning errors change nothing.
+    pub fn apply(&mut self, config: &Config) -> Result<Plan> {
+        let plan = self.planner.plan(config, monotonic_ms())?;
+        self.write(&plan)?;
+        self.set_settings(&config.timeouts.to_settings())?;
+        Ok(plan)
+    }
+
+    fn write(&mut self, plan: &Plan) -> Result<()> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Io {
+            what: "counting possible CPUs".into(),
+            source: e,
+        })?;
+        let zeros = || {
+            PerCpuValues::try_from(vec![Counters::default(); ncpu]).map_err(|e| {
+                DataplaneError::Io {
+                    what: "building per-CPU zeros".into(),
+                    source: e,
+                }
+            })
+        };
+        for (id, entry) in &plan.reals {
+            self.reals
+                .set(*id, entry, 0)
+                .map_err(map_err(maps::REALS))?;
+        }
+        for id in &plan.reset_real_counters {
+            self.real_stats
+                .set(*id, zeros()?, 0)
+                .map_err(map_err(maps::REAL_STATS))?;
+        }
+        for id in &plan.reset_services {
+            self.service_stats
+                .set(*id, zeros()?, 0)
+                .map_err(map_err(maps::SERVICE_STATS))?;
+            self.cursors
+                .set(*id, 0, 0)
+                .map_err(map_err(maps::CURSORS))?;
+        }
+        for (off, table) in &plan.tables {
+            self.dispatch.write(*off, table);
+        }
+        for (key, entry) in &plan.upsert_services {
+            self.services
+                .insert(key, entry, 0)
+                .map_err(map_err(maps::SERVICES))?;
+        }
+        for key in &plan.delete_services {
+            match self.services.remove(key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(maps::SERVICES)(e)),
+            }
+        }
+        for (id, entry) in &plan.retire_reals {
+            self.reals
+                .set(*id, entry, 0)
+                .map_err(map_err(maps::REALS))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the balancer to `interface` through a bpf_link pinned under the pin
+    /// directory, so forwarding goes on if the daemon exits. Enables IPv4 forwarding on the
+    /// interface: the kernel's FIB lookup from XDP requires it.
+    pub fn attach(&mut self, interface: &str, mode: ConfigXdpMode) -> Result<()> {
+        let link_pin = self.pin_dir.join(format!("link_{interface}"));
+        if link_pin.exists() {
+            // A previous run's link: drop it so the new program takes its place.
+            fs::remove_file(&link_pin)
+                .map_err(io_err(format!("removing {}", link_pin.display())))?;
+        }
+        set_forwarding(interface)?;
+        let mode = match mode {
+            ConfigXdpMode::Native => XdpMode::Driver,
+            ConfigXdpMode::Generic => XdpMode::Skb,
+        };
+        let attach_err = |source: ProgramError| DataplaneError::Attach {
+            interface: interface.to_owned(),
+            source: Box::new(source),
+        };
+        let prog = self.xdp_program(programs::BALANCER)?;
+        let link_id = prog.attach(interface, mode).map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::Io {
+            what: format!("XDP on {interface} is not a bpf_link (kernel too old?)"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        fd_link.pin(&link_pin).map_err(|e| DataplaneError::Io {
+            what: format!("pinning XDP link at {}", link_pin.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        self.attached.push(interface.to_owned());
+        Ok(())
+    }
+
+    /// The loaded XDP program `name` (one of [`rvs_common::programs`]).
+    pub fn xdp_program(&mut self, name: &'static str) -> Result<&mut Xdp> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Program {
+                name,
+                source: Box::new(ProgramError::UnexpectedProgramType),
+            })?
+            .try_into()
+            .map_err(|e| DataplaneError::Program {
+                name,
+                source: Box::new(e),
+            })
+    }
+
+    /// Global verdict counters summed over CPUs.
+    pub fn verdicts(&self) -> Result<Vec<(Verdict, u64)>> {
+        let mut out = Vec::with_capacity(VERDICTS as usize);
+        for v in Verdict::ALL {
+            let per_cpu = self
+                .verdicts
+                .get(&(v as u32), 0)
+                .map_err(map_err(maps::VERDICTS))?;
+            out.push((v, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Counters of one service id, summed over CPUs.
+    pub fn service_counters(&self, id: u32) -> Result<Counters> {
+        sum_counters(&self.service_stats, id, maps::SERVICE_STATS)
+    }
+
+    /// Counters of one real-server id, summed over CPUs.
+    pub fn real_counters(&self, id: u32) -> Result<Counters> {
+        sum_counters(&self.real_stats, id, maps::REAL_STATS)
+    }
+
+    /// The connection table (for listings and tests).
+    pub fn conns(&self) -> &HashMap<MapData, FlowKey, ConnEntry> {
+        &self.conns
+    }
+
+    /// Mutable connection table (for expiry).
+    pub fn conns_mut(&mut self) -> &mut HashMap<MapData, FlowKey, ConnEntry> {
+        &mut self.conns
+    }
+
+    /// A service's current scheduler table (real-server ids), read back from the map.
+    pub fn dispatch_table(&self, entry: &ServiceEntry) -> Vec<u32> {
+        self.dispatch.read(entry.table_off, entry.table_len)
+    }
+
+    /// The pin directory.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+}
+
+fn sum_counters(
+    map: &PerCpuArray<MapData, Counters>,
+    id: u32,
+    name: &'static str,
+) -> Result<Counters> {
+    let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
+    Ok(per_cpu.iter().fold(Counters::default(), |mut acc, c| {
+        acc.conns += c.conns;
+        acc.packets_in += c.packets_in;
+        acc.bytes_in += c.bytes_in;
+        acc.packets_out += c.packets_out;
+        acc.bytes_out += c.bytes_out;
+        acc
+    }))
+}
+
+/// Sets net.ipv4.conf.IFACE.forwarding=1 (bpf_fib_lookup refuses interfaces without it).
+pub fn set_forwarding(interface: &str) -> Result<()> {
+    if interface.contains('/') || interface.starts_with('.') {
+        return Err(DataplaneError::Io {
+            what: format!("bad interface name {interface:?}"),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    }
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+    fs::write(&path, "1").map_err(io_err(format!(
+        "writing {path} (does the interface exist?)"
+    )))
+}
+
+/// Detaches and unpins everything under `pin_dir` (links first, so traffic stops being
+/// balanced, then maps).
+pub fn cleanup(pin_dir: &Path) -> Result<()> {
+    if !pin_dir.exists() {
+        return Ok(());
+    }
+    let entries =
+        fs::read_dir(pin_dir).map_err(io_err(format!("reading {}", pin_dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort_by_key(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
+    });
+    for p in paths {
+        fs::remove_file(&p).map_err(io_err(format!("unpinning {}", p.display())))?;
+    }
+    fs::remove_dir(pin_dir).map_err(io_err(format!("removing {}", pin_dir.display())))
+}

@@ -1,0 +1,429 @@
+//! The direct-routing (DR) lab: client, router, load balancer, an L2 switch and N real
+//! servers, each in its own namespace, built by one call and deleted on drop.
+//!
+//! ```text
+//!  client            router                          lb
+//!  c0 198.18.1.2 ── rc 198.18.1.1
+//!                    rl 198.18.3.1 ───────────────── up0 198.18.3.2  (XDP in)
+//!                    rs 198.18.2.254                 seg0 198.18.2.1 (XDP redirect out)
+//!                     │                               │
+//!  switch (bridge br0): srt ────────── slb ───────────┘
+//!                       srs1 … srsN
+//!                        │
+//!  rsN: eth0 198.18.2.(10+N), VIPs /32 on lo, arp_ignore=1, arp_announce=2
+//! ```
+//!
+//! The router sends the VIP range 198.18.0.0/24 to the LB's uplink. The LB forwards a
+//! request by rewriting only the destination MAC and sending it out of `seg0` onto the
+//! switch; the real server, which holds the VIP on `lo` and never answers ARP for it,
+//! replies straight to the router through the switch, never through the LB.
+//!
+//! Two veth facts shape the lab (real NICs have neither problem):
+//! - veths offload TCP/UDP checksums, so a packet that XDP forwards would arrive with an
+//!   unfinished checksum and the real server would drop it; every veth end here therefore
+//!   runs with `ethtool -K IF tx off`, so senders compute full checksums.
+//! - a frame sent with `XDP_REDIRECT` (or `XDP_TX`) into a veth reaches the peer only when
+//!   the peer has an XDP program of its own. The LB's program runs on `up0` and redirects
+//!   into `seg0`, whose peer is the switch port `slb`: the caller must attach an
+//!   `XDP_PASS` program to `slb` (in the switch namespace) or redirected frames vanish.
+//!
+//! IPv6 is disabled in every lab namespace (no router solicitations or MLD reports in the
+//! way of packet counts) and reverse-path filtering is off (the router receives the real
+//! servers' replies, sourced from the VIP, on another interface than the VIP route's).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Once;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::client::http_get;
+use crate::netns::{Netns, cleanup_stale, unique_prefix};
+use crate::responder::HttpResponder;
+
+/// The client's interface.
+pub const CLIENT_IF: &str = "c0";
+/// The router's interface towards the client.
+pub const ROUTER_CLIENT_IF: &str = "rc";
+/// The router's interface towards the LB's uplink.
+pub const ROUTER_LB_IF: &str = "rl";
+/// The router's port into the switch.
+pub const ROUTER_SEGMENT_IF: &str = "rs";
+/// The LB's uplink, where its XDP program receives traffic for the VIPs.
+pub const LB_UPLINK_IF: &str = "up0";
+/// The LB's port into the switch, where it sends forwarded frames.
+pub const LB_SEGMENT_IF: &str = "seg0";
+/// The bridge in the switch namespace.
+pub const SWITCH_BRIDGE: &str = "br0";
+/// The switch port peering the LB's `seg0`; needs an XDP_PASS program (see module docs).
+pub const SWITCH_LB_PORT: &str = "slb";
+/// The switch port peering the router's `rs`.
+pub const SWITCH_ROUTER_PORT: &str = "srt";
+/// Each real server's interface.
+pub const RS_IF: &str = "eth0";
+
+/// The client's address.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The router's address on the client link (the client's default gateway).
+pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The router's address on the LB link (the LB's default gateway).
+pub const ROUTER_LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+/// The router's address on the segment (the real servers' default gateway).
+pub const ROUTER_SEGMENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 254);
+/// The LB's uplink address (the router's next hop for the VIP range).
+pub const LB_UPLINK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
+/// The LB's address on the segment.
+pub const LB_SEGMENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+/// The VIP range (a /24) that the router sends to the LB.
+pub const VIP_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// Most real servers a lab can have.
+pub const MAX_REAL_SERVERS: usize = 200;
+
+/// The address of real server `n` (1-based): 198.18.2.(10+n).
+pub fn rs_addr(n: usize) -> Option<Ipv4Addr> {
+    let host = u8::try_from(n)
+        .ok()
+        .filter(|&n| (1..=MAX_REAL_SERVERS as u8).contains(&n))?;
+    Some(Ipv4Addr::new(198, 18, 2, 10 + host))
+}
+
+/// One real server of a [`DrLab`].
+#[derive(Debug)]
+pub struct RealServer {
+    index: usize,
+    name: String,
+    addr: Ipv4Addr,
+    ns: Netns,
+}
+
+impl RealServer {
+    /// Its number, 1-based.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Its short name, `rs<N>` (handy as a responder name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its own address on the segment.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// Its namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// The name of its port on the switch, `srs<N>`.
+    pub fn switch_port(&self) -> String {
+        format!("srs{}", self.index)
+    }
+
+    /// The MAC address of its `eth0` (what the LB writes as destination).
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        self.ns.mac(RS_IF)
+    }
+}
+
+/// The direct-routing topology (see the module docs); every namespace is deleted on drop.
+#[derive(Debug)]
+pub struct DrLab {
+    prefix: String,
+    vips: Vec<Ipv4Addr>,
+    client: Netns,
+    router: Netns,
+    lb: Netns,
+    switch: Netns,
+    real_servers: Vec<RealServer>,
+}
+
+static CLEANUP: Once = Once::new();
+
+impl DrLab {
+    /// Builds the lab with `real_servers` real servers holding `vips` (each in
+    /// 198.18.0.0/24); first deletes stale namespaces of killed runs (once per process).
+    pub fn new(real_servers: usize, vips: &[Ipv4Addr]) -> Result<DrLab> {
+        ensure!(
+            (1..=MAX_REAL_SERVERS).contains(&real_servers),
+            "a DR lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
+        );
+        for vip in vips {
+            let o = vip.octets();
+            ensure!(
+                o[..3] == VIP_NET.octets()[..3] && o[3] != 0 && o[3] != 255,
+                "VIP {vip} is not a host of {VIP_NET}/24"
+            );
+        }
+        CLEANUP.call_once(|| match cleanup_stale() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted stale lab namespaces"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "stale namespace clean-up failed"),
+        });
+        let prefix = unique_prefix();
+        let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
+        let client = make("client")?;
+        let router = make("router")?;
+        let lb = make("lb")?;
+        let switch = make("switch")?;
+        let mut rs = Vec::with_capacity(real_servers);
+        for index in 1..=real_servers {
+            let name = format!("rs{index}");
+            let addr = rs_addr(index).context("real server index out of range")?;
+            rs.push(RealServer {
+                ns: make(&name)?,
+                index,
+                name,
+                addr,
+            });
+        }
+        // Every namespace is owned from here on, so any error below deletes them all.
+        let lab = DrLab {
+            prefix,
+            vips: vips.to_vec(),
+            client,
+            router,
+            lb,
+            switch,
+            real_servers: rs,
+        };
+        lab.wire()
+            .with_context(|| format!("building DR lab {}", lab.prefix))?;
+        tracing::info!(prefix = %lab.prefix, real_servers, "DR lab ready");
+        Ok(lab)
+    }
+
+    /// Configures every namespace: sysctls, veths, bridge, addresses, routes.
+    fn wire(&self) -> Result<()> {
+        let all: Vec<&Netns> = [&self.client, &self.router, &self.lb, &self.switch]
+            .into_iter()
+            .chain(self.real_servers.iter().map(|r| &r.ns))
+            .collect();
+        for ns in &all {
+            for (key, value) in [
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+            ] {
+                ns.sysctl(key, value)?;
+            }
+        }
+        self.router.sysctl("net.ipv4.ip_forward", "1")?;
+
+        veth(&self.client, CLIENT_IF, &self.router, ROUTER_CLIENT_IF)?;
+        veth(&self.router, ROUTER_LB_IF, &self.lb, LB_UPLINK_IF)?;
+        veth(
+            &self.router,
+            ROUTER_SEGMENT_IF,
+            &self.switch,
+            SWITCH_ROUTER_PORT,
+        )?;
+        veth(&self.lb, LB_SEGMENT_IF, &self.switch, SWITCH_LB_PORT)?;
+        for rs in &self.real_servers {
+            veth(&rs.ns, RS_IF, &self.switch, &rs.switch_port())?;
+        }
+
+        let sw = &self.switch;
+        sw.exec(&[
+            "ip",
+            "link",
+            "add",
+            SWITCH_BRIDGE,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ])?;
+        let mut ports = vec![SWITCH_ROUTER_PORT.to_owned(), SWITCH_LB_PORT.to_owned()];
+        ports.extend(self.real_servers.iter().map(RealServer::switch_port));
+        for port in &ports {
+            sw.exec(&["ip", "link", "set", port, "master", SWITCH_BRIDGE])?;
+            sw.exec(&["ip", "link", "set", port, "up"])?;
+        }
+        sw.exec(&["ip", "link", "set", SWITCH_BRIDGE, "up"])?;
+
+        address(&self.client, CLIENT_IF, CLIENT_ADDR, 24)?;
+        self.client.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_CLIENT_ADDR.to_string(),
+        ])?;
+
+        address(&self.router, ROUTER_CLIENT_IF, ROUTER_CLIENT_ADDR, 24)?;
+        address(&self.router, ROUTER_LB_IF, ROUTER_LB_ADDR, 24)?;
+        address(&self.router, ROUTER_SEGMENT_IF, ROUTER_SEGMENT_ADDR, 24)?;
+        let vip_net = format!("{VIP_NET}/24");
+        self.router.exec(&[
+            "ip",
+            "route",
+            "add",
+            &vip_net,
+            "via",
+            &LB_UPLINK_ADDR.to_string(),
+        ])?;
+
+        address(&self.lb, LB_UPLINK_IF, LB_UPLINK_ADDR, 24)?;
+        address(&self.lb, LB_SEGMENT_IF, LB_SEGMENT_ADDR, 24)?;
+        self.lb.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_LB_ADDR.to_string(),
+        ])?;
+
+        for rs in &self.real_servers {
+            address(&rs.ns, RS_IF, rs.addr, 24)?;
+            rs.ns.exec(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_SEGMENT_ADDR.to_string(),
+            ])?;
+            for vip in &self.vips {
+                rs.ns
+                    .exec(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+            }
+            for conf in ["all", RS_IF] {
+                rs.ns
+                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
+                rs.ns
+                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-lab prefix every namespace name starts with (`rvs<pid>x<seq>`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The VIPs the real servers hold on `lo`.
+    pub fn vips(&self) -> &[Ipv4Addr] {
+        &self.vips
+    }
+
+    /// The client namespace.
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+
+    /// The router namespace.
+    pub fn router(&self) -> &Netns {
+        &self.router
+    }
+
+    /// The load balancer namespace.
+    pub fn lb(&self) -> &Netns {
+        &self.lb
+    }
+
+    /// The switch namespace (bridge `br0`).
+    pub fn switch(&self) -> &Netns {
+        &self.switch
+    }
+
+    /// The real servers, `rs1` first.
+    pub fn real_servers(&self) -> &[RealServer] {
+        &self.real_servers
+    }
+
+    /// The LB interface where its XDP program is attached (`up0`, in the lb namespace).
+    pub fn lb_uplink(&self) -> &'static str {
+        LB_UPLINK_IF
+    }
+
+    /// The LB interface its XDP program redirects into (`seg0`, in the lb namespace).
+    pub fn lb_segment(&self) -> &'static str {
+        LB_SEGMENT_IF
+    }
+
+    /// The switch port peering `seg0` (`slb`, in the switch namespace), which needs an
+    /// XDP_PASS program so that redirected frames arrive (see module docs).
+    pub fn switch_lb_port(&self) -> &'static str {
+        SWITCH_LB_PORT
+    }
+
+    /// The ifindex of `up0` in the lb namespace.
+    pub fn lb_uplink_ifindex(&self) -> Result<u32> {
+        self.lb.ifindex(LB_UPLINK_IF)
+    }
+
+    /// The ifindex of `seg0` in the lb namespace.
+    pub fn lb_segment_ifindex(&self) -> Result<u32> {
+        self.lb.ifindex(LB_SEGMENT_IF)
+    }
+
+    /// The ifindex of `slb` in the switch namespace.
+    pub fn switch_lb_port_ifindex(&self) -> Result<u32> {
+        self.switch.ifindex(SWITCH_LB_PORT)
+    }
+
+    /// The MAC of `seg0` (the source MAC of frames the LB forwards).
+    pub fn lb_segment_mac(&self) -> Result<[u8; 6]> {
+        self.lb.mac(LB_SEGMENT_IF)
+    }
+
+    /// Checks plain routing without any load balancer: the client and the LB each reach
+    /// every real server's own address over HTTP, and the client reaches the LB's uplink.
+    pub fn check_routing(&self) -> Result<()> {
+        let lb_probe = HttpResponder::spawn(&self.lb, SocketAddr::from((LB_UPLINK_ADDR, 0)), "lb")?;
+        expect_name(&self.client, lb_probe.local_addr(), "lb")?;
+        for rs in &self.real_servers {
+            let probe = HttpResponder::spawn(&rs.ns, SocketAddr::from((rs.addr, 0)), &rs.name)?;
+            expect_name(&self.client, probe.local_addr(), &rs.name)?;
+            expect_name(&self.lb, probe.local_addr(), &rs.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless an HTTP GET from `from` to `addr` answers `name`.
+fn expect_name(from: &Netns, addr: SocketAddr, name: &str) -> Result<()> {
+    let got = http_get(from, addr).context("routing check")?;
+    if got != name {
+        bail!(
+            "routing check: {addr} from {} answered {got:?}, expected {name:?}",
+            from.name()
+        );
+    }
+    Ok(())
+}
+
+/// Creates a veth pair `a_if` (in `a`) — `b_if` (in `b`), turns off checksum offload on
+/// both ends and brings both up.
+fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    a.exec(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
+    for (ns, ifname) in [(a, a_if), (b, b_if)] {
+        ns.exec(&["ethtool", "-K", ifname, "tx", "off"])?;
+        ns.exec(&["ip", "link", "set", ifname, "up"])?;
+    }
+    Ok(())
+}
+
+/// Adds `addr/len` to `ifname` in `ns`.
+fn address(ns: &Netns, ifname: &str, addr: Ipv4Addr, len: u8) -> Result<()> {
+    ns.exec(&["ip", "addr", "add", &format!("{addr}/{len}"), "dev", ifname])?;
+    Ok(())
+}

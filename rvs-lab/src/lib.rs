@@ -1,0 +1,28 @@
+//! Network-namespace lab used by tests, the demo and benchmarks.
+//!
+//! Everything the lab makes lives in network namespaces it creates and deletes on drop
+//! (also on panic; [`cleanup_stale`] removes what a killed run left). Addresses are only
+//! from 198.18.0.0/15 and loopback, and every loop is bounded in count and time.
+//!
+//! - [`Netns`]: one namespace; run closures, commands and child processes inside it.
+//! - [`DrLab`]: the direct-routing topology (client, router, LB, switch, real servers).
+//! - [`HttpResponder`], [`UdpResponder`]: servers that answer with their name.
+//! - [`http_get`], [`HttpSession`], [`udp_ask`], [`run_many`]: clients with timeouts.
+//!
+//! Needs root, `ip` (iproute2) and `ethtool`.
+
+#![warn(missing_docs)]
+
+pub mod client;
+mod cmd;
+pub mod dr;
+mod http;
+pub mod netns;
+pub mod responder;
+
+pub use client::{HttpSession, http_get, run_many, udp_ask};
+pub use dr::{DrLab, RealServer};
+pub use netns::{
+    ChildGuard, Netns, cleanup_stale, list_netns, root_or_skip, run_prefix, unique_prefix,
+};
+pub use responder::{HttpResponder, UdpResponder};
