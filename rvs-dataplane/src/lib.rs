@@ -5,6 +5,7 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+pub mod neigh;
 pub mod plan;
 pub mod testrun;
 
@@ -14,6 +15,7 @@ use std::{
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
     ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::{
@@ -22,8 +24,8 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
-    ConnEntry, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings, VERDICTS, Verdict,
-    maps, programs,
+    ConnEntry, ConnState, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings,
+    VERDICTS, Verdict, maps, programs,
 };
 use rvs_config::{Config, Limits, XdpMode as ConfigXdpMode};
 
@@ -196,23 +198,39 @@ pub struct Dataplane {
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     verdicts: PerCpuArray<MapData, u64>,
-    settings: Array<MapData, Settings>,
+    settings_map: Array<MapData, Settings>,
+    settings: Settings,
     attached: Vec<String>,
+}
+
+/// The XDP program `name` of a loaded object.
+fn xdp_of<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .ok_or(DataplaneError::Program {
+            name,
+            source: Box::new(ProgramError::UnexpectedProgramType),
+        })?
+        .try_into()
+        .map_err(|e| DataplaneError::Program {
+            name,
+            source: Box::new(e),
+        })
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))
 }
 
-/// Milliseconds of CLOCK_MONOTONIC, for the planner's grace periods.
-fn monotonic_ms() -> u64 {
+/// Nanoseconds of CLOCK_MONOTONIC_COARSE: the clock the XDP program stamps connections
+/// with (bpf_ktime_get_coarse_ns).
+pub fn monotonic_coarse_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64) * rvs_common::NS_PER_SEC + ts.tv_nsec as u64
 }
 
 /// Mounts bpffs at /sys/fs/bpf if nothing is mounted there.
@@ -257,21 +275,12 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
         for name in [programs::BALANCER, programs::PASS, programs::MINIMAL_TX] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(DataplaneError::Program {
-                    name,
-                    source: Box::new(ProgramError::UnexpectedProgramType),
-                })?
-                .try_into()
+            xdp_of(&mut ebpf, name)?
+                .load()
                 .map_err(|e| DataplaneError::Program {
                     name,
                     source: Box::new(e),
                 })?;
-            prog.load().map_err(|e| DataplaneError::Program {
-                name,
-                source: Box::new(e),
-            })?;
         }
         let services = HashMap::try_from(take_map(&mut ebpf, maps::SERVICES)?)
             .map_err(map_err(maps::SERVICES))?;
@@ -291,7 +300,7 @@ impl Dataplane {
             .map_err(map_err(maps::REAL_STATS))?;
         let verdicts = PerCpuArray::try_from(take_map(&mut ebpf, maps::VERDICTS)?)
             .map_err(map_err(maps::VERDICTS))?;
-        let settings = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
+        let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
             .map_err(map_err(maps::SETTINGS))?;
         let mut dp = Self {
             ebpf,
@@ -306,7 +315,8 @@ impl Dataplane {
             service_stats,
             real_stats,
             verdicts,
-            settings,
+            settings_map,
+            settings: Settings::default(),
             attached: Vec::new(),
         };
         dp.set_settings(&Settings::default())?;
@@ -325,15 +335,50 @@ impl Dataplane {
 
     /// Writes the global settings (timeouts).
     pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
-        self.settings
+        self.settings_map
             .set(0, settings, 0)
-            .map_err(map_err(maps::SETTINGS))
+            .map_err(map_err(maps::SETTINGS))?;
+        self.settings = *settings;
+        Ok(())
+    }
+
+    /// Deletes connection entries idle longer than their state's timeout (the XDP program
+    /// already treats them as gone; this frees their memory). Returns how many went.
+    pub fn expire_conns(&mut self) -> Result<usize> {
+        let now = monotonic_coarse_ns();
+        let timeouts = self.settings.timeouts_ns;
+        let is_expired = |c: &ConnEntry| {
+            let timeout = timeouts
+                .get(c.state as usize)
+                .copied()
+                .unwrap_or(timeouts[ConnState::Udp as usize]);
+            now.saturating_sub(c.last_seen) > timeout
+        };
+        let expired: Vec<FlowKey> = self
+            .conns
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, c)| is_expired(c))
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for key in &expired {
+            // Look again right before deleting: a packet may have refreshed it meanwhile.
+            if self.conns.get(key, 0).is_ok_and(|c| is_expired(&c))
+                && self.conns.remove(key).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Brings the maps to `config` (services, real servers, timeouts) as a diff.
     /// Planning errors change nothing.
     pub fn apply(&mut self, config: &Config) -> Result<Plan> {
-        let plan = self.planner.plan(config, monotonic_ms())?;
+        let plan = self
+            .planner
+            .plan(config, monotonic_coarse_ns() / 1_000_000)?;
         self.write(&plan)?;
         self.set_settings(&config.timeouts.to_settings())?;
         Ok(plan)
@@ -428,17 +473,7 @@ impl Dataplane {
 
     /// The loaded XDP program `name` (one of [`rvs_common::programs`]).
     pub fn xdp_program(&mut self, name: &'static str) -> Result<&mut Xdp> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                source: Box::new(ProgramError::UnexpectedProgramType),
-            })?
-            .try_into()
-            .map_err(|e| DataplaneError::Program {
-                name,
-                source: Box::new(e),
-            })
+        xdp_of(&mut self.ebpf, name)
     }
 
     /// Global verdict counters summed over CPUs.
@@ -501,6 +536,61 @@ fn sum_counters(
     }))
 }
 
+/// An XDP program that passes every frame, attached to one interface until dropped.
+///
+/// A frame sent with XDP_TX or XDP_REDIRECT into a veth reaches the peer only when the
+/// peer runs an XDP program of its own; this is that program. Real NICs do not need it.
+pub struct PassProgram {
+    _ebpf: Ebpf,
+}
+
+impl PassProgram {
+    /// Loads the pass program (with minimal, unpinned maps) and attaches it to `interface`
+    /// in the caller's network namespace.
+    pub fn attach(interface: &str) -> Result<PassProgram> {
+        let mut loader = EbpfLoader::new();
+        for name in [
+            maps::SERVICES,
+            maps::REALS,
+            maps::DISPATCH,
+            maps::CURSORS,
+            maps::CONNS,
+            maps::SERVICE_STATS,
+            maps::REAL_STATS,
+        ] {
+            loader.map_max_entries(name, 1);
+        }
+        // The object's maps ask to be pinned; give them a private directory and unpin
+        // right away (the program keeps them alive).
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/rvs-pass-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&pin_dir).map_err(io_err(format!("creating {}", pin_dir.display())))?;
+        let loaded = loader
+            .default_map_pin_directory(&pin_dir)
+            .load(EBPF_OBJECT)
+            .map_err(|source| DataplaneError::Load {
+                pin_dir: pin_dir.clone(),
+                source: Box::new(source),
+            });
+        let unpinned = cleanup(&pin_dir);
+        let mut ebpf = loaded?;
+        unpinned?;
+        let prog = xdp_of(&mut ebpf, programs::PASS)?;
+        let attach_err = |source: ProgramError| DataplaneError::Attach {
+            interface: interface.to_owned(),
+            source: Box::new(source),
+        };
+        prog.load().map_err(attach_err)?;
+        prog.attach(interface, XdpMode::Driver)
+            .map_err(attach_err)?;
+        Ok(PassProgram { _ebpf: ebpf })
+    }
+}
+
 /// Sets net.ipv4.conf.IFACE.forwarding=1 (bpf_fib_lookup refuses interfaces without it).
 pub fn set_forwarding(interface: &str) -> Result<()> {
     if interface.contains('/') || interface.starts_with('.') {
@@ -513,6 +603,21 @@ pub fn set_forwarding(interface: &str) -> Result<()> {
     fs::write(&path, "1").map_err(io_err(format!(
         "writing {path} (does the interface exist?)"
     )))
+}
+
+/// Verdict counters read from the maps pinned under `pin_dir` by a running daemon.
+pub fn pinned_verdicts(pin_dir: &Path) -> Result<Vec<(Verdict, u64)>> {
+    let path = pin_dir.join(maps::VERDICTS);
+    let data = MapData::from_pin(&path).map_err(map_err(maps::VERDICTS))?;
+    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+        .map_err(map_err(maps::VERDICTS))?;
+    Verdict::ALL
+        .iter()
+        .map(|&v| {
+            let per_cpu = map.get(&(v as u32), 0).map_err(map_err(maps::VERDICTS))?;
+            Ok((v, per_cpu.iter().sum()))
+        })
+        .collect()
 }
 
 /// Detaches and unpins everything under `pin_dir` (links first, so traffic stops being

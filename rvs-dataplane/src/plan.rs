@@ -184,6 +184,8 @@ struct ServiceState {
     entry: ServiceEntry,
     /// (address, port) → real-server id and the entry written for it.
     reals: HashMap<(Ipv4Addr, u16), (u32, RealEntry)>,
+    /// (address, port) → latest non-zero weight (IPVS's last_weight, used by mh).
+    last_weights: HashMap<(Ipv4Addr, u16), u32>,
 }
 
 /// Remembers what was written to the maps and plans the next change.
@@ -214,21 +216,15 @@ fn forward(method: ForwardMethod) -> Forward {
 }
 
 /// The scheduler table for a service's real servers given in config order, as indices
-/// into that list.
-fn table_for(svc: &VirtualService) -> Result<(DispatchKind, Vec<u32>), rvs_sched::Error> {
+/// into that list. `last_weight(i)` is real `i`'s latest non-zero weight (mh keeps a
+/// quiesced server's slots, as IPVS does).
+fn table_for(
+    svc: &VirtualService,
+    last_weight: impl Fn(usize) -> u32,
+) -> Result<(DispatchKind, Vec<u32>), rvs_sched::Error> {
     // IPVS keeps a service's servers newest first; the config lists them in the order they
     // were added, so the kernel's list is the config reversed.
     let n = svc.reals.len();
-    let dests: Vec<Dest> = svc
-        .reals
-        .iter()
-        .rev()
-        .map(|r| Dest {
-            addr: r.address,
-            port: r.port.unwrap_or(svc.port),
-            weight: r.weight,
-        })
-        .collect();
     let to_config_index = |i: u32| {
         if i == NO_REAL {
             NO_REAL
@@ -236,11 +232,22 @@ fn table_for(svc: &VirtualService) -> Result<(DispatchKind, Vec<u32>), rvs_sched
             (n as u32) - 1 - i
         }
     };
+    let dests = |weight: &dyn Fn(usize) -> u32| -> Vec<Dest> {
+        (0..n)
+            .rev()
+            .map(|i| Dest {
+                addr: svc.reals[i].address,
+                port: svc.reals[i].port.unwrap_or(svc.port),
+                weight: weight(i),
+            })
+            .collect()
+    };
+    let current = |i: usize| svc.reals[i].weight;
     let (kind, table) = match svc.scheduler {
-        Scheduler::Rr => (DispatchKind::Ring, rvs_sched::rr_ring(&dests)),
+        Scheduler::Rr => (DispatchKind::Ring, rvs_sched::rr_ring(&dests(&current))),
         Scheduler::Wrr => (
             DispatchKind::Ring,
-            rvs_sched::wrr_ring(&dests, MAX_TABLE_LEN)?,
+            rvs_sched::wrr_ring(&dests(&current), MAX_TABLE_LEN)?,
         ),
         Scheduler::Mh => {
             let size = svc.mh_table_size.unwrap_or(rvs_sched::IPVS_MH_TABLE_SIZE);
@@ -249,8 +256,20 @@ fn table_for(svc: &VirtualService) -> Result<(DispatchKind, Vec<u32>), rvs_sched
             } else {
                 DispatchKind::MaglevSource
             };
-            let table = rvs_sched::maglev_table(&dests, size)?;
-            // A table with no weighted server is the same as no table.
+            let table = rvs_sched::maglev_table(&dests(&last_weight), size)?;
+            // A quiesced server keeps its slots, but they take no new connection (IPVS
+            // drops those SYNs: mh without mh-fallback does not rehash).
+            let table: Vec<u32> = table
+                .into_iter()
+                .map(|i| {
+                    if i != NO_REAL && current(n - 1 - i as usize) == 0 {
+                        NO_REAL
+                    } else {
+                        i
+                    }
+                })
+                .collect();
+            // A table with no server at all is the same as no table.
             let table = if table.iter().all(|&i| i == NO_REAL) {
                 Vec::new()
             } else {
@@ -397,9 +416,25 @@ impl Planner {
                     }
                 }
             }
-            let (kind, table) = table_for(svc).map_err(|source| PlanError::Scheduler {
-                service: id,
-                source,
+            let old_last = old.map(|o| &o.last_weights);
+            let last_weights: HashMap<(Ipv4Addr, u16), u32> = svc
+                .reals
+                .iter()
+                .zip(&keys)
+                .map(|(r, k)| {
+                    let last = if r.weight > 0 {
+                        r.weight
+                    } else {
+                        old_last.and_then(|l| l.get(k)).copied().unwrap_or(0)
+                    };
+                    (*k, last)
+                })
+                .collect();
+            let (kind, table) = table_for(svc, |i| last_weights[&keys[i]]).map_err(|source| {
+                PlanError::Scheduler {
+                    service: id,
+                    source,
+                }
             })?;
             let table: Vec<u32> = table
                 .into_iter()
@@ -444,6 +479,7 @@ impl Planner {
                     config: svc.clone(),
                     entry,
                     reals,
+                    last_weights,
                 },
             );
         }
@@ -565,6 +601,27 @@ address = "198.18.2.12"
         let plan = p.plan(&config(&text), 0).expect("plan");
         assert!(plan.tables.is_empty());
         assert_eq!(plan.upsert_services[0].1.table_len, 0);
+    }
+
+    #[test]
+    fn mh_quiesced_real_keeps_its_slots_empty() {
+        let mh = TWO.replace("scheduler = \"rr\"", "scheduler = \"mh\"");
+        let mut p = Planner::new(&Limits::default());
+        let plan = p.plan(&config(&mh), 0).expect("plan");
+        let before = plan.tables[0].1.clone();
+        assert_eq!(before.len(), rvs_sched::IPVS_MH_TABLE_SIZE as usize);
+        let quiesced = mh.replacen(
+            "address = \"198.18.2.12\"",
+            "address = \"198.18.2.12\"\nweight = 0",
+            1,
+        );
+        let plan = p.plan(&config(&quiesced), 0).expect("plan");
+        let after = &plan.tables[0].1;
+        // Same layout as IPVS's last_weight table; .12's slots (id 1) now take nobody.
+        for (b, a) in before.iter().zip(after) {
+            assert_eq!(*a, if *b == 1 { NO_REAL } else { *b });
+        }
+        assert!(after.contains(&NO_REAL));
     }
 
     #[test]

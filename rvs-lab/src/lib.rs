@@ -6,6 +6,7 @@
 //!
 //! - [`Netns`]: one namespace; run closures, commands and child processes inside it.
 //! - [`DrLab`]: the direct-routing topology (client, router, LB, switch, real servers).
+//! - [`FibNs`]: one namespace with static neighbours, for BPF_PROG_TEST_RUN tests.
 //! - [`HttpResponder`], [`UdpResponder`]: servers that answer with their name.
 //! - [`http_get`], [`HttpSession`], [`udp_ask`], [`run_many`]: clients with timeouts.
 //!
@@ -16,13 +17,17 @@
 pub mod client;
 mod cmd;
 pub mod dr;
+pub mod fib;
 mod http;
 pub mod netns;
 pub mod responder;
+pub mod rvsd;
 
 pub use client::{HttpSession, http_get, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
+pub use fib::FibNs;
 pub use netns::{
     ChildGuard, Netns, cleanup_stale, list_netns, root_or_skip, run_prefix, unique_prefix,
 };
 pub use responder::{HttpResponder, UdpResponder};
+pub use rvsd::Rvsd;

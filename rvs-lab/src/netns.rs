@@ -234,17 +234,37 @@ impl Netns {
     }
 
     /// Starts a long-running command inside the namespace; the returned guard stops it
-    /// (SIGTERM, then SIGKILL) when dropped.
+    /// (SIGTERM, then SIGKILL) when dropped. Only the network namespace changes (unlike
+    /// `ip netns exec`, which also gives the command a private mount namespace): a daemon
+    /// started here pins BPF objects in the host's bpffs, where they outlive it.
     pub fn spawn(&self, argv: &[&str]) -> Result<ChildGuard> {
-        let full = self.exec_argv(argv);
+        use std::os::{fd::AsRawFd, unix::process::CommandExt};
         let line = argv.join(" ");
-        let mut child = Command::new(full[0])
-            .args(&full[1..])
+        let (program, args) = argv.split_first().context("empty command")?;
+        let netns = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        let fd = netns.as_raw_fd();
+        let mut command = Command::new(program);
+        command
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec the closure only makes one syscall on an fd that
+        // stays open in this process until spawn returns.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = command
             .spawn()
             .with_context(|| format!("cannot start `{line}` in namespace {}", self.name))?;
+        drop(netns);
         let output = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
             drain(out, Arc::clone(&output));
@@ -382,6 +402,34 @@ impl ChildGuard {
         match self.output.lock() {
             Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
             Err(_) => String::new(),
+        }
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("pid out of range")?);
+        kill(pid, signal).with_context(|| format!("sending {signal} to {}", self.what))
+    }
+
+    /// Waits until the child's output holds `needle` at least `count` times; fails after
+    /// `timeout` or if the child exits first, with the output in the error.
+    pub fn wait_for_output(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.output();
+            if out.matches(needle).count() >= count {
+                return Ok(());
+            }
+            if !self.is_running() {
+                bail!("{} exited before printing {needle:?}:\n{out}", self.what);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not print {needle:?} within {timeout:?}:\n{out}",
+                    self.what
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 

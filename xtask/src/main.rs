@@ -1,1 +1,31 @@
-fn main() {}
+//! `cargo xtask …`: the lab demo and the benchmarks.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+/// rvs developer tasks.
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Bench(args) => bench::run(args),
+    }
+}

@@ -1,6 +1,6 @@
 //! Shared fixtures for the dataplane's root tests: a namespace with links and static
 //! neighbours for the kernel FIB, a private pin directory, and frame builders.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{
     net::Ipv4Addr,
@@ -11,26 +11,11 @@ use std::{
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use rvs_config::Config;
 use rvs_dataplane::{Dataplane, testrun::XdpRun};
-use rvs_lab::Netns;
 
-/// MAC of the test namespace's `a0` link.
-pub const A0_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xa0];
-/// MAC of the test namespace's `b0` link.
-pub const B0_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xb0];
+pub use rvs_lab::fib::{A0_MAC, B0_MAC, SEG_A, SEG_B, extra_real};
+
 /// Client MAC used as the source of every input frame.
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
-/// Real servers on a0's segment (198.18.2.0/24) and their MACs.
-pub const SEG_A: [(Ipv4Addr, [u8; 6]); 3] = [
-    (Ipv4Addr::new(198, 18, 2, 11), [0x02, 0, 0, 0, 0x02, 0x0b]),
-    (Ipv4Addr::new(198, 18, 2, 12), [0x02, 0, 0, 0, 0x02, 0x0c]),
-    (Ipv4Addr::new(198, 18, 2, 13), [0x02, 0, 0, 0, 0x02, 0x0d]),
-];
-/// A real server on b0's segment (198.18.4.0/24).
-pub const SEG_B: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(198, 18, 4, 21), [0x02, 0, 0, 0, 0x04, 0x15]);
-/// Ten more real servers on a0's segment for the Maglev tests: 198.18.2.100..=109.
-pub fn maglev_real(i: u8) -> (Ipv4Addr, [u8; 6]) {
-    (Ipv4Addr::new(198, 18, 2, 100 + i), [0x02, 0, 0, 0, 0x03, i])
-}
 
 /// XDP actions.
 pub const XDP_DROP: u32 = 1;
@@ -43,74 +28,26 @@ pub const XDP_REDIRECT: u32 = 4;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// A namespace with two links whose neighbours are static, so the FIB lookup from XDP
-/// gives known results, plus a private bpffs pin directory removed on drop.
+/// The static-neighbour namespace plus a private bpffs pin directory removed on drop.
 pub struct PacketEnv {
-    pub ns: Netns,
+    pub fib: rvs_lab::FibNs,
     pub pin_dir: PathBuf,
 }
 
 impl PacketEnv {
     pub fn new() -> anyhow::Result<PacketEnv> {
-        let _ = rvs_lab::cleanup_stale();
         rvs_dataplane::ensure_bpffs()?;
-        let prefix = rvs_lab::unique_prefix();
-        let ns = Netns::new(&format!("{prefix}-pkt"))?;
-        let mac = |m: [u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        let (a0, b0) = (mac(A0_MAC), mac(B0_MAC));
-        let mut cmds: Vec<Vec<String>> = vec![
-            "ip link add a0 type veth peer name a1".into(),
-            "ip link add b0 type veth peer name b1".into(),
-            format!("ip link set a0 address {a0}"),
-            format!("ip link set b0 address {b0}"),
-            "ip link set a0 up".into(),
-            "ip link set a1 up".into(),
-            "ip link set b0 up".into(),
-            "ip link set b1 up".into(),
-            "ip addr add 198.18.2.1/24 dev a0".into(),
-            "ip addr add 198.18.4.1/24 dev b0".into(),
-        ]
-        .into_iter()
-        .map(|c: String| c.split(' ').map(String::from).collect())
-        .collect();
-        let mut neighbours: Vec<(Ipv4Addr, [u8; 6], &str)> =
-            SEG_A.iter().map(|&(ip, m)| (ip, m, "a0")).collect();
-        neighbours.push((SEG_B.0, SEG_B.1, "b0"));
-        neighbours.extend((0..10).map(|i| {
-            let (ip, m) = maglev_real(i);
-            (ip, m, "a0")
-        }));
-        for (ip, m, dev) in neighbours {
-            cmds.push(
-                format!(
-                    "ip neigh replace {ip} lladdr {} dev {dev} nud permanent",
-                    mac(m)
-                )
-                .split(' ')
-                .map(String::from)
-                .collect(),
-            );
-        }
-        for c in &cmds {
-            let argv: Vec<&str> = c.iter().map(String::as_str).collect();
-            ns.exec(&argv)?;
-        }
-        ns.sysctl("net.ipv4.conf.a0.forwarding", "1")?;
-        ns.sysctl("net.ipv4.conf.b0.forwarding", "1")?;
+        let fib = rvs_lab::FibNs::new()?;
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/rvs-test-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        Ok(PacketEnv { ns, pin_dir })
+        Ok(PacketEnv { fib, pin_dir })
     }
 
-    /// Loads a dataplane with `config` applied and runs `f` inside the namespace.
+    /// Loads a dataplane with `config` applied and runs `f` inside the namespace; the maps
+    /// are unpinned afterwards.
     pub fn with_dataplane<T: Send>(
         &self,
         config: &str,
@@ -118,7 +55,8 @@ impl PacketEnv {
     ) -> T {
         let config = Config::from_toml(config).expect("test config is valid");
         let pin_dir = self.pin_dir.clone();
-        self.ns
+        self.fib
+            .ns()
             .run(move || {
                 let mut dp = Dataplane::load(&pin_dir, config.limits).expect("load dataplane");
                 dp.apply(&config).expect("apply config");
@@ -126,7 +64,11 @@ impl PacketEnv {
                     a0: nix::net::if_::if_nametoindex("a0").expect("a0"),
                     b0: nix::net::if_::if_nametoindex("b0").expect("b0"),
                 };
-                f(&mut dp, &ifaces)
+                let out = f(&mut dp, &ifaces);
+                drop(dp);
+                // Each call starts from empty maps.
+                rvs_dataplane::cleanup(&pin_dir).expect("unpin maps");
+                out
             })
             .expect("run in namespace")
     }

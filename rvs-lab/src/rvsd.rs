@@ -1,0 +1,97 @@
+//! Runs an `rvsd` daemon inside a lab namespace with a config file the lab writes, and
+//! reloads it (rewrite + SIGHUP) the way an operator would.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+
+use crate::netns::{ChildGuard, Netns};
+
+/// How long rvsd may take to start or to apply a reload.
+const RVSD_WAIT: Duration = Duration::from_secs(20);
+
+/// A running rvsd; stopped on drop, and its pinned programs and maps removed.
+pub struct Rvsd {
+    child: ChildGuard,
+    binary: PathBuf,
+    config_path: PathBuf,
+    pin_path: PathBuf,
+    reloads: usize,
+    refusals: usize,
+}
+
+impl Rvsd {
+    /// Writes `config` (TOML; its `[daemon] pin_path` must be `pin_path`) to a file and
+    /// starts `binary --config FILE` inside `ns`; returns when rvsd says it is ready.
+    pub fn start(ns: &Netns, binary: &Path, config: &str, pin_path: &Path) -> Result<Rvsd> {
+        let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
+        std::fs::write(&config_path, config)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let bin = binary.to_string_lossy().into_owned();
+        let cfg = config_path.to_string_lossy().into_owned();
+        let child = ns.spawn(&[&bin, "--config", &cfg])?;
+        let mut rvsd = Rvsd {
+            child,
+            binary: binary.to_owned(),
+            config_path,
+            pin_path: pin_path.to_owned(),
+            reloads: 0,
+            refusals: 0,
+        };
+        rvsd.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)?;
+        Ok(rvsd)
+    }
+
+    fn send_reload(&mut self, config: &str) -> Result<()> {
+        std::fs::write(&self.config_path, config)
+            .with_context(|| format!("writing {}", self.config_path.display()))?;
+        self.child.signal(Signal::SIGHUP)
+    }
+
+    /// Rewrites the config file and sends SIGHUP; returns once rvsd applied it.
+    pub fn reload(&mut self, config: &str) -> Result<()> {
+        self.send_reload(config)?;
+        self.reloads += 1;
+        self.child
+            .wait_for_output("config reloaded", self.reloads, RVSD_WAIT)
+    }
+
+    /// Like [`Rvsd::reload`] for a config rvsd must refuse; returns once it did.
+    pub fn reload_refused(&mut self, config: &str) -> Result<()> {
+        self.send_reload(config)?;
+        self.refusals += 1;
+        self.child
+            .wait_for_output("reload refused", self.refusals, RVSD_WAIT)
+    }
+
+    /// rvsd's output so far.
+    pub fn output(&self) -> String {
+        self.child.output()
+    }
+}
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.stop() {
+            tracing::warn!(error = %e, "stopping rvsd");
+        }
+        let bin = self.binary.to_string_lossy().into_owned();
+        let pin = self.pin_path.to_string_lossy().into_owned();
+        match std::process::Command::new(&bin)
+            .args(["--cleanup", "--pin-path", &pin])
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => tracing::warn!(
+                stderr = %String::from_utf8_lossy(&out.stderr),
+                "rvsd --cleanup failed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "running rvsd --cleanup"),
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
