@@ -94,7 +94,7 @@ pub fn rvs_xdp_minimal_tx(ctx: XdpContext) -> u32 {
         proto: pkt.proto,
         pad: 0,
     };
-    if unsafe { SERVICES.get(&key) }.is_none() {
+    if unsafe { SERVICES.get(key) }.is_none() {
         return xdp_action::XDP_PASS;
     }
     let Some(eth) = ptr_at::<[u8; 12]>(&ctx, 0) else {
@@ -318,11 +318,11 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
         pad: 0,
     };
     // SAFETY: the value is only read while the program runs (RCU-protected).
-    let svc = match unsafe { SERVICES.get(&key) } {
+    let svc = match unsafe { SERVICES.get(key) } {
         Some(svc) => *svc,
         None => {
             key.port = 0;
-            match unsafe { SERVICES.get(&key) } {
+            match unsafe { SERVICES.get(key) } {
                 Some(svc) => *svc,
                 None => return (Verdict::PassNotService, xdp_action::XDP_PASS),
             }
@@ -344,7 +344,7 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
 
-    if let Some(conn) = CONNS.get_ptr_mut(&flow) {
+    if let Some(conn) = CONNS.get_ptr_mut(flow) {
         // SAFETY: a valid map value; concurrent writers only race on plain integers.
         let conn = unsafe { &mut *conn };
         let expired = now.saturating_sub(conn.last_seen) > timeout_ns(settings, conn.state);
@@ -404,7 +404,7 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     }
     // If the table is full the LRU evicts the least recently used flow; a failed insert
     // only means this flow is scheduled again on its next packet.
-    let _ = CONNS.insert(&flow, &conn, 0);
+    let _ = CONNS.insert(flow, conn, 0);
     add_counters(&SERVICE_STATS, svc.id, true, bytes);
     add_counters(&REAL_STATS, real_id, true, bytes);
     (Verdict::FwdNew, forward(ctx, &conn))

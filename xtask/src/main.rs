@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the lab demo and the benchmarks.
 
 mod bench;
+mod demo;
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The direct-routing lab with rvsd, a sample config and real traffic.
+    Demo(demo::DemoArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
 }
@@ -21,11 +24,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

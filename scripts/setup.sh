@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything rvs's build, tests and lab need on a fresh Debian machine with rustup.
+# Idempotent: each step checks before it acts. Needs root (apt, bpffs, namespaces).
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs packages, mounts bpffs and builds network namespaces)" >&2
+  exit 1
+fi
+
+# 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the lab).
+missing=()
+for pkg in iproute2 ethtool; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# 2. rust-src: the BPF target's `core` is built from source (-Z build-std=core).
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "rustup component add rust-src"
+  rustup component add rust-src
+fi
+
+# 3. bpf-linker, linked against rustc's own LLVM (this machine has no matching system LLVM).
+sysroot=$(rustc --print sysroot)
+llvm_lib=$(cd "$sysroot/lib" && ls libLLVM-*-rust-*.so 2>/dev/null | head -n1 || true)
+if [ -z "$llvm_lib" ]; then
+  echo "setup: no libLLVM-*-rust-*.so in $sysroot/lib; cannot build bpf-linker" >&2
+  exit 1
+fi
+llvm_major=$(echo "$llvm_lib" | sed -E 's/^libLLVM-([0-9]+)-rust.*/\1/')
+if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version >/dev/null 2>&1; then
+  log "cargo install bpf-linker (LLVM $llvm_major from $llvm_lib)"
+  RUSTFLAGS="-C link-arg=-L$sysroot/lib -C link-arg=-l:$llvm_lib -C link-arg=-Wl,-rpath,$sysroot/lib" \
+    cargo install --locked bpf-linker --no-default-features --features "llvm-$llvm_major,no-llvm-linking"
+fi
+
+# 4. bpffs, where rvsd pins its maps and links.
+if ! grep -qs '^bpf /sys/fs/bpf ' /proc/mounts; then
+  log "mount -t bpf bpf /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+log "ready"
