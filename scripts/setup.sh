@@ -10,9 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the lab).
+# 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the
+#    lab), keepalived (the real VRRP peer and config validator the tests compare against).
 missing=()
-for pkg in iproute2 ethtool; do
+for pkg in iproute2 ethtool keepalived; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
