@@ -169,26 +169,140 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Scheduler of a virtual service (IPVS names).
+/// Scheduler of a virtual service: every name IPVS knows. rvs's dataplane runs
+/// [`Scheduler::is_supported`] ones; the others are refused with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin (IPVS's default scheduler).
+    /// Weighted round robin (ipvsadm's default).
     #[default]
     Wrr,
-    /// Maglev hashing of the source address (IPVS mh).
+    /// Least connection.
+    Lc,
+    /// Weighted least connection.
+    Wlc,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Maglev hashing of the source (IPVS mh).
     Mh,
+    /// Weighted random twos choice.
+    Twos,
+}
+
+impl Scheduler {
+    /// Every scheduler, in IPVS's documentation order.
+    pub const ALL: [Scheduler; 14] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+        Scheduler::Dh,
+        Scheduler::Sh,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Mh,
+        Scheduler::Twos,
+    ];
+
+    /// IPVS's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+            Scheduler::Dh => "dh",
+            Scheduler::Sh => "sh",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Mh => "mh",
+            Scheduler::Twos => "twos",
+        }
+    }
+
+    /// The scheduler called `name`, if IPVS has one.
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Scheduler::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether rvs's dataplane implements it today.
+    pub fn is_supported(self) -> bool {
+        matches!(self, Scheduler::Rr | Scheduler::Wrr | Scheduler::Mh)
+    }
 }
 
 impl fmt::Display for Scheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Scheduler::Rr => "rr",
-            Scheduler::Wrr => "wrr",
-            Scheduler::Mh => "mh",
-        })
+        f.write_str(self.name())
+    }
+}
+
+/// A scheduler flag (`ipvsadm -b`): IPVS has three bits whose meaning depends on the
+/// scheduler (sh and mh name the first two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SchedFlag {
+    /// flag-1: sh-fallback / mh-fallback (rehash when the chosen server is unavailable).
+    #[serde(rename = "flag-1", alias = "sh-fallback", alias = "mh-fallback")]
+    Flag1,
+    /// flag-2: sh-port / mh-port (hash the source port too).
+    #[serde(rename = "flag-2", alias = "sh-port", alias = "mh-port")]
+    Flag2,
+    /// flag-3: unused by IPVS's schedulers.
+    #[serde(rename = "flag-3")]
+    Flag3,
+}
+
+/// Client persistence (`ipvsadm -p [timeout] -M netmask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    /// Seconds a client stays with its real server after its last connection (IPVS
+    /// default 360).
+    #[serde(default = "default_persistence_timeout")]
+    pub timeout: u32,
+    /// Clients whose addresses agree under this mask share a real server.
+    #[serde(default = "default_persistence_netmask")]
+    pub netmask: Ipv4Addr,
+}
+
+fn default_persistence_timeout() -> u32 {
+    360
+}
+
+fn default_persistence_netmask() -> Ipv4Addr {
+    Ipv4Addr::BROADCAST
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            timeout: default_persistence_timeout(),
+            netmask: default_persistence_netmask(),
+        }
     }
 }
 
@@ -206,7 +320,8 @@ pub enum ForwardMethod {
 }
 
 /// Identity of a virtual service: (protocol, VIP, port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceId {
     /// Protocol.
     pub protocol: Protocol,
@@ -238,9 +353,15 @@ pub struct VirtualService {
     /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
     #[serde(default)]
     pub mh_table_size: Option<u32>,
-    /// mh: hash the source port too (ipvsadm `-b mh-port`).
+    /// Scheduler flags (`ipvsadm -b`), e.g. `["mh-port"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sched_flags: Vec<SchedFlag>,
+    /// Client persistence (`ipvsadm -p`), off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+    /// One-packet scheduling for UDP (`ipvsadm -o`): every datagram is scheduled anew.
     #[serde(default)]
-    pub mh_port: bool,
+    pub one_packet: bool,
     /// Schedule TCP packets other than SYN when no connection exists (IPVS sloppy_tcp).
     #[serde(default)]
     pub sloppy_tcp: bool,
@@ -250,6 +371,27 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
+    /// A service with ipvsadm's defaults (wrr, no flags, no persistence, no servers).
+    pub fn new(protocol: Protocol, address: Ipv4Addr, port: u16) -> Self {
+        Self {
+            protocol,
+            address,
+            port,
+            scheduler: Scheduler::default(),
+            mh_table_size: None,
+            sched_flags: Vec::new(),
+            persistence: None,
+            one_packet: false,
+            sloppy_tcp: false,
+            reals: Vec::new(),
+        }
+    }
+
+    /// Whether scheduler flag `flag` is set.
+    pub fn has_flag(&self, flag: SchedFlag) -> bool {
+        self.sched_flags.contains(&flag)
+    }
+
     /// The service's identity.
     pub fn id(&self) -> ServiceId {
         ServiceId {
@@ -275,6 +417,26 @@ pub struct RealServer {
     /// Forwarding method (default dr).
     #[serde(default)]
     pub forward: ForwardMethod,
+    /// Upper connection threshold (`ipvsadm -x`); 0 = none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold (`ipvsadm -y`); 0 = none.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+impl RealServer {
+    /// A direct-routing real server with weight 1 on the service's port.
+    pub fn new(address: Ipv4Addr) -> Self {
+        Self {
+            address,
+            port: None,
+            weight: 1,
+            forward: ForwardMethod::Dr,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -345,6 +507,16 @@ pub enum ConfigError {
         /// The size given.
         size: u32,
     },
+    /// The scheduler exists in IPVS but not in rvs's dataplane yet.
+    #[error(
+        "service {service}: scheduler {scheduler} is not supported by rvs yet (supported: rr, wrr, mh)"
+    )]
+    UnsupportedScheduler {
+        /// Service.
+        service: ServiceId,
+        /// The scheduler asked for.
+        scheduler: Scheduler,
+    },
     /// An option only applies to another scheduler.
     #[error("service {service}: {option} only applies to scheduler mh")]
     MhOnly {
@@ -414,18 +586,35 @@ impl Config {
                     "service {id}: the virtual address must not be 0.0.0.0"
                 )));
             }
-            if svc.scheduler != Scheduler::Mh {
-                if svc.mh_table_size.is_some() {
-                    return Err(ConfigError::MhOnly {
-                        service: id,
-                        option: "mh_table_size",
-                    });
+            if !svc.scheduler.is_supported() {
+                return Err(ConfigError::UnsupportedScheduler {
+                    service: id,
+                    scheduler: svc.scheduler,
+                });
+            }
+            if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
+                return Err(ConfigError::MhOnly {
+                    service: id,
+                    option: "mh_table_size",
+                });
+            }
+            if svc.one_packet && svc.protocol != Protocol::Udp {
+                return Err(ConfigError::Invalid(format!(
+                    "service {id}: one-packet scheduling (-o) applies to UDP services only"
+                )));
+            }
+            if let Some(p) = svc.persistence {
+                if p.timeout == 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "service {id}: persistence timeout must be at least 1 second"
+                    )));
                 }
-                if svc.mh_port {
-                    return Err(ConfigError::MhOnly {
-                        service: id,
-                        option: "mh_port",
-                    });
+                let mask = u32::from(p.netmask);
+                if mask.leading_ones() + mask.trailing_zeros() != 32 {
+                    return Err(ConfigError::Invalid(format!(
+                        "service {id}: persistence netmask {} is not a contiguous netmask",
+                        p.netmask
+                    )));
                 }
             }
             if let Some(size) = svc.mh_table_size
@@ -438,6 +627,12 @@ impl Config {
                 if real.address.is_unspecified() {
                     return Err(ConfigError::Invalid(format!(
                         "service {id}: a real server address must not be 0.0.0.0"
+                    )));
+                }
+                if real.l_threshold > real.u_threshold && real.u_threshold != 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "service {id}: real server {}: lower threshold {} is above upper threshold {}",
+                        real.address, real.l_threshold, real.u_threshold
                     )));
                 }
                 if real.weight > MAX_WEIGHT {
@@ -523,7 +718,8 @@ protocol = "udp"
 address = "198.18.0.10"
 port = 0
 scheduler = "mh"
-mh_port = true
+sched_flags = ["mh-port"]
+persistence = { timeout = 600, netmask = "255.255.255.0" }
 "#;
 
     #[test]
@@ -538,6 +734,14 @@ mh_port = true
         assert_eq!(s.reals[1].weight, 1);
         assert_eq!(s.reals[1].forward, ForwardMethod::Dr);
         assert_eq!(c.services[1].port, 0);
+        assert!(c.services[1].has_flag(SchedFlag::Flag2));
+        assert_eq!(
+            c.services[1].persistence,
+            Some(Persistence {
+                timeout: 600,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
         assert_eq!(c.timeouts, Timeouts::default());
     }
 
@@ -583,7 +787,21 @@ mh_port = true
             err(&format!("{svc}scheduler = \"mh\"\nmh_table_size = 4096\n"))
                 .contains("must be a prime")
         );
-        assert!(err(&format!("{svc}mh_port = true\n")).contains("only applies to scheduler mh"));
+        assert!(
+            err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
+        );
+        assert!(
+            err(&format!("{svc}scheduler = \"lc\"\n"))
+                .contains("scheduler lc is not supported by rvs yet")
+        );
+        assert!(err(&format!("{svc}one_packet = true\n")).contains("UDP services only"));
+        assert!(
+            err(&format!(
+                "{svc}persistence = {{ netmask = \"255.0.255.0\" }}\n"
+            ))
+            .contains("contiguous")
+        );
+        assert!(err(&format!("{svc}sched_flags = [\"bogus\"]\n")).contains("unknown variant"));
     }
 
     #[test]

@@ -43,6 +43,14 @@ pub enum PlanError {
         /// Slots needed.
         len: usize,
     },
+    /// The dataplane has no implementation of this scheduler yet.
+    #[error("service {service}: scheduler {scheduler} is not supported by rvs yet")]
+    UnsupportedScheduler {
+        /// Service.
+        service: ServiceId,
+        /// The scheduler.
+        scheduler: rvs_config::Scheduler,
+    },
     /// The scheduler refused the real servers (e.g. a wrr cycle too long).
     #[error("service {service}: {source}")]
     Scheduler {
@@ -221,7 +229,11 @@ fn forward(method: ForwardMethod) -> Forward {
 fn table_for(
     svc: &VirtualService,
     last_weight: impl Fn(usize) -> u32,
-) -> Result<(DispatchKind, Vec<u32>), rvs_sched::Error> {
+) -> Result<(DispatchKind, Vec<u32>), PlanError> {
+    let sched_err = |source| PlanError::Scheduler {
+        service: svc.id(),
+        source,
+    };
     // IPVS keeps a service's servers newest first; the config lists them in the order they
     // were added, so the kernel's list is the config reversed.
     let n = svc.reals.len();
@@ -247,16 +259,16 @@ fn table_for(
         Scheduler::Rr => (DispatchKind::Ring, rvs_sched::rr_ring(&dests(&current))),
         Scheduler::Wrr => (
             DispatchKind::Ring,
-            rvs_sched::wrr_ring(&dests(&current), MAX_TABLE_LEN)?,
+            rvs_sched::wrr_ring(&dests(&current), MAX_TABLE_LEN).map_err(sched_err)?,
         ),
         Scheduler::Mh => {
             let size = svc.mh_table_size.unwrap_or(rvs_sched::IPVS_MH_TABLE_SIZE);
-            let kind = if svc.mh_port {
+            let kind = if svc.has_flag(rvs_config::SchedFlag::Flag2) {
                 DispatchKind::MaglevSourcePort
             } else {
                 DispatchKind::MaglevSource
             };
-            let table = rvs_sched::maglev_table(&dests(&last_weight), size)?;
+            let table = rvs_sched::maglev_table(&dests(&last_weight), size).map_err(sched_err)?;
             // A quiesced server keeps its slots, but they take no new connection (IPVS
             // drops those SYNs: mh without mh-fallback does not rehash).
             let table: Vec<u32> = table
@@ -276,6 +288,12 @@ fn table_for(
                 table
             };
             (kind, table)
+        }
+        other => {
+            return Err(PlanError::UnsupportedScheduler {
+                service: svc.id(),
+                scheduler: other,
+            });
         }
     };
     Ok((kind, table.into_iter().map(to_config_index).collect()))
@@ -430,12 +448,7 @@ impl Planner {
                     (*k, last)
                 })
                 .collect();
-            let (kind, table) = table_for(svc, |i| last_weights[&keys[i]]).map_err(|source| {
-                PlanError::Scheduler {
-                    service: id,
-                    source,
-                }
-            })?;
+            let (kind, table) = table_for(svc, |i| last_weights[&keys[i]])?;
             let table: Vec<u32> = table
                 .into_iter()
                 .map(|i| {

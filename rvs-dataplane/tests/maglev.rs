@@ -20,7 +20,8 @@ fn client_addr(i: u32) -> Ipv4Addr {
 
 fn config(reals: &[u8], table_size: Option<u32>, mh_port: bool) -> String {
     let mut c = format!(
-        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\nmh_port = {mh_port}\n"
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\nsched_flags = {}\n",
+        if mh_port { "[\"mh-port\"]" } else { "[]" }
     );
     if let Some(size) = table_size {
         c += &format!("mh_table_size = {size}\n");
