@@ -1,0 +1,733 @@
+//! Maps the typed keepalived model onto rvs's own: the desired state
+//! ([`rvs_config::Config`]: services, real servers, schedulers, timeouts) and the health
+//! model ([`rvs_health::HealthModel`]: checkers, retries, quorum, sorry server, scripts).
+//!
+//! keepalived's defaults and inheritance are resolved here (virtual server → real server →
+//! checker, the inner one winning), as keepalived 2.2.7 resolves them. What rvs cannot do
+//! yet (other schedulers, fwmark services, IPv6, SCTP, persistence, VRRP from this file, SMTP
+//! alerts…) becomes a warning naming the line; services that rvs cannot run as written are
+//! left out rather than run differently.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rvs_config::{
+    Config, ForwardMethod, Persistence, Protocol, RealServer, SchedFlag, Scheduler, ServiceId,
+    VirtualService,
+};
+use rvs_health::model::{
+    CheckKind, Checker, DnsCheck, DnsType, HealthModel, HttpCheck, HttpVersion, MiscCheck,
+    RealHealth, Script, ServiceHealth, SmtpCheck, SorryServer, Timing, TlsCheck, UdpCheck,
+    UrlCheck,
+};
+
+use crate::model::{
+    CheckDefaults, CheckerConf, CheckerKindConf, GroupEntry, HttpConf, KeepalivedConf, LbKind,
+    RealServerConf, ScriptConf, VirtualServer, VsKey, VsProtocol,
+};
+use crate::syntax::{Loc, SyntaxError, Warning};
+
+/// keepalived's `delay_loop` default.
+pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+/// keepalived's `connect_timeout` default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// keepalived's scheduler when `lb_algo` is missing.
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// keepalived's SMTP_CHECK HELO name.
+pub const DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
+/// Most addresses one virtual_server_group range may expand to.
+pub const MAX_RANGE: u32 = 65_536;
+
+/// The result of mapping: rvs's desired state, its health model, and the warnings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// Services and real servers (every real server at its configured weight).
+    pub config: Config,
+    /// Health checking of those services.
+    pub health: HealthModel,
+}
+
+/// Maps `conf` onto rvs's model, appending warnings.
+pub fn map(conf: &KeepalivedConf, warnings: &mut Vec<Warning>) -> Result<Mapped, SyntaxError> {
+    let mut m = Mapper {
+        conf,
+        warnings,
+        config: Config::default(),
+        health: HealthModel::default(),
+        seen: HashMap::new(),
+    };
+    m.global()?;
+    m.vrrp();
+    for vs in &conf.virtual_servers {
+        m.virtual_server(vs)?;
+    }
+    Ok(Mapped {
+        config: m.config,
+        health: m.health,
+    })
+}
+
+struct Mapper<'a> {
+    conf: &'a KeepalivedConf,
+    warnings: &'a mut Vec<Warning>,
+    config: Config,
+    health: HealthModel,
+    /// Services already defined, with where.
+    seen: HashMap<ServiceId, Loc>,
+}
+
+fn err<T>(loc: &Loc, message: impl Into<String>) -> Result<T, SyntaxError> {
+    Err(SyntaxError {
+        loc: loc.clone(),
+        message: message.into(),
+    })
+}
+
+fn script(s: &ScriptConf) -> Script {
+    Script {
+        argv: s.argv.clone(),
+        user: s.user.clone(),
+        group: s.group.clone(),
+    }
+}
+
+fn forward(kind: LbKind) -> ForwardMethod {
+    match kind {
+        LbKind::Nat => ForwardMethod::Nat,
+        LbKind::Dr => ForwardMethod::Dr,
+        LbKind::Tun => ForwardMethod::Tun,
+    }
+}
+
+impl Mapper<'_> {
+    fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            loc: loc.clone(),
+            message: message.into(),
+        });
+    }
+
+    fn global(&mut self) -> Result<(), SyntaxError> {
+        let g = &self.conf.global_defs;
+        if let Some(t) = g.lvs_timeouts {
+            let timeouts = &mut self.config.timeouts;
+            if let Some(v) = t.tcp {
+                timeouts.tcp = v;
+            }
+            if let Some(v) = t.tcpfin {
+                timeouts.tcp_fin = v;
+            }
+            if let Some(v) = t.udp {
+                timeouts.udp = v;
+            }
+        }
+        for kw in &g.keywords {
+            let why = match kw.value.as_str() {
+                "notification_email"
+                | "notification_email_from"
+                | "smtp_server"
+                | "smtp_helo_name"
+                | "smtp_connect_timeout" => "e-mail alerts are not sent by rvs; ignored",
+                "router_id" => {
+                    "router_id only names this node in keepalived's e-mail alerts, which rvs does not send; ignored"
+                }
+                "enable_script_security" | "script_user" => {
+                    "not supported by rvs: scripts run as rvsd's user unless the script names its own user; ignored"
+                }
+                "checker_log_all_failures" => {
+                    "not needed: rvs logs every failed check (at debug level) and counts it; ignored"
+                }
+                "lvs_timeouts" | "lvs_flush" => continue,
+                name if name.starts_with("vrrp_") || name == "default_interface" => {
+                    "VRRP settings are read but rvs does not run VRRP from keepalived.conf yet; ignored"
+                }
+                // Unknown keywords were already reported by the model.
+                _ => continue,
+            };
+            self.warn(&kw.loc, format!("global_defs: `{}`: {why}", kw.value));
+        }
+        Ok(())
+    }
+
+    fn vrrp(&mut self) {
+        let conf = self.conf;
+        for i in &conf.vrrp_instances {
+            if let Some(loc) = &i.loc {
+                self.warn(
+                    loc,
+                    format!("vrrp_instance {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", i.name),
+                );
+            }
+        }
+        for s in &conf.vrrp_scripts {
+            if let Some(loc) = &s.loc {
+                self.warn(
+                    loc,
+                    format!("vrrp_script {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", s.name),
+                );
+            }
+        }
+        for g in &conf.vrrp_sync_groups {
+            if let Some(loc) = &g.loc {
+                self.warn(
+                    loc,
+                    format!("vrrp_sync_group {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", g.name),
+                );
+            }
+        }
+        if let Some(ssl) = &conf.ssl
+            && let Some(loc) = &ssl.loc
+            && (ssl.certificate.is_some() || ssl.key.is_some() || ssl.password.is_some())
+        {
+            self.warn(
+                loc,
+                "SSL: client certificates (certificate, key, password) are not supported by rvs; SSL_GET connects without one",
+            );
+        }
+    }
+
+    /// The (address, port, where) triples a virtual server stands for; empty when rvs
+    /// cannot run it (with a warning saying why).
+    fn addresses(&mut self, vs: &VirtualServer) -> Result<Vec<(Ipv4Addr, u16, Loc)>, SyntaxError> {
+        match &vs.key {
+            VsKey::Fwmark(mark) => {
+                self.warn(
+                    &vs.loc,
+                    format!("virtual_server fwmark {mark}: firewall-mark services are not supported by rvs yet; the service is left out"),
+                );
+                Ok(Vec::new())
+            }
+            VsKey::Address { address, port } => match address {
+                IpAddr::V4(a) => Ok(vec![(*a, port.unwrap_or(0), vs.loc.clone())]),
+                IpAddr::V6(_) => {
+                    self.warn(
+                        &vs.loc,
+                        format!("virtual_server {address}: IPv6 services are not supported by rvs yet; the service is left out"),
+                    );
+                    Ok(Vec::new())
+                }
+            },
+            VsKey::Group(name) => {
+                let conf = self.conf;
+                let Some(group) = conf.virtual_server_groups.iter().find(|g| &g.name == name)
+                else {
+                    return err(
+                        &vs.loc,
+                        format!(
+                            "virtual_server group {name}: no virtual_server_group {name} is defined"
+                        ),
+                    );
+                };
+                let mut out = Vec::new();
+                for entry in &group.entries {
+                    match entry {
+                        GroupEntry::Fwmark { mark, loc } => self.warn(
+                            loc,
+                            format!("virtual_server_group {name}: fwmark {mark} is not supported by rvs yet; this entry is left out"),
+                        ),
+                        GroupEntry::Range {
+                            first: IpAddr::V4(first),
+                            last: IpAddr::V4(last),
+                            port,
+                            loc,
+                        } => {
+                            let (a, b) = (u32::from(*first), u32::from(*last));
+                            if b - a >= MAX_RANGE {
+                                return err(loc, format!("this range has more than {MAX_RANGE} addresses"));
+                            }
+                            for ip in a..=b {
+                                out.push((Ipv4Addr::from(ip), port.unwrap_or(0), loc.clone()));
+                            }
+                        }
+                        GroupEntry::Range { loc, .. } => self.warn(
+                            loc,
+                            format!("virtual_server_group {name}: IPv6 addresses are not supported by rvs yet; this entry is left out"),
+                        ),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn virtual_server(&mut self, vs: &VirtualServer) -> Result<(), SyntaxError> {
+        let addresses = self.addresses(vs)?;
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let protocol = match &vs.protocol {
+            Some(p) => match p.value {
+                VsProtocol::Tcp => Protocol::Tcp,
+                VsProtocol::Udp => Protocol::Udp,
+                VsProtocol::Sctp => {
+                    self.warn(
+                        &p.loc,
+                        "protocol SCTP is not supported by rvs yet; the service is left out",
+                    );
+                    return Ok(());
+                }
+            },
+            None => {
+                self.warn(
+                    &vs.loc,
+                    "no protocol set: keepalived 2.2.7 then uses UDP (as the kernel does), and so does rvs; add `protocol TCP` if you meant TCP",
+                );
+                Protocol::Udp
+            }
+        };
+        let (algo, algo_loc) = match &vs.lb_algo {
+            Some(a) => (a.value.as_str(), a.loc.clone()),
+            None => (DEFAULT_SCHEDULER, vs.loc.clone()),
+        };
+        let Some(scheduler) = Scheduler::from_name(algo) else {
+            return err(
+                &algo_loc,
+                format!(
+                    "lb_algo {algo:?} is not an IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)"
+                ),
+            );
+        };
+        if !scheduler.is_supported() {
+            let why = if vs.lb_algo.is_none() {
+                format!(
+                    "no lb_algo set: keepalived's default scheduler is {algo}, which rvs does not support yet (rr, wrr and mh are supported); the service is left out"
+                )
+            } else {
+                format!(
+                    "lb_algo {algo} is not supported by rvs yet (rr, wrr and mh are supported); the service is left out"
+                )
+            };
+            self.warn(&algo_loc, why);
+            return Ok(());
+        }
+        let mut sched_flags = Vec::new();
+        let mut one_packet = false;
+        for flag in &vs.sched_flags {
+            let f = match flag.value.as_str() {
+                "flag-1" | "sh-fallback" | "mh-fallback" => SchedFlag::Flag1,
+                "flag-2" | "sh-port" | "mh-port" => SchedFlag::Flag2,
+                "flag-3" => SchedFlag::Flag3,
+                _ => {
+                    if protocol == Protocol::Udp {
+                        one_packet = true;
+                    } else {
+                        self.warn(&flag.loc, "ops (one-packet scheduling) needs protocol UDP; ignored, as keepalived does");
+                    }
+                    continue;
+                }
+            };
+            if !sched_flags.contains(&f) {
+                sched_flags.push(f);
+            }
+        }
+        let mut persistence = vs.persistence_timeout.as_ref().map(|p| Persistence {
+            timeout: p.value,
+            ..Persistence::default()
+        });
+        if let Some(g) = &vs.persistence_granularity {
+            let Ok(mask) = g.value.parse::<Ipv4Addr>() else {
+                return err(
+                    &g.loc,
+                    format!(
+                        "persistence_granularity must be an IPv4 netmask such as 255.255.255.0, not {:?}",
+                        g.value
+                    ),
+                );
+            };
+            if u32::from(mask).leading_ones() + u32::from(mask).trailing_zeros() != 32 {
+                return err(
+                    &g.loc,
+                    format!("persistence_granularity {mask} is not a contiguous netmask"),
+                );
+            }
+            match &mut persistence {
+                Some(p) => p.netmask = mask,
+                None => self.warn(
+                    &g.loc,
+                    "persistence_granularity without persistence_timeout has no effect; ignored",
+                ),
+            }
+        }
+        if persistence.is_none() && matches!(vs.key, VsKey::Address { port: None, .. }) {
+            self.warn(
+                &vs.loc,
+                "a virtual server without a port takes every port and is only valid with persistence: using persistence_timeout 360, as keepalived does",
+            );
+            persistence = Some(Persistence::default());
+        }
+        let vs_kind = match &vs.lb_kind {
+            Some(k) => k.value,
+            None => {
+                self.warn(
+                    &vs.loc,
+                    "no lb_kind set: keepalived then uses NAT, and so does rvs",
+                );
+                LbKind::Nat
+            }
+        };
+
+        // Real servers: the Config side and the health side, built once and shared by every
+        // address of a group.
+        let mut reals: Vec<(RealServer, RealHealth, Loc)> = Vec::new();
+        for rs in &vs.real_servers {
+            let Some(pair) = self.real_server(vs, rs, vs_kind, &addresses)? else {
+                continue;
+            };
+            reals.push(pair);
+        }
+        let sorry = self.sorry_server(vs, vs_kind)?;
+        let quorum = vs.quorum.unwrap_or(1);
+        let mut hysteresis = vs.hysteresis.unwrap_or(0);
+        if hysteresis >= quorum {
+            self.warn(
+                &vs.loc,
+                format!(
+                    "hysteresis {hysteresis} >= quorum {quorum}; using {} as keepalived does",
+                    quorum - 1
+                ),
+            );
+            hysteresis = quorum - 1;
+        }
+
+        for (address, port, loc) in addresses {
+            let id = ServiceId {
+                protocol,
+                address,
+                port,
+            };
+            if let Some(first) = self.seen.get(&id) {
+                return err(
+                    &loc,
+                    format!("service {id} is already defined at {}", first.file_line()),
+                );
+            }
+            self.seen.insert(id, loc.clone());
+            let mut svc_reals = Vec::new();
+            let mut health_reals = Vec::new();
+            let mut dup = HashSet::new();
+            for (real, health, rloc) in &reals {
+                let mut real = real.clone();
+                let mut health = health.clone();
+                if (real.forward != ForwardMethod::Nat && real.port.is_some_and(|p| p != port))
+                    || port == 0
+                {
+                    // DR/TUN keep the service's port (only a group's entries can differ);
+                    // a port-0 service forwards every port.
+                    real.port = None;
+                    health.real.port = None;
+                }
+                let eff = real.port.unwrap_or(port);
+                if !dup.insert((real.address, eff)) {
+                    return err(
+                        rloc,
+                        format!(
+                            "real server {}:{eff} is listed twice in this virtual_server",
+                            real.address
+                        ),
+                    );
+                }
+                svc_reals.push(real);
+                health_reals.push(health);
+            }
+            let mut svc = VirtualService::new(protocol, address, port);
+            svc.scheduler = scheduler;
+            svc.sched_flags = sched_flags.clone();
+            svc.persistence = persistence;
+            svc.one_packet = one_packet;
+            svc.reals = svc_reals;
+            self.config.services.push(svc);
+            let sorry_here = sorry.clone().map(|mut s| {
+                if s.real.forward != ForwardMethod::Nat || port == 0 {
+                    s.real.port = None;
+                }
+                s
+            });
+            self.health.services.push(ServiceHealth {
+                service: id,
+                quorum,
+                hysteresis,
+                quorum_up: vs.quorum_up.as_ref().map(script),
+                quorum_down: vs.quorum_down.as_ref().map(script),
+                omega: vs.omega,
+                sorry_server: sorry_here,
+                reals: health_reals,
+            });
+        }
+        Ok(())
+    }
+
+    fn sorry_server(
+        &mut self,
+        vs: &VirtualServer,
+        vs_kind: LbKind,
+    ) -> Result<Option<SorryServer>, SyntaxError> {
+        let Some(s) = &vs.sorry_server else {
+            if vs.sorry_server_inhibit {
+                self.warn(
+                    &vs.loc,
+                    "sorry_server_inhibit without sorry_server; ignored",
+                );
+            }
+            return Ok(None);
+        };
+        let IpAddr::V4(address) = s.address else {
+            self.warn(
+                &s.loc,
+                "an IPv6 sorry_server is not supported by rvs yet; ignored",
+            );
+            return Ok(None);
+        };
+        let kind = vs
+            .sorry_server_lb_kind
+            .as_ref()
+            .map_or(vs_kind, |k| k.value);
+        let mut real = RealServer::new(address);
+        real.port = s.port;
+        real.forward = forward(kind);
+        Ok(Some(SorryServer {
+            real,
+            inhibit: vs.sorry_server_inhibit,
+        }))
+    }
+
+    fn real_server(
+        &mut self,
+        vs: &VirtualServer,
+        rs: &RealServerConf,
+        vs_kind: LbKind,
+        addresses: &[(Ipv4Addr, u16, Loc)],
+    ) -> Result<Option<(RealServer, RealHealth, Loc)>, SyntaxError> {
+        let IpAddr::V4(address) = rs.address else {
+            self.warn(
+                &rs.loc,
+                format!(
+                    "real_server {}: IPv6 real servers are not supported by rvs yet; left out",
+                    rs.address
+                ),
+            );
+            return Ok(None);
+        };
+        let kind = rs.lb_kind.as_ref().map_or(vs_kind, |k| k.value);
+        let fwd = forward(kind);
+        let weight = match &rs.weight {
+            Some(w) if w.value > i64::from(rvs_config::MAX_WEIGHT) => {
+                return err(
+                    &w.loc,
+                    format!(
+                        "weight {} is above IPVS's maximum of {}",
+                        w.value,
+                        rvs_config::MAX_WEIGHT
+                    ),
+                );
+            }
+            Some(w) => w.value as u32,
+            None => 1,
+        };
+        // The port every address of the service shares, if any (groups may differ).
+        let vs_port = addresses.first().map(|a| a.1).unwrap_or(0);
+        let mut port = rs.port;
+        if fwd != ForwardMethod::Nat
+            && let Some(p) = rs.port
+            && addresses.iter().any(|a| a.1 != p && a.1 != 0)
+        {
+            self.warn(
+                &rs.loc,
+                format!("real server port {p} differs from the virtual server's: direct routing and tunnelling keep the service port (keepalived resets it too)"),
+            );
+            port = None;
+        }
+        let mut real = RealServer::new(address);
+        real.port = port;
+        real.weight = weight;
+        real.forward = fwd;
+        real.u_threshold = rs.uthreshold.unwrap_or(0);
+        real.l_threshold = rs.lthreshold.unwrap_or(0);
+        // Checkers connect to the port written on the real server, else the service's.
+        let check_port = rs.port.unwrap_or(vs_port);
+        let mut checkers = Vec::new();
+        for c in &rs.checkers {
+            checkers.push(self.checker(vs, rs, c, address, check_port)?);
+        }
+        let health = RealHealth {
+            real: real.clone(),
+            inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+            notify_up: rs.notify_up.as_ref().map(script),
+            notify_down: rs.notify_down.as_ref().map(script),
+            checkers,
+        };
+        Ok(Some((real, health, rs.loc.clone())))
+    }
+
+    fn checker(
+        &mut self,
+        vs: &VirtualServer,
+        rs: &RealServerConf,
+        c: &CheckerConf,
+        rs_addr: Ipv4Addr,
+        rs_port: u16,
+    ) -> Result<Checker, SyntaxError> {
+        let pick = |f: fn(&CheckDefaults) -> Option<Duration>| {
+            f(&c.defaults).or(f(&rs.defaults)).or(f(&vs.defaults))
+        };
+        let delay_loop = pick(|d| d.delay_loop).unwrap_or(DEFAULT_DELAY_LOOP);
+        if delay_loop.is_zero() {
+            return err(&c.loc, "delay_loop must be more than 0 seconds");
+        }
+        let connect_timeout = pick(|d| d.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (default_retry, default_dbr) = match &c.kind {
+            CheckerKindConf::Misc(_) => (0, Duration::from_secs(1)),
+            CheckerKindConf::Dns(_) => (3, delay_loop),
+            CheckerKindConf::HttpGet(_) | CheckerKindConf::SslGet(_) => (1, Duration::from_secs(3)),
+            _ => (1, Duration::from_secs(1)),
+        };
+        let retry = c
+            .defaults
+            .retry
+            .or(rs.defaults.retry)
+            .or(vs.defaults.retry)
+            .unwrap_or(default_retry);
+        let delay_before_retry = pick(|d| d.delay_before_retry).unwrap_or(default_dbr);
+        let warmup = pick(|d| d.warmup).unwrap_or(delay_loop);
+        let alpha = c
+            .defaults
+            .alpha
+            .or(rs.defaults.alpha)
+            .or(vs.defaults.alpha)
+            .unwrap_or(false);
+        let ip = c.conn.connect_ip.unwrap_or(IpAddr::V4(rs_addr));
+        let port = c.conn.connect_port.unwrap_or(rs_port);
+        let needs_port = !matches!(c.kind, CheckerKindConf::Misc(_) | CheckerKindConf::Ping);
+        if needs_port && port == 0 {
+            return err(
+                &c.loc,
+                "this checker has no port to connect to: set connect_port (the real server and the virtual server have none)",
+            );
+        }
+        let vhost = |h: &HttpConf| {
+            h.virtualhost
+                .clone()
+                .or(rs.virtualhost.clone())
+                .or(vs.virtualhost.clone())
+        };
+        let mut timeout = connect_timeout;
+        let kind = match &c.kind {
+            CheckerKindConf::Tcp => CheckKind::Tcp,
+            CheckerKindConf::Ping => CheckKind::Ping,
+            CheckerKindConf::HttpGet(h) | CheckerKindConf::SslGet(h) => {
+                let tls = matches!(c.kind, CheckerKindConf::SslGet(_));
+                let default_host = vhost(h);
+                if !tls && h.enable_sni {
+                    self.warn(&c.loc, "enable_sni only applies to SSL_GET; ignored");
+                }
+                let urls = h
+                    .urls
+                    .iter()
+                    .map(|u| UrlCheck {
+                        path: u.path.clone().unwrap_or_else(|| "/".into()),
+                        status: if u.status_code.is_empty() {
+                            vec![(200, 299)]
+                        } else {
+                            u.status_code.clone()
+                        },
+                        digest: u.digest,
+                        virtualhost: u.virtualhost.clone().or(default_host.clone()),
+                    })
+                    .collect();
+                let version = match h.http_protocol.as_deref() {
+                    Some("1.1") => HttpVersion::Http11,
+                    Some("1.0C") => HttpVersion::Http10Close,
+                    _ => HttpVersion::Http10,
+                };
+                let verify_ca = self
+                    .conf
+                    .ssl
+                    .as_ref()
+                    .and_then(|s| s.ca.clone())
+                    .map(PathBuf::from);
+                CheckKind::Http(HttpCheck {
+                    tls: tls.then(|| TlsCheck {
+                        sni: if h.enable_sni {
+                            default_host.clone()
+                        } else {
+                            None
+                        },
+                        verify_ca,
+                    }),
+                    urls,
+                    version,
+                })
+            }
+            CheckerKindConf::Misc(m) => {
+                let Some(path) = &m.misc_path else {
+                    return err(&c.loc, "MISC_CHECK needs misc_path");
+                };
+                let mut s = script(path);
+                if let Some((u, g)) = &m.user {
+                    s.user = Some(u.clone());
+                    s.group = g.clone();
+                }
+                // keepalived: misc_timeout, else the delay_loop.
+                timeout = m
+                    .misc_timeout
+                    .map_or(delay_loop, |t| Duration::from_secs(u64::from(t)));
+                CheckKind::Misc(MiscCheck {
+                    script: s,
+                    dynamic: m.misc_dynamic,
+                })
+            }
+            CheckerKindConf::Dns(d) => {
+                let qtype = match &d.qtype {
+                    Some(t) => match DnsType::parse(t) {
+                        Some(q) => q,
+                        None => {
+                            return err(
+                                &c.loc,
+                                format!(
+                                    "DNS_CHECK type must be A, NS, CNAME, SOA, MX, TXT or AAAA, not {t:?}"
+                                ),
+                            );
+                        }
+                    },
+                    None => DnsType::Soa,
+                };
+                CheckKind::Dns(DnsCheck {
+                    qtype,
+                    name: d.name.clone().unwrap_or_else(|| ".".into()),
+                })
+            }
+            CheckerKindConf::Smtp(s) => CheckKind::Smtp(SmtpCheck {
+                helo_name: s
+                    .helo_name
+                    .clone()
+                    .or(self.conf.global_defs.smtp_helo_name.clone())
+                    .unwrap_or_else(|| DEFAULT_HELO.into()),
+            }),
+            CheckerKindConf::Udp(u) => CheckKind::Udp(UdpCheck {
+                payload: u.payload.clone(),
+                require_reply: u.require_reply.is_some(),
+                reply_pattern: u.require_reply.clone().unwrap_or_default(),
+                min_reply_length: u.min_reply_length.unwrap_or(0) as usize,
+                max_reply_length: u.max_reply_length.unwrap_or(255) as usize,
+            }),
+        };
+        Ok(Checker {
+            kind,
+            target: SocketAddr::new(ip, port),
+            bind_addr: c.conn.bindto,
+            bind_port: c.conn.bind_port,
+            bind_if: c.conn.bind_if.clone(),
+            fwmark: c.conn.fwmark,
+            timeout,
+            timing: Timing {
+                delay_loop,
+                retry,
+                delay_before_retry,
+                warmup,
+                alpha,
+            },
+            origin: c.loc.file_line(),
+        })
+    }
+}
