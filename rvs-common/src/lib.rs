@@ -56,8 +56,11 @@ pub enum DispatchKind {
 /// Service flag: schedule TCP packets that are not SYNs when no connection exists (IPVS's
 /// `sloppy_tcp`); off by default as in IPVS.
 pub const SVC_F_SLOPPY_TCP: u8 = 1 << 0;
+/// Service flag: one-packet scheduling (`ipvsadm -o`): no connection entry is kept.
+pub const SVC_F_ONE_PACKET: u8 = 1 << 1;
 
-/// Value of the service map.
+/// Value of the service map. Besides what the XDP program needs, it records the service's
+/// configuration, so a restarted daemon can rebuild its state from the pinned maps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ServiceEntry {
@@ -71,8 +74,16 @@ pub struct ServiceEntry {
     pub kind: u8,
     /// `SVC_F_*` flags.
     pub flags: u8,
-    /// Explicit padding, always zero.
-    pub pad: u16,
+    /// Configured scheduler (index in the configuration model's list; userspace only).
+    pub scheduler: u8,
+    /// Scheduler flags (`ipvsadm -b` bits flag-1..3; userspace only).
+    pub sched_flags: u8,
+    /// Persistence timeout in seconds (0 = not persistent).
+    pub persist_timeout: u32,
+    /// Persistence netmask, network byte order.
+    pub persist_mask: u32,
+    /// Configured Maglev table size (0 = default; userspace only).
+    pub mh_table_size: u32,
 }
 
 /// Forwarding method of a real server, as IPVS names them.
@@ -102,6 +113,27 @@ pub struct RealEntry {
     /// Bumped each time the id is given to a different real server, so connections that
     /// point at a removed server are recognised as such.
     pub generation: u32,
+    /// Id of the service it belongs to (userspace only: rebuilding state after a restart).
+    pub service: u32,
+    /// Position in the service's list, in the order servers were added (userspace only).
+    pub rank: u32,
+    /// Configured weight (userspace only).
+    pub weight: u32,
+    /// Latest non-zero weight, IPVS's last_weight (userspace only; mh tables).
+    pub last_weight: u32,
+    /// Upper connection threshold (userspace only).
+    pub u_threshold: u32,
+    /// Lower connection threshold (userspace only).
+    pub l_threshold: u32,
+}
+
+/// A real-server entry is in use when its address is set; freed ids keep only their
+/// generation.
+impl RealEntry {
+    /// Whether the id is in use.
+    pub fn in_use(&self) -> bool {
+        self.addr != 0
+    }
 }
 
 /// TCP connection states tracked from the client→server direction only (as IPVS does for

@@ -129,6 +129,18 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The timeouts recorded in a settings table (inverse of [`Timeouts::to_settings`]).
+    pub fn from_settings(s: &rvs_common::Settings) -> Self {
+        let secs = |state: rvs_common::ConnState| {
+            (s.timeouts_ns[state as usize] / rvs_common::NS_PER_SEC) as u32
+        };
+        Self {
+            tcp: secs(rvs_common::ConnState::Established),
+            tcp_fin: secs(rvs_common::ConnState::FinWait),
+            udp: secs(rvs_common::ConnState::Udp),
+        }
+    }
+
     /// The per-state timeout table the XDP program reads.
     pub fn to_settings(self) -> rvs_common::Settings {
         let mut s = rvs_common::Settings::IPVS_DEFAULTS;
@@ -827,5 +839,13 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
         assert_eq!(s.timeouts_ns[1], 10 * rvs_common::NS_PER_SEC);
         assert_eq!(s.timeouts_ns[2], 5 * rvs_common::NS_PER_SEC);
         assert_eq!(s.timeouts_ns[4], 7 * rvs_common::NS_PER_SEC);
+        assert_eq!(
+            Timeouts::from_settings(&s),
+            Timeouts {
+                tcp: 10,
+                tcp_fin: 5,
+                udp: 7
+            }
+        );
     }
 }

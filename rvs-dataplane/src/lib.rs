@@ -5,6 +5,7 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod mmap;
 pub mod neigh;
 pub mod plan;
 pub mod testrun;
@@ -12,9 +13,7 @@ pub mod testrun;
 use std::{
     collections::BTreeMap,
     fs,
-    os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
-    ptr::NonNull,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -27,7 +26,9 @@ use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings,
     VERDICTS, Verdict, maps, programs,
 };
-use rvs_config::{Config, Limits, XdpMode as ConfigXdpMode};
+use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
+
+use crate::mmap::MmapArray;
 
 pub use plan::{Plan, PlanError, Planner};
 
@@ -100,87 +101,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneEr
     move |source| DataplaneError::Io { what, source }
 }
 
-/// The dispatch array, mapped into our memory (BPF_F_MMAPABLE) so a scheduler table is
-/// written with plain stores instead of one syscall per slot. The kernel lays array
-/// elements out every 8 bytes whatever their size, hence the stride.
-struct DispatchSlots {
-    ptr: NonNull<u32>,
-    len: usize,
-    /// Keeps the map fd open while mapped.
-    _map: MapData,
-}
-
-/// Bytes between two elements of a BPF array (values are rounded up to 8 bytes).
-const DISPATCH_STRIDE: usize = 8;
-
-impl DispatchSlots {
-    fn new(map: MapData, len: u32) -> Result<Self> {
-        let bytes = (len as usize) * DISPATCH_STRIDE;
-        // SAFETY: mapping a BPF array created with BPF_F_MMAPABLE, length from its definition.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(DataplaneError::Io {
-                what: format!("mmap of {}", maps::DISPATCH),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let ptr =
-            NonNull::new(ptr.cast::<u32>()).ok_or(DataplaneError::MissingMap(maps::DISPATCH))?;
-        Ok(Self {
-            ptr,
-            len: len as usize,
-            _map: map,
-        })
-    }
-
-    fn write(&mut self, off: u32, values: &[u32]) {
-        let off = off as usize;
-        // The planner never hands out slots past the array; stay safe if it ever did.
-        let end = (off + values.len()).min(self.len);
-        for (i, v) in (off..end).zip(values) {
-            // SAFETY: i < len, inside the mapping; u32 stores are atomic for the reader.
-            unsafe {
-                self.ptr
-                    .as_ptr()
-                    .add(i * DISPATCH_STRIDE / 4)
-                    .write_volatile(*v)
-            };
-        }
-    }
-
-    fn read(&self, off: u32, len: u32) -> Vec<u32> {
-        let end = (off as usize + len as usize).min(self.len);
-        // SAFETY: indices checked against the mapping length.
-        (off as usize..end)
-            .map(|i| unsafe {
-                self.ptr
-                    .as_ptr()
-                    .add(i * DISPATCH_STRIDE / 4)
-                    .read_volatile()
-            })
-            .collect()
-    }
-}
-
-impl Drop for DispatchSlots {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what new() mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len * DISPATCH_STRIDE) };
-    }
-}
-
-// SAFETY: the mapping is owned by this struct and only written through &mut self.
-unsafe impl Send for DispatchSlots {}
-
 /// Counters summed over CPUs, by id.
 pub type CounterTable = BTreeMap<u32, Counters>;
 
@@ -190,9 +110,10 @@ pub struct Dataplane {
     pin_dir: PathBuf,
     limits: Limits,
     planner: Planner,
+    current: Config,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
-    reals: Array<MapData, RealEntry>,
-    dispatch: DispatchSlots,
+    reals: MmapArray<RealEntry>,
+    dispatch: MmapArray<u32>,
     cursors: Array<MapData, u64>,
     conns: HashMap<MapData, FlowKey, ConnEntry>,
     service_stats: PerCpuArray<MapData, Counters>,
@@ -201,6 +122,16 @@ pub struct Dataplane {
     settings_map: Array<MapData, Settings>,
     settings: Settings,
     attached: Vec<String>,
+}
+
+/// Maps an mmapable BPF array.
+fn mmap_array<T: Copy>(map: aya::maps::Map, name: &'static str, len: u32) -> Result<MmapArray<T>> {
+    match map {
+        aya::maps::Map::Array(data) => {
+            MmapArray::new(data, len).map_err(io_err(format!("mmap of {name}")))
+        }
+        _ => Err(DataplaneError::MissingMap(name)),
+    }
 }
 
 /// The XDP program `name` of a loaded object.
@@ -284,12 +215,13 @@ impl Dataplane {
         }
         let services = HashMap::try_from(take_map(&mut ebpf, maps::SERVICES)?)
             .map_err(map_err(maps::SERVICES))?;
-        let reals =
-            Array::try_from(take_map(&mut ebpf, maps::REALS)?).map_err(map_err(maps::REALS))?;
-        let dispatch = match take_map(&mut ebpf, maps::DISPATCH)? {
-            aya::maps::Map::Array(data) => DispatchSlots::new(data, limits.dispatch_slots)?,
-            _ => return Err(DataplaneError::MissingMap(maps::DISPATCH)),
-        };
+        let reals: MmapArray<RealEntry> =
+            mmap_array(take_map(&mut ebpf, maps::REALS)?, maps::REALS, limits.reals)?;
+        let dispatch = mmap_array(
+            take_map(&mut ebpf, maps::DISPATCH)?,
+            maps::DISPATCH,
+            limits.dispatch_slots,
+        )?;
         let cursors =
             Array::try_from(take_map(&mut ebpf, maps::CURSORS)?).map_err(map_err(maps::CURSORS))?;
         let conns =
@@ -302,11 +234,33 @@ impl Dataplane {
             .map_err(map_err(maps::VERDICTS))?;
         let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
             .map_err(map_err(maps::SETTINGS))?;
+        // Maps pinned by an earlier rvsd hold the state of record: adopt it.
+        let service_entries: Vec<(ServiceKey, ServiceEntry)> =
+            services.iter().filter_map(|e| e.ok()).collect();
+        let real_entries: Vec<(u32, RealEntry)> = (0..limits.reals)
+            .filter_map(|i| reals.get(i).map(|e: RealEntry| (i, e)))
+            .filter(|(_, e)| e.in_use() || e.generation != 0)
+            .collect();
+        let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
+        let fresh_settings = stored.timeouts_ns.iter().all(|&t| t == 0);
+        let settings = if fresh_settings {
+            Settings::default()
+        } else {
+            stored
+        };
+        let current = Config {
+            timeouts: Timeouts::from_settings(&settings),
+            limits,
+            services: adopted,
+            ..Config::default()
+        };
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             limits,
-            planner: Planner::new(&limits),
+            planner,
+            current,
             services,
             reals,
             dispatch,
@@ -316,10 +270,18 @@ impl Dataplane {
             real_stats,
             verdicts,
             settings_map,
-            settings: Settings::default(),
+            settings,
             attached: Vec::new(),
         };
-        dp.set_settings(&Settings::default())?;
+        dp.write(&orphans)?;
+        dp.set_settings(&settings)?;
+        if !service_entries.is_empty() {
+            tracing::info!(
+                services = dp.current.services.len(),
+                pin_dir = %pin_dir.display(),
+                "adopted the pinned dataplane state"
+            );
+        }
         Ok(dp)
     }
 
@@ -381,7 +343,14 @@ impl Dataplane {
             .plan(config, monotonic_coarse_ns() / 1_000_000)?;
         self.write(&plan)?;
         self.set_settings(&config.timeouts.to_settings())?;
+        self.current = config.clone();
         Ok(plan)
+    }
+
+    /// The state the maps hold: the last applied configuration, or what was adopted from
+    /// pinned maps at load (services in id order, timeouts from the settings map).
+    pub fn current(&self) -> &Config {
+        &self.current
     }
 
     fn write(&mut self, plan: &Plan) -> Result<()> {
@@ -398,9 +367,7 @@ impl Dataplane {
             })
         };
         for (id, entry) in &plan.reals {
-            self.reals
-                .set(*id, entry, 0)
-                .map_err(map_err(maps::REALS))?;
+            self.reals.set(*id, *entry);
         }
         for id in &plan.reset_real_counters {
             self.real_stats
@@ -430,9 +397,7 @@ impl Dataplane {
             }
         }
         for (id, entry) in &plan.retire_reals {
-            self.reals
-                .set(*id, entry, 0)
-                .map_err(map_err(maps::REALS))?;
+            self.reals.set(*id, *entry);
         }
         Ok(())
     }

@@ -7,14 +7,18 @@
 //! all-or-nothing: on error the planner is unchanged.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::Ipv4Addr,
 };
 
 use rvs_common::{
-    DispatchKind, Forward, NO_REAL, RealEntry, SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey,
+    DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_ONE_PACKET,
+    SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey,
 };
-use rvs_config::{Config, ForwardMethod, Limits, Scheduler, ServiceId, VirtualService};
+use rvs_config::{
+    Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
+    ServiceId, VirtualService,
+};
 use rvs_sched::Dest;
 
 /// Longest scheduler table one service may have (a wrr cycle or a Maglev table).
@@ -106,6 +110,13 @@ impl IdPool {
         }
     }
 
+    /// A pool in which the ids of `used` (all below `limit`) are taken.
+    fn with_used(limit: u32, used: &BTreeSet<u32>) -> Self {
+        let next = used.last().map_or(0, |&m| m + 1);
+        let free = (0..next).rev().filter(|i| !used.contains(i)).collect();
+        Self { next, limit, free }
+    }
+
     fn take(&mut self) -> Option<u32> {
         if let Some(id) = self.free.pop() {
             return Some(id);
@@ -136,6 +147,27 @@ impl SlotAlloc {
         let mut free = BTreeMap::new();
         if capacity > 0 {
             free.insert(0, capacity);
+        }
+        Self {
+            free,
+            quarantine: Vec::new(),
+        }
+    }
+
+    /// An allocator whose `used` ranges (start, len) are taken.
+    fn with_used(capacity: u32, used: &[(u32, u32)]) -> Self {
+        let mut ranges: Vec<(u32, u32)> = used.iter().copied().filter(|r| r.1 > 0).collect();
+        ranges.sort();
+        let mut free = BTreeMap::new();
+        let mut at = 0u32;
+        for (start, len) in ranges {
+            if start > at {
+                free.insert(at, start - at);
+            }
+            at = at.max(start.saturating_add(len));
+        }
+        if capacity > at {
+            free.insert(at, capacity - at);
         }
         Self {
             free,
@@ -192,8 +224,6 @@ struct ServiceState {
     entry: ServiceEntry,
     /// (address, port) → real-server id and the entry written for it.
     reals: HashMap<(Ipv4Addr, u16), (u32, RealEntry)>,
-    /// (address, port) → latest non-zero weight (IPVS's last_weight, used by mh).
-    last_weights: HashMap<(Ipv4Addr, u16), u32>,
 }
 
 /// Remembers what was written to the maps and plans the next change.
@@ -221,6 +251,113 @@ fn forward(method: ForwardMethod) -> Forward {
         ForwardMethod::Tun => Forward::Tunnel,
         ForwardMethod::Nat => Forward::Masq,
     }
+}
+
+const SCHED_FLAGS: [SchedFlag; 3] = [SchedFlag::Flag1, SchedFlag::Flag2, SchedFlag::Flag3];
+
+/// A service's configuration in one canonical form (flags sorted, a real server's port
+/// only when it differs from the service's), so equal configurations compare equal.
+fn canonical(svc: &VirtualService) -> VirtualService {
+    let mut c = svc.clone();
+    c.sched_flags.sort();
+    c.sched_flags.dedup();
+    for r in &mut c.reals {
+        if r.port == Some(svc.port) {
+            r.port = None;
+        }
+    }
+    c
+}
+
+/// The service map entry: what the XDP program needs plus the configuration.
+fn service_entry(
+    svc: &VirtualService,
+    id: u32,
+    kind: DispatchKind,
+    off: u32,
+    len: u32,
+) -> ServiceEntry {
+    let mut flags = 0;
+    if svc.sloppy_tcp {
+        flags |= SVC_F_SLOPPY_TCP;
+    }
+    if svc.one_packet {
+        flags |= SVC_F_ONE_PACKET;
+    }
+    let sched_flags = SCHED_FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| svc.has_flag(**f))
+        .fold(0u8, |acc, (bit, _)| acc | (1 << bit));
+    let scheduler = Scheduler::ALL
+        .iter()
+        .position(|s| *s == svc.scheduler)
+        .unwrap_or(0) as u8;
+    ServiceEntry {
+        id,
+        table_off: off,
+        table_len: len,
+        kind: kind as u8,
+        flags,
+        scheduler,
+        sched_flags,
+        persist_timeout: svc.persistence.map_or(0, |p| p.timeout),
+        persist_mask: svc
+            .persistence
+            .map_or(0, |p| u32::from_ne_bytes(p.netmask.octets())),
+        mh_table_size: svc.mh_table_size.unwrap_or(0),
+    }
+}
+
+/// Rebuilds a service's configuration from its map entries (the inverse of
+/// [`service_entry`] and the real-server entries); None if the key is not one rvs writes.
+fn service_from_maps(
+    key: &ServiceKey,
+    entry: &ServiceEntry,
+    reals: &[RealEntry],
+) -> Option<VirtualService> {
+    let protocol = match key.proto {
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
+        _ => return None,
+    };
+    let port = u16::from_be(key.port);
+    let mut svc = VirtualService::new(protocol, Ipv4Addr::from(key.vip.to_ne_bytes()), port);
+    svc.scheduler = *Scheduler::ALL.get(entry.scheduler as usize)?;
+    svc.mh_table_size = (entry.mh_table_size != 0).then_some(entry.mh_table_size);
+    svc.sched_flags = SCHED_FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| entry.sched_flags & (1 << bit) != 0)
+        .map(|(_, f)| *f)
+        .collect();
+    svc.persistence = (entry.persist_timeout != 0).then(|| Persistence {
+        timeout: entry.persist_timeout,
+        netmask: Ipv4Addr::from(entry.persist_mask.to_ne_bytes()),
+    });
+    svc.one_packet = entry.flags & SVC_F_ONE_PACKET != 0;
+    svc.sloppy_tcp = entry.flags & SVC_F_SLOPPY_TCP != 0;
+    let mut ranked: Vec<&RealEntry> = reals.iter().collect();
+    ranked.sort_by_key(|r| r.rank);
+    svc.reals = ranked
+        .into_iter()
+        .map(|r| {
+            let real_port = u16::from_be(r.port);
+            RealServer {
+                address: Ipv4Addr::from(r.addr.to_ne_bytes()),
+                port: (real_port != port).then_some(real_port),
+                weight: r.weight,
+                forward: match r.forward {
+                    1 => ForwardMethod::Tun,
+                    2 => ForwardMethod::Nat,
+                    _ => ForwardMethod::Dr,
+                },
+                u_threshold: r.u_threshold,
+                l_threshold: r.l_threshold,
+            }
+        })
+        .collect();
+    Some(svc)
 }
 
 /// The scheduler table for a service's real servers given in config order, as indices
@@ -311,6 +448,82 @@ impl Planner {
         }
     }
 
+    /// A planner for maps that already hold state (pinned by an earlier rvsd): rebuilds
+    /// ids, generations, slot use and every service's configuration from the map contents.
+    /// Returns the planner, the services in id order, and tombstones for real-server
+    /// entries whose service is gone (to be written).
+    pub fn adopt(
+        limits: &Limits,
+        services: &[(ServiceKey, ServiceEntry)],
+        reals: &[(u32, RealEntry)],
+    ) -> (Planner, Vec<VirtualService>, Plan) {
+        let mut generations = vec![0; limits.reals as usize];
+        let mut by_service: HashMap<u32, Vec<(u32, RealEntry)>> = HashMap::new();
+        for &(rid, entry) in reals {
+            if let Some(g) = generations.get_mut(rid as usize) {
+                *g = entry.generation;
+                if entry.in_use() {
+                    by_service
+                        .entry(entry.service)
+                        .or_default()
+                        .push((rid, entry));
+                }
+            }
+        }
+        let mut sorted: Vec<&(ServiceKey, ServiceEntry)> = services.iter().collect();
+        sorted.sort_by_key(|(_, e)| e.id);
+        let mut states = HashMap::new();
+        let mut configs = Vec::new();
+        let mut service_ids = BTreeSet::new();
+        let mut real_ids = BTreeSet::new();
+        let mut ranges = Vec::new();
+        for (key, entry) in sorted {
+            let members = by_service.remove(&entry.id).unwrap_or_default();
+            let entries: Vec<RealEntry> = members.iter().map(|&(_, e)| e).collect();
+            let Some(config) = service_from_maps(key, entry, &entries) else {
+                continue;
+            };
+            service_ids.insert(entry.id);
+            ranges.push((entry.table_off, entry.table_len));
+            let mut state_reals = HashMap::new();
+            for (rid, e) in members {
+                real_ids.insert(rid);
+                let key = (Ipv4Addr::from(e.addr.to_ne_bytes()), u16::from_be(e.port));
+                state_reals.insert(key, (rid, e));
+            }
+            states.insert(
+                config.id(),
+                ServiceState {
+                    config: canonical(&config),
+                    entry: *entry,
+                    reals: state_reals,
+                },
+            );
+            configs.push(config);
+        }
+        // Real servers of services that no longer exist (a crash between two writes): taken
+        // here, then retired like any removed server.
+        let mut orphans: Vec<u32> = by_service
+            .into_values()
+            .flatten()
+            .map(|(rid, _)| rid)
+            .collect();
+        orphans.sort();
+        real_ids.extend(&orphans);
+        let mut planner = Planner {
+            services: states,
+            service_ids: IdPool::with_used(limits.services, &service_ids),
+            real_ids: IdPool::with_used(limits.reals, &real_ids),
+            generations,
+            slots: SlotAlloc::with_used(limits.dispatch_slots, &ranges),
+        };
+        let mut plan = Plan::default();
+        for rid in orphans {
+            planner.tombstone(rid, &mut plan);
+        }
+        (planner, configs, plan)
+    }
+
     /// Number of services currently planned.
     pub fn service_count(&self) -> usize {
         self.services.len()
@@ -384,8 +597,9 @@ impl Planner {
 
         for svc in &config.services {
             let id = svc.id();
+            let canonical = canonical(svc);
             let old = self.services.get(&id);
-            if old.is_some_and(|o| o.config == *svc) {
+            if old.is_some_and(|o| o.config == canonical) {
                 continue;
             }
             let (service_id, mut reals) = match old {
@@ -409,46 +623,39 @@ impl Planner {
                 .collect();
             gone.sort();
             reals.retain(|k, _| keys.contains(k));
-            for (real, key) in svc.reals.iter().zip(&keys) {
-                let entry_for = |generation| RealEntry {
+            for (rank, (real, key)) in svc.reals.iter().zip(&keys).enumerate() {
+                let prev = reals.get(key).copied();
+                let (rid, fresh) = match prev {
+                    Some((rid, _)) => (rid, false),
+                    None => (self.real_ids.take().ok_or(PlanError::NoRealId(id))?, true),
+                };
+                let last_weight = if real.weight > 0 {
+                    real.weight
+                } else {
+                    prev.map_or(0, |(_, e)| e.last_weight)
+                };
+                let entry = RealEntry {
                     addr: u32::from_ne_bytes(real.address.octets()),
                     port: key.1.to_be(),
                     forward: forward(real.forward) as u8,
                     pad: 0,
-                    generation,
+                    generation: self.generations[rid as usize],
+                    service: service_id,
+                    rank: rank as u32,
+                    weight: real.weight,
+                    last_weight,
+                    u_threshold: real.u_threshold,
+                    l_threshold: real.l_threshold,
                 };
-                match reals.get(key) {
-                    Some(&(rid, written)) => {
-                        let entry = entry_for(self.generations[rid as usize]);
-                        if entry != written {
-                            plan.reals.push((rid, entry));
-                            reals.insert(*key, (rid, entry));
-                        }
-                    }
-                    None => {
-                        let rid = self.real_ids.take().ok_or(PlanError::NoRealId(id))?;
-                        let entry = entry_for(self.generations[rid as usize]);
-                        reals.insert(*key, (rid, entry));
-                        plan.reals.push((rid, entry));
-                        plan.reset_real_counters.push(rid);
-                    }
+                if prev.map(|(_, e)| e) != Some(entry) {
+                    plan.reals.push((rid, entry));
                 }
+                if fresh {
+                    plan.reset_real_counters.push(rid);
+                }
+                reals.insert(*key, (rid, entry));
             }
-            let old_last = old.map(|o| &o.last_weights);
-            let last_weights: HashMap<(Ipv4Addr, u16), u32> = svc
-                .reals
-                .iter()
-                .zip(&keys)
-                .map(|(r, k)| {
-                    let last = if r.weight > 0 {
-                        r.weight
-                    } else {
-                        old_last.and_then(|l| l.get(k)).copied().unwrap_or(0)
-                    };
-                    (*k, last)
-                })
-                .collect();
-            let (kind, table) = table_for(svc, |i| last_weights[&keys[i]])?;
+            let (kind, table) = table_for(svc, |i| reals[&keys[i]].1.last_weight)?;
             let table: Vec<u32> = table
                 .into_iter()
                 .map(|i| {
@@ -474,14 +681,7 @@ impl Planner {
             if len > 0 {
                 plan.tables.push((off, table));
             }
-            let entry = ServiceEntry {
-                id: service_id,
-                table_off: off,
-                table_len: len as u32,
-                kind: kind as u8,
-                flags: if svc.sloppy_tcp { SVC_F_SLOPPY_TCP } else { 0 },
-                pad: 0,
-            };
+            let entry = service_entry(svc, service_id, kind, off, len as u32);
             plan.upsert_services.push((service_key(&id), entry));
             for rid in gone {
                 self.tombstone(rid, &mut plan);
@@ -489,10 +689,9 @@ impl Planner {
             self.services.insert(
                 id,
                 ServiceState {
-                    config: svc.clone(),
+                    config: canonical,
                     entry,
                     reals,
-                    last_weights,
                 },
             );
         }
@@ -553,7 +752,10 @@ address = "198.18.2.12"
             1,
         );
         let plan = p.plan(&config(&changed), 5).expect("plan");
-        assert!(plan.reals.is_empty(), "no real entry rewritten: {plan:?}");
+        // Same id and generation, only the recorded weight changes.
+        assert_eq!(plan.reals.len(), 1, "{plan:?}");
+        assert_eq!((plan.reals[0].0, plan.reals[0].1.weight), (1, 0));
+        assert_eq!(plan.reals[0].1.generation, 0);
         assert!(plan.reset_real_counters.is_empty());
         assert!(plan.retire_reals.is_empty());
         assert_eq!(plan.tables.len(), 1);
@@ -654,6 +856,90 @@ address = "198.18.2.12"
         let mut p = Planner::new(&limits);
         let err = p.plan(&config(TWO), 0).expect_err("too few slots");
         assert!(err.to_string().contains("dispatch_slots"), "{err}");
+    }
+
+    /// What the maps hold after `plan` was written to empty maps.
+    fn maps_after(plans: &[&Plan]) -> (Vec<(ServiceKey, ServiceEntry)>, Vec<(u32, RealEntry)>) {
+        let mut services = BTreeMap::new();
+        let mut reals = BTreeMap::new();
+        for plan in plans {
+            for (k, e) in &plan.upsert_services {
+                services.insert((k.vip, k.port, k.proto), (*k, *e));
+            }
+            for k in &plan.delete_services {
+                services.remove(&(k.vip, k.port, k.proto));
+            }
+            for (id, e) in plan.reals.iter().chain(&plan.retire_reals) {
+                reals.insert(*id, *e);
+            }
+        }
+        (
+            services.into_values().collect(),
+            reals.into_iter().collect(),
+        )
+    }
+
+    #[test]
+    fn adopting_the_maps_rebuilds_the_same_state() {
+        let text = TWO.replace("scheduler = \"rr\"", "scheduler = \"mh\"\nsched_flags = [\"mh-port\"]\npersistence = { timeout = 300, netmask = \"255.255.255.0\" }")
+            + "[[service]]\nprotocol = \"udp\"\naddress = \"198.18.0.11\"\nport = 53\none_packet = true\n[[service.real]]\naddress = \"198.18.2.21\"\nweight = 0\nport = 53\nu_threshold = 10\n";
+        let cfg = config(&text);
+        let mut p = Planner::new(&Limits::default());
+        let first = p.plan(&cfg, 0).expect("plan");
+        // Remove and re-add one real so generations are not all zero.
+        let mut fewer = cfg.clone();
+        fewer.services[0].reals.pop();
+        let second = p.plan(&fewer, 0).expect("plan");
+        let third = p.plan(&cfg, 0).expect("plan");
+        let (services, reals) = maps_after(&[&first, &second, &third]);
+        let (mut adopted, configs, orphans) = Planner::adopt(&Limits::default(), &services, &reals);
+        assert!(orphans.is_empty());
+        let mut want: Vec<VirtualService> = cfg.services.iter().map(canonical).collect();
+        let mut got: Vec<VirtualService> = configs.iter().map(canonical).collect();
+        want.sort_by_key(|s| s.id());
+        got.sort_by_key(|s| s.id());
+        assert_eq!(got, want);
+        for svc in &cfg.services {
+            assert_eq!(adopted.service_entry(&svc.id()), p.service_entry(&svc.id()));
+            for r in &svc.reals {
+                let port = r.port.unwrap_or(svc.port);
+                assert_eq!(
+                    adopted.real_id(&svc.id(), r.address, port),
+                    p.real_id(&svc.id(), r.address, port)
+                );
+            }
+        }
+        // Re-applying the same configuration to the adopted state writes nothing.
+        assert!(adopted.plan(&cfg, SLOT_GRACE_MS).expect("plan").is_empty());
+        // And new allocations do not collide with adopted ones.
+        let mut more = cfg.clone();
+        more.services[1]
+            .reals
+            .push(rvs_config::RealServer::new(Ipv4Addr::new(198, 18, 2, 30)));
+        let plan = adopted.plan(&more, SLOT_GRACE_MS).expect("plan");
+        let used: BTreeSet<u32> = reals
+            .iter()
+            .filter(|(_, e)| e.in_use())
+            .map(|(i, _)| *i)
+            .collect();
+        assert!(plan.reset_real_counters.iter().all(|id| !used.contains(id)));
+    }
+
+    #[test]
+    fn adopting_retires_orphaned_reals() {
+        let mut p = Planner::new(&Limits::default());
+        let plan = p.plan(&config(TWO), 0).expect("plan");
+        let (_, reals) = maps_after(&[&plan]);
+        let (adopted, configs, orphans) = Planner::adopt(&Limits::default(), &[], &reals);
+        assert!(configs.is_empty());
+        assert_eq!(orphans.retire_reals.len(), 2);
+        assert!(
+            orphans
+                .retire_reals
+                .iter()
+                .all(|(_, e)| !e.in_use() && e.generation == 1)
+        );
+        assert_eq!(adopted.service_count(), 0);
     }
 
     #[test]

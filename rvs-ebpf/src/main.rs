@@ -34,7 +34,7 @@ use rvs_common::{
 #[map(name = "RVS_SERVICES")]
 static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::pinned(DEFAULT_MAX_SERVICES, 0);
 #[map(name = "RVS_REALS")]
-static REALS: Array<RealEntry> = Array::pinned(DEFAULT_MAX_REALS, 0);
+static REALS: Array<RealEntry> = Array::pinned(DEFAULT_MAX_REALS, BPF_F_MMAPABLE);
 #[map(name = "RVS_DISPATCH")]
 static DISPATCH: Array<u32> = Array::pinned(DEFAULT_DISPATCH_SLOTS, BPF_F_MMAPABLE);
 #[map(name = "RVS_CURSORS")]
@@ -50,7 +50,7 @@ static VERDICT_COUNTS: PerCpuArray<u64> = PerCpuArray::pinned(VERDICTS, 0);
 #[map(name = "RVS_SETTINGS")]
 static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
-/// Lets userspace write scheduler tables through mmap instead of a syscall per slot.
+/// Lets userspace read and write arrays through mmap instead of a syscall per element.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
