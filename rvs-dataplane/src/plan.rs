@@ -858,8 +858,11 @@ address = "198.18.2.12"
         assert!(err.to_string().contains("dispatch_slots"), "{err}");
     }
 
-    /// What the maps hold after `plan` was written to empty maps.
-    fn maps_after(plans: &[&Plan]) -> (Vec<(ServiceKey, ServiceEntry)>, Vec<(u32, RealEntry)>) {
+    /// Service-map and real-array contents.
+    type Maps = (Vec<(ServiceKey, ServiceEntry)>, Vec<(u32, RealEntry)>);
+
+    /// What the maps hold after `plans` were written to empty maps.
+    fn maps_after(plans: &[&Plan]) -> Maps {
         let mut services = BTreeMap::new();
         let mut reals = BTreeMap::new();
         for plan in plans {
