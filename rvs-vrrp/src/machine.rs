@@ -1031,12 +1031,14 @@ impl Node {
         let inst = &mut self.instances[i];
         let packet = match Packet::new_checked(data, inst.family) {
             Ok(p) => p,
-            Err(WireError::Version(_)) => {
+            Err(WireError::Version(v)) => {
                 inst.counters.version_errors += 1;
+                tracing::info!(instance = %inst.cfg.name, %src, version = v, "advert of an unsupported VRRP version dropped");
                 return None;
             }
-            Err(_) => {
+            Err(e) => {
                 inst.counters.length_errors += 1;
+                tracing::info!(instance = %inst.cfg.name, %src, error = %e, "malformed advert dropped");
                 return None;
             }
         };
@@ -1047,23 +1049,24 @@ impl Node {
         if inst.multicast() && ttl != TTL {
             // keepalived checks the TTL only for multicast (unicast may cross routers).
             inst.counters.ttl_errors += 1;
-            tracing::debug!(instance = %inst.cfg.name, %src, ttl, "advert with TTL/hop limit other than 255 dropped");
+            tracing::info!(instance = %inst.cfg.name, %src, ttl, "advert with TTL/hop limit other than 255 dropped");
             return None;
         }
         if packet.version() != Some(inst.version) {
             inst.counters.version_errors += 1;
-            tracing::debug!(instance = %inst.cfg.name, %src, version = packet.version_number(), "advert of another VRRP version dropped");
+            tracing::info!(instance = %inst.cfg.name, %src, version = packet.version_number(), "advert of another VRRP version dropped");
             return None;
         }
         if packet.kind() != TYPE_ADVERTISEMENT {
             inst.counters.type_errors += 1;
+            tracing::info!(instance = %inst.cfg.name, %src, kind = packet.kind(), "VRRP packet of an unknown type dropped");
             return None;
         }
         let repr = match Repr::parse(&packet, src, dst) {
             Ok(r) => r,
             Err(WireError::Checksum { .. }) => {
                 inst.counters.checksum_errors += 1;
-                tracing::debug!(instance = %inst.cfg.name, %src, "advert with a bad checksum dropped");
+                tracing::info!(instance = %inst.cfg.name, %src, "advert with a bad checksum dropped");
                 return None;
             }
             Err(_) => {
@@ -1075,21 +1078,22 @@ impl Node {
             let got = repr.auth.type_value();
             if got > 2 {
                 inst.counters.invalid_auth_type += 1;
+                tracing::info!(instance = %inst.cfg.name, %src, auth_type = got, "advert with an invalid auth type dropped");
                 return None;
             }
             if got != inst.auth.type_value() {
                 inst.counters.auth_type_mismatch += 1;
-                tracing::debug!(instance = %inst.cfg.name, %src, "advert with another auth type dropped");
+                tracing::info!(instance = %inst.cfg.name, %src, "advert with another auth type dropped");
                 return None;
             }
             if repr.auth != inst.auth {
                 inst.counters.auth_failures += 1;
-                tracing::debug!(instance = %inst.cfg.name, %src, "advert with a wrong password dropped");
+                tracing::info!(instance = %inst.cfg.name, %src, "advert with a wrong password dropped");
                 return None;
             }
             if repr.adver_int != inst.cfg.adver_int_field(Version::V2) {
                 inst.counters.interval_errors += 1;
-                tracing::debug!(instance = %inst.cfg.name, %src, got = repr.adver_int, "advert with another interval dropped");
+                tracing::info!(instance = %inst.cfg.name, %src, got = repr.adver_int, "advert with another interval dropped");
                 return None;
             }
         }
@@ -1101,7 +1105,7 @@ impl Node {
             // RFC: MAY check and MUST log; keepalived drops such adverts, and so do we, so
             // that both behave alike in a mixed group.
             inst.counters.address_list_errors += 1;
-            tracing::debug!(instance = %inst.cfg.name, %src, "advert with another address list dropped");
+            tracing::info!(instance = %inst.cfg.name, %src, "advert with another address list dropped");
             return None;
         }
         inst.counters.adverts_received += 1;
