@@ -85,11 +85,17 @@ fn err<T>(loc: &Loc, message: impl Into<String>) -> Result<T, SyntaxError> {
     })
 }
 
-fn script(s: &ScriptConf) -> Script {
+/// The model's script, running as its own user, else global_defs' `script_user`.
+fn script_as(s: &ScriptConf, default_user: Option<&(String, Option<String>)>) -> Script {
+    let (user, group) = match (&s.user, default_user) {
+        (Some(u), _) => (Some(u.clone()), s.group.clone()),
+        (None, Some((u, g))) => (Some(u.clone()), g.clone()),
+        (None, None) => (None, None),
+    };
     Script {
         argv: s.argv.clone(),
-        user: s.user.clone(),
-        group: s.group.clone(),
+        user,
+        group,
     }
 }
 
@@ -102,6 +108,10 @@ fn forward(kind: LbKind) -> ForwardMethod {
 }
 
 impl Mapper<'_> {
+    fn script(&self, s: &ScriptConf) -> Script {
+        script_as(s, self.conf.global_defs.script_user.as_ref())
+    }
+
     fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
         self.warnings.push(Warning {
             loc: loc.clone(),
@@ -133,13 +143,13 @@ impl Mapper<'_> {
                 "router_id" => {
                     "router_id only names this node in keepalived's e-mail alerts, which rvs does not send; ignored"
                 }
-                "enable_script_security" | "script_user" => {
-                    "not supported by rvs: scripts run as rvsd's user unless the script names its own user; ignored"
+                "enable_script_security" => {
+                    "rvs does not check the ownership and permissions of scripts; ignored"
                 }
                 "checker_log_all_failures" => {
                     "not needed: rvs logs every failed check (at debug level) and counts it; ignored"
                 }
-                "lvs_timeouts" | "lvs_flush" => continue,
+                "lvs_timeouts" | "lvs_flush" | "script_user" => continue,
                 name if name.starts_with("vrrp_") || name == "default_interface" => {
                     "VRRP settings are read but rvs does not run VRRP from keepalived.conf yet; ignored"
                 }
@@ -448,8 +458,8 @@ impl Mapper<'_> {
                 service: id,
                 quorum,
                 hysteresis,
-                quorum_up: vs.quorum_up.as_ref().map(script),
-                quorum_down: vs.quorum_down.as_ref().map(script),
+                quorum_up: vs.quorum_up.as_ref().map(|s| self.script(s)),
+                quorum_down: vs.quorum_down.as_ref().map(|s| self.script(s)),
                 omega: vs.omega,
                 sorry_server: sorry_here,
                 reals: health_reals,
@@ -553,8 +563,8 @@ impl Mapper<'_> {
         let health = RealHealth {
             real: real.clone(),
             inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
-            notify_up: rs.notify_up.as_ref().map(script),
-            notify_down: rs.notify_down.as_ref().map(script),
+            notify_up: rs.notify_up.as_ref().map(|s| self.script(s)),
+            notify_down: rs.notify_down.as_ref().map(|s| self.script(s)),
             checkers,
         };
         Ok(Some((real, health, rs.loc.clone())))
@@ -663,7 +673,7 @@ impl Mapper<'_> {
                 let Some(path) = &m.misc_path else {
                     return err(&c.loc, "MISC_CHECK needs misc_path");
                 };
-                let mut s = script(path);
+                let mut s = self.script(path);
                 if let Some((u, g)) = &m.user {
                     s.user = Some(u.clone());
                     s.group = g.clone();
