@@ -10,5 +10,6 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod state;
 
 pub use model::HealthModel;
