@@ -5,13 +5,13 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod link;
 mod mmap;
 pub mod neigh;
 pub mod plan;
 pub mod testrun;
 
 use std::{
-    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
@@ -101,8 +101,14 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneEr
     move |source| DataplaneError::Io { what, source }
 }
 
-/// Counters summed over CPUs, by id.
-pub type CounterTable = BTreeMap<u32, Counters>;
+/// Result of one pass over the connection table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ConnScan {
+    /// Entries freed because they expired.
+    pub expired: usize,
+    /// Real-server id → (established, other) live connections.
+    pub per_real: std::collections::HashMap<u32, (u64, u64)>,
+}
 
 /// The loaded programs and maps, and what has been written to them.
 pub struct Dataplane {
@@ -304,35 +310,97 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Deletes connection entries idle longer than their state's timeout (the XDP program
-    /// already treats them as gone; this frees their memory). Returns how many went.
-    pub fn expire_conns(&mut self) -> Result<usize> {
+    /// Time left before `conn` expires (0 when it has), by its state's timeout.
+    fn time_left(&self, conn: &ConnEntry, now: u64) -> u64 {
+        let timeouts = &self.settings.timeouts_ns;
+        let timeout = timeouts
+            .get(conn.state as usize)
+            .copied()
+            .unwrap_or(timeouts[ConnState::Udp as usize]);
+        timeout.saturating_sub(now.saturating_sub(conn.last_seen))
+    }
+
+    /// Whether `conn` still points at the real server its id names now.
+    fn conn_is_current(&self, conn: &ConnEntry) -> bool {
+        self.reals
+            .get(conn.real)
+            .is_some_and(|r| r.in_use() && r.generation == conn.real_gen)
+    }
+
+    /// One pass over the connection table: deletes entries idle longer than their state's
+    /// timeout (the XDP program already ignores them; this frees their memory) and counts
+    /// the live ones per real-server id, as IPVS's ActiveConn (established) and InActConn.
+    pub fn scan_conns(&mut self) -> Result<ConnScan> {
         let now = monotonic_coarse_ns();
-        let timeouts = self.settings.timeouts_ns;
-        let is_expired = |c: &ConnEntry| {
-            let timeout = timeouts
-                .get(c.state as usize)
-                .copied()
-                .unwrap_or(timeouts[ConnState::Udp as usize]);
-            now.saturating_sub(c.last_seen) > timeout
-        };
-        let expired: Vec<FlowKey> = self
-            .conns
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .filter(|(_, c)| is_expired(c))
-            .map(|(k, _)| k)
-            .collect();
-        let mut removed = 0;
-        for key in &expired {
-            // Look again right before deleting: a packet may have refreshed it meanwhile.
-            if self.conns.get(key, 0).is_ok_and(|c| is_expired(&c))
-                && self.conns.remove(key).is_ok()
-            {
-                removed += 1;
+        let mut scan = ConnScan::default();
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
+            if self.time_left(&conn, now) == 0 {
+                expired.push(key);
+            } else if self.conn_is_current(&conn) {
+                let counts = scan.per_real.entry(conn.real).or_default();
+                if conn.state == ConnState::Established as u8 {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                }
             }
         }
-        Ok(removed)
+        for key in &expired {
+            // Look again right before deleting: a packet may have refreshed it meanwhile.
+            if self
+                .conns
+                .get(key, 0)
+                .is_ok_and(|c| self.time_left(&c, now) == 0)
+                && self.conns.remove(key).is_ok()
+            {
+                scan.expired += 1;
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The live connections: (flow, entry, nanoseconds until it expires).
+    pub fn connections(&self) -> Vec<(FlowKey, ConnEntry, u64)> {
+        let now = monotonic_coarse_ns();
+        self.conns
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, c)| self.conn_is_current(c))
+            .filter_map(|(k, c)| {
+                let left = self.time_left(&c, now);
+                (left > 0).then_some((k, c, left))
+            })
+            .collect()
+    }
+
+    /// The real-server entry of id `id`.
+    pub fn real(&self, id: u32) -> Option<RealEntry> {
+        self.reals.get(id)
+    }
+
+    /// Zeroes the counters of service id `service` and of real-server ids `reals`.
+    pub fn zero_counters(&mut self, service: u32, reals: &[u32]) -> Result<()> {
+        self.service_stats
+            .set(service, Self::zeros()?, 0)
+            .map_err(map_err(maps::SERVICE_STATS))?;
+        for id in reals {
+            self.real_stats
+                .set(*id, Self::zeros()?, 0)
+                .map_err(map_err(maps::REAL_STATS))?;
+        }
+        Ok(())
+    }
+
+    fn zeros() -> Result<PerCpuValues<Counters>> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Io {
+            what: "counting possible CPUs".into(),
+            source: e,
+        })?;
+        PerCpuValues::try_from(vec![Counters::default(); ncpu]).map_err(|e| DataplaneError::Io {
+            what: "building per-CPU zeros".into(),
+            source: e,
+        })
     }
 
     /// Brings the maps to `config` (services, real servers, timeouts) as a diff.
@@ -354,29 +422,17 @@ impl Dataplane {
     }
 
     fn write(&mut self, plan: &Plan) -> Result<()> {
-        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Io {
-            what: "counting possible CPUs".into(),
-            source: e,
-        })?;
-        let zeros = || {
-            PerCpuValues::try_from(vec![Counters::default(); ncpu]).map_err(|e| {
-                DataplaneError::Io {
-                    what: "building per-CPU zeros".into(),
-                    source: e,
-                }
-            })
-        };
         for (id, entry) in &plan.reals {
             self.reals.set(*id, *entry);
         }
         for id in &plan.reset_real_counters {
             self.real_stats
-                .set(*id, zeros()?, 0)
+                .set(*id, Self::zeros()?, 0)
                 .map_err(map_err(maps::REAL_STATS))?;
         }
         for id in &plan.reset_services {
             self.service_stats
-                .set(*id, zeros()?, 0)
+                .set(*id, Self::zeros()?, 0)
                 .map_err(map_err(maps::SERVICE_STATS))?;
             self.cursors
                 .set(*id, 0, 0)
@@ -408,9 +464,23 @@ impl Dataplane {
     pub fn attach(&mut self, interface: &str, mode: ConfigXdpMode) -> Result<()> {
         let link_pin = self.pin_dir.join(format!("link_{interface}"));
         if link_pin.exists() {
-            // A previous run's link: drop it so the new program takes its place.
-            fs::remove_file(&link_pin)
-                .map_err(io_err(format!("removing {}", link_pin.display())))?;
+            let ifindex = ifindex_of(interface);
+            match link::pinned_xdp_ifindex(&link_pin) {
+                // A previous rvsd's link still holds the interface: keep it, so traffic
+                // never passes through the kernel while rvsd restarts. It runs the same
+                // program on the same pinned maps.
+                Some(i) if i != 0 && Some(i) == ifindex => {
+                    tracing::info!(interface, "balancer already attached (adopted)");
+                    set_forwarding(interface)?;
+                    self.attached.push(interface.to_owned());
+                    return Ok(());
+                }
+                _ => {
+                    // The interface went away or was recreated: replace the stale link.
+                    fs::remove_file(&link_pin)
+                        .map_err(io_err(format!("removing {}", link_pin.display())))?;
+                }
+            }
         }
         set_forwarding(interface)?;
         let mode = match mode {
@@ -554,6 +624,14 @@ impl PassProgram {
             .map_err(attach_err)?;
         Ok(PassProgram { _ebpf: ebpf })
     }
+}
+
+/// The index of `interface` in the caller's network namespace.
+fn ifindex_of(interface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(interface).ok()?;
+    // SAFETY: a valid NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 /// Sets net.ipv4.conf.IFACE.forwarding=1 (bpf_fib_lookup refuses interfaces without it).

@@ -17,8 +17,10 @@ const RVSD_WAIT: Duration = Duration::from_secs(20);
 /// A running rvsd; stopped on drop, and its pinned programs and maps removed.
 pub struct Rvsd {
     child: ChildGuard,
+    ns_name: String,
     binary: PathBuf,
     config_path: PathBuf,
+    socket: PathBuf,
     pin_path: PathBuf,
     reloads: usize,
     refusals: usize,
@@ -26,24 +28,47 @@ pub struct Rvsd {
 
 impl Rvsd {
     /// Writes `config` (TOML; its `[daemon] pin_path` must be `pin_path`) to a file and
-    /// starts `binary --config FILE` inside `ns`; returns when rvsd says it is ready.
+    /// starts `binary --config FILE --socket SOCK` inside `ns` (the socket is private to
+    /// this lab); returns when rvsd says it is ready.
     pub fn start(ns: &Netns, binary: &Path, config: &str, pin_path: &Path) -> Result<Rvsd> {
         let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
-        let bin = binary.to_string_lossy().into_owned();
-        let cfg = config_path.to_string_lossy().into_owned();
-        let child = ns.spawn(&[&bin, "--config", &cfg])?;
+        let socket = Path::new("/run/rvs-lab").join(format!("{}.sock", ns.name()));
+        let child = spawn_rvsd(ns, binary, &config_path, &socket)?;
         let mut rvsd = Rvsd {
             child,
+            ns_name: ns.name().to_owned(),
             binary: binary.to_owned(),
             config_path,
+            socket,
             pin_path: pin_path.to_owned(),
             reloads: 0,
             refusals: 0,
         };
         rvsd.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)?;
         Ok(rvsd)
+    }
+
+    /// Kills rvsd with SIGKILL (no chance to clean anything up) and starts a new one with
+    /// the same config file and socket in `ns`; returns when it is ready. The pinned
+    /// programs and maps are left as the killed one left them.
+    pub fn kill_and_restart(&mut self, ns: &Netns) -> Result<()> {
+        anyhow::ensure!(
+            ns.name() == self.ns_name,
+            "restart in the namespace rvsd ran in"
+        );
+        self.child.signal(Signal::SIGKILL)?;
+        self.child.stop()?;
+        self.child = spawn_rvsd(ns, &self.binary, &self.config_path, &self.socket)?;
+        self.reloads = 0;
+        self.refusals = 0;
+        self.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)
+    }
+
+    /// The API socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     fn send_reload(&mut self, config: &str) -> Result<()> {
@@ -74,6 +99,13 @@ impl Rvsd {
     }
 }
 
+fn spawn_rvsd(ns: &Netns, binary: &Path, config: &Path, socket: &Path) -> Result<ChildGuard> {
+    let bin = binary.to_string_lossy().into_owned();
+    let cfg = config.to_string_lossy().into_owned();
+    let sock = socket.to_string_lossy().into_owned();
+    ns.spawn(&[&bin, "--config", &cfg, "--socket", &sock])
+}
+
 impl Drop for Rvsd {
     fn drop(&mut self) {
         if let Err(e) = self.child.stop() {
@@ -93,5 +125,6 @@ impl Drop for Rvsd {
             Err(e) => tracing::warn!(error = %e, "running rvsd --cleanup"),
         }
         let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }

@@ -1,37 +1,40 @@
-//! rvsd: loads the configuration, attaches the XDP balancer, keeps its maps in sync.
+//! rvsd: owns the desired state, keeps the XDP dataplane in sync with it, serves the
+//! management API.
 //!
-//! - start: validate the config, load (or adopt) the pinned maps, apply the config, attach
-//!   the balancer to each configured interface, resolve real servers' neighbours;
-//! - SIGHUP: re-read the config and apply it as a diff (unchanged services and real
+//! - start: load (or adopt) the pinned maps, apply the config file as a diff, attach the
+//!   balancer to each configured interface, resolve real servers' neighbours;
+//! - API (Unix socket, JSON over HTTP): atomic batches of ipvsadm-like ops, listings;
+//! - SIGHUP: re-read the config file and apply it as a diff (unchanged services and real
 //!   servers keep their connections and counters); a bad file changes nothing;
-//! - SIGTERM/SIGINT: exit, leaving the programs attached and the maps pinned, so
-//!   forwarding goes on (as IPVS rules outlive ipvsadm); `rvsd --cleanup` removes them.
+//! - SIGTERM/SIGINT (or SIGKILL): exit, leaving the programs attached and the maps pinned,
+//!   so forwarding goes on; the next rvsd adopts them; `rvsd --cleanup` removes them.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+mod api;
+mod daemon;
+mod ops;
+mod stats;
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rvs_config::Config;
-use rvs_dataplane::{Dataplane, neigh::NeighbourResolver};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
-/// How often real servers' neighbour entries are refreshed.
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
-/// How often idle connection entries are freed.
-const CONN_EXPIRY: Duration = Duration::from_secs(10);
+use crate::daemon::{Daemon, read_config};
 
 /// rvs daemon.
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version, about)]
 struct Args {
-    /// Configuration file (TOML).
-    #[arg(short, long, default_value = "/etc/rvs/rvs.toml")]
-    config: PathBuf,
+    /// Configuration file (TOML). Without one, rvsd keeps the state it finds pinned (as
+    /// IPVS keeps its table) and is driven through the API and rvsadm.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Path of the API socket.
+    #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
     /// Validate the configuration file and exit (0 = valid).
-    #[arg(long)]
+    #[arg(long, requires = "config")]
     check_config: bool,
     /// Detach the balancer and unpin every map under the pin path, then exit.
     #[arg(long)]
@@ -39,12 +42,6 @@ struct Args {
     /// bpffs directory for --cleanup when no config file is at hand.
     #[arg(long)]
     pin_path: Option<PathBuf>,
-}
-
-fn read_config(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
 fn main() -> Result<()> {
@@ -55,19 +52,21 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     if args.check_config {
-        let config = read_config(&args.config)?;
+        let path = args.config.context("--check-config needs --config FILE")?;
+        let config = read_config(&path)?;
         println!(
             "{}: valid ({} services, {} real servers)",
-            args.config.display(),
+            path.display(),
             config.services.len(),
             config.services.iter().map(|s| s.reals.len()).sum::<usize>()
         );
         return Ok(());
     }
     if args.cleanup {
-        let pin_dir = match args.pin_path {
-            Some(p) => p,
-            None => read_config(&args.config)?.daemon.pin_path,
+        let pin_dir = match (args.pin_path, &args.config) {
+            (Some(p), _) => p,
+            (None, Some(c)) => read_config(c)?.daemon.pin_path,
+            (None, None) => rvs_config::Daemon::default().pin_path,
         };
         rvs_dataplane::cleanup(&pin_dir)
             .with_context(|| format!("cleaning up {}", pin_dir.display()))?;
@@ -78,82 +77,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args.config))
-}
-
-async fn resolve_neighbours(resolver: &NeighbourResolver, config: &Config) {
-    let mut addrs: Vec<_> = config
-        .services
-        .iter()
-        .flat_map(|s| s.reals.iter().map(|r| r.address))
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    for addr in addrs {
-        if let Err(e) = resolver.resolve(addr).await {
-            tracing::warn!(real = %addr, error = %e, "cannot resolve real server's next hop");
-        }
-    }
-}
-
-async fn run(config_path: PathBuf) -> Result<()> {
-    let mut config = read_config(&config_path)?;
-    rvs_dataplane::ensure_bpffs()?;
-    let mut dp = Dataplane::load(&config.daemon.pin_path, config.limits)?;
-    let resolver = NeighbourResolver::new()?;
-    let plan = dp.apply(&config)?;
-    tracing::info!(
-        services = config.services.len(),
-        tables = plan.tables.len(),
-        "config applied"
-    );
-    resolve_neighbours(&resolver, &config).await;
-    for iface in &config.daemon.interfaces {
-        dp.attach(iface, config.daemon.xdp_mode)?;
-        tracing::info!(interface = %iface, mode = ?config.daemon.xdp_mode, "balancer attached");
-    }
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
-    let mut expiry_tick = tokio::time::interval(CONN_EXPIRY);
-    tracing::info!(pid = std::process::id(), "rvsd ready");
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                match read_config(&config_path) {
-                    Err(e) => tracing::error!(error = format!("{e:#}"), "reload refused; state unchanged"),
-                    Ok(new) if new.limits != config.limits || new.daemon != config.daemon => {
-                        tracing::error!("reload refused: [daemon] and [limits] only change with a restart; state unchanged");
-                    }
-                    Ok(new) => match dp.apply(&new) {
-                        Ok(plan) => {
-                            config = new;
-                            tracing::info!(
-                                services = config.services.len(),
-                                upserted = plan.upsert_services.len(),
-                                deleted = plan.delete_services.len(),
-                                "config reloaded"
-                            );
-                            resolve_neighbours(&resolver, &config).await;
-                        }
-                        Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
-                    },
+        .block_on(async {
+            let daemon = Daemon::start(args.config).await?;
+            let (tx, rx) = mpsc::channel(64);
+            let socket = args.socket;
+            tokio::spawn(async move {
+                if let Err(e) = api::serve(socket, tx).await {
+                    tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
-            }
-            _ = neigh_tick.tick() => resolve_neighbours(&resolver, &config).await,
-            _ = expiry_tick.tick() => match dp.expire_conns() {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(expired = n, "idle connections freed"),
-                Err(e) => tracing::warn!(error = %e, "connection expiry failed"),
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    tracing::info!(
-        pin_path = %config.daemon.pin_path.display(),
-        "rvsd exiting; the balancer stays attached (rvsd --cleanup removes it)"
-    );
-    Ok(())
+            });
+            daemon.run(rx).await
+        })
 }

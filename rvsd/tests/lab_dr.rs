@@ -181,3 +181,51 @@ fn bad_reload_changes_nothing() {
     let after = shares(&s.lab, 30);
     assert_eq!(before, after, "same rr shares after a refused reload");
 }
+
+#[test]
+fn sigkill_and_restart_keeps_every_connection() {
+    if !rvs_lab::root_or_skip("DR lab restart test") {
+        return;
+    }
+    let mut s = setup("rr", &[1, 1, 1]);
+    let mut sessions: Vec<(HttpSession, String)> = (0..50)
+        .map(|i| {
+            let mut session = HttpSession::connect(s.lab.client(), vip())
+                .unwrap_or_else(|e| panic!("session {i}: {e:#}"));
+            let name = session.get().expect("first request");
+            (session, name)
+        })
+        .collect();
+    s.rvsd
+        .kill_and_restart(s.lab.lb())
+        .expect("rvsd restarts after SIGKILL");
+    let log = s.rvsd.output();
+    assert!(log.contains("adopted the pinned dataplane state"), "{log}");
+    assert!(log.contains("balancer already attached (adopted)"), "{log}");
+    for (i, (session, name)) in sessions.iter_mut().enumerate() {
+        for _ in 0..2 {
+            let again = session
+                .get()
+                .unwrap_or_else(|e| panic!("connection {i} broke across the restart: {e:#}"));
+            assert_eq!(&again, name, "connection {i} moved to another server");
+        }
+    }
+    // New connections are still balanced (the rr cursor carries on: 20 each ± 2).
+    let counts = shares(&s.lab, 60);
+    for (name, n) in &counts {
+        assert!(
+            (18..=22).contains(n),
+            "rr share of {name} after restart: {n} ({counts:?})"
+        );
+    }
+    let verdicts: BTreeMap<&str, u64> = rvs_dataplane::pinned_verdicts(&s.pin)
+        .expect("verdict counters")
+        .into_iter()
+        .map(|(v, n)| (v.name(), n))
+        .collect();
+    assert_eq!(
+        verdicts["pass_no_conn"], 0,
+        "mid-stream packets lost their entry: {verdicts:?}"
+    );
+    assert_eq!(verdicts["pass_not_service"], 0, "{verdicts:?}");
+}

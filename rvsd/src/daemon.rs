@@ -1,0 +1,396 @@
+//! The daemon's state and main loop: the one place that changes the desired state and
+//! writes it to the dataplane, fed by signals, timers and API calls.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use rvs_api::{
+    ApiError, Applied, Connection, ConnectionList, ErrorKind, RealStatus, ServiceList,
+    ServiceStatus, Status,
+};
+use rvs_common::{ConnState, IPPROTO_TCP};
+use rvs_config::{Config, Protocol};
+use rvs_dataplane::{ConnScan, Dataplane, DataplaneError, PlanError, neigh::NeighbourResolver};
+use serde_json::Value;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    api::{Call, Request},
+    ops::apply_ops,
+    stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
+};
+
+/// How often real servers' neighbour entries are refreshed.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// Shortest interval between two passes over the connection table (expiry and counts);
+/// a large table is scanned less often (four times the last pass's duration).
+const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
+
+/// Reads and validates a TOML config file.
+pub fn read_config(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// The running daemon.
+pub struct Daemon {
+    dp: Dataplane,
+    /// The desired state; the dataplane holds exactly this after every successful change.
+    desired: Config,
+    config_path: Option<PathBuf>,
+    resolver: NeighbourResolver,
+    estimator: Estimator,
+    scan: ConnScan,
+}
+
+fn api_error(e: DataplaneError) -> ApiError {
+    match e {
+        DataplaneError::Plan(
+            p @ (PlanError::NoServiceId(_) | PlanError::NoRealId(_) | PlanError::NoSlots { .. }),
+        ) => ApiError::new(ErrorKind::Capacity, p.to_string()),
+        DataplaneError::Plan(p) => ApiError::new(ErrorKind::Invalid, p.to_string()),
+        other => ApiError::new(ErrorKind::Internal, other.to_string()),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+}
+
+impl Daemon {
+    /// Loads (or adopts) the dataplane, applies the config file if any, attaches.
+    pub async fn start(config_path: Option<PathBuf>) -> Result<Daemon> {
+        let file = config_path.as_deref().map(read_config).transpose()?;
+        let base = file.clone().unwrap_or_default();
+        rvs_dataplane::ensure_bpffs()?;
+        let dp = Dataplane::load(&base.daemon.pin_path, base.limits)?;
+        // Without a file, the adopted maps are the desired state (as IPVS's table is for
+        // ipvsadm); with one, the file is applied to them as a diff.
+        let desired = match file {
+            Some(f) => f,
+            None => Config {
+                daemon: base.daemon.clone(),
+                ..dp.current().clone()
+            },
+        };
+        let mut daemon = Daemon {
+            dp,
+            desired: Config::default(),
+            config_path,
+            resolver: NeighbourResolver::new()?,
+            estimator: Estimator::default(),
+            scan: ConnScan::default(),
+        };
+        let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(services = applied.services, "config applied");
+        daemon.resolve_neighbours().await;
+        for iface in daemon.desired.daemon.interfaces.clone() {
+            daemon.dp.attach(&iface, daemon.desired.daemon.xdp_mode)?;
+            tracing::info!(interface = %iface, mode = ?daemon.desired.daemon.xdp_mode, "balancer attached");
+        }
+        Ok(daemon)
+    }
+
+    /// Makes `next` the desired state: planned and written as a diff, or nothing changes.
+    fn apply(&mut self, next: Config) -> Result<Applied, ApiError> {
+        if next.limits != self.dp.limits() {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[limits] only change with a restart (and rvsd --cleanup, as the maps are sized at creation)",
+            ));
+        }
+        let plan = self.dp.apply(&next).map_err(api_error)?;
+        for sid in &plan.reset_services {
+            self.estimator.reset(CounterId::Service(*sid));
+        }
+        for rid in &plan.reset_real_counters {
+            self.estimator.reset(CounterId::Real(*rid));
+        }
+        self.desired = next;
+        Ok(Applied {
+            services: self.desired.services.len(),
+            services_written: plan.upsert_services.len(),
+            services_deleted: plan.delete_services.len(),
+            reals_written: plan.reals.len() + plan.retire_reals.len(),
+        })
+    }
+
+    /// Re-reads the config file and applies it; [daemon] must not change.
+    fn reload(&mut self) -> Result<Applied, ApiError> {
+        let path = self.config_path.clone().ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Invalid,
+                "rvsd runs without --config: nothing to reload",
+            )
+        })?;
+        let next =
+            read_config(&path).map_err(|e| ApiError::new(ErrorKind::Invalid, format!("{e:#}")))?;
+        if next.daemon != self.desired.daemon {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[daemon] only changes with a restart",
+            ));
+        }
+        self.apply(next)
+    }
+
+    async fn resolve_neighbours(&self) {
+        let mut addrs: Vec<_> = self
+            .desired
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.address))
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        for addr in addrs {
+            if let Err(e) = self.resolver.resolve(addr).await {
+                tracing::warn!(real = %addr, error = %e, "cannot resolve real server's next hop");
+            }
+        }
+    }
+
+    /// The ids of every service and real server, for the estimator.
+    fn counter_ids(&self) -> Vec<CounterId> {
+        let planner = self.dp.planner();
+        let mut ids = Vec::new();
+        for svc in &self.desired.services {
+            let id = svc.id();
+            if let Some(e) = planner.service_entry(&id) {
+                ids.push(CounterId::Service(e.id));
+            }
+            for r in &svc.reals {
+                if let Some(rid) = planner.real_id(&id, r.address, r.port.unwrap_or(svc.port)) {
+                    ids.push(CounterId::Real(rid));
+                }
+            }
+        }
+        ids
+    }
+
+    fn sample_rates(&mut self) {
+        let ids = self.counter_ids();
+        for id in &ids {
+            let counters = match id {
+                CounterId::Service(i) => self.dp.service_counters(*i),
+                CounterId::Real(i) => self.dp.real_counters(*i),
+            };
+            if let Ok(c) = counters {
+                self.estimator.sample(*id, c, ESTIMATOR_INTERVAL_SECS);
+            }
+        }
+        self.estimator
+            .retain(&ids.into_iter().collect::<HashSet<_>>());
+    }
+
+    fn status(&self) -> Result<Status, ApiError> {
+        let verdicts = self.dp.verdicts().map_err(api_error)?;
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            conn_table_size: self.dp.limits().connections,
+            timeouts: self.desired.timeouts,
+            interfaces: self.desired.daemon.interfaces.clone(),
+            verdicts: verdicts
+                .into_iter()
+                .map(|(v, n)| (v.name().to_owned(), n))
+                .collect(),
+        })
+    }
+
+    fn services(&self) -> Result<ServiceList, ApiError> {
+        let planner = self.dp.planner();
+        let mut services = Vec::with_capacity(self.desired.services.len());
+        for svc in &self.desired.services {
+            let id = svc.id();
+            let entry = planner.service_entry(&id).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Internal,
+                    format!("service {id} has no map entry"),
+                )
+            })?;
+            let counters = self.dp.service_counters(entry.id).map_err(api_error)?;
+            let mut reals = Vec::with_capacity(svc.reals.len());
+            // IPVS lists a service's servers newest first.
+            for r in svc.reals.iter().rev() {
+                let rid = planner
+                    .real_id(&id, r.address, r.port.unwrap_or(svc.port))
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorKind::Internal, format!("real {} has no id", r.address))
+                    })?;
+                let c = self.dp.real_counters(rid).map_err(api_error)?;
+                let (active, inactive) = self.scan.per_real.get(&rid).copied().unwrap_or_default();
+                reals.push(RealStatus {
+                    real: r.clone(),
+                    active_conns: active,
+                    inactive_conns: inactive,
+                    persist_conns: 0,
+                    stats: stats(&c),
+                    rates: self.estimator.rates(CounterId::Real(rid)),
+                });
+            }
+            services.push(ServiceStatus {
+                service: svc.clone(),
+                stats: stats(&counters),
+                rates: self.estimator.rates(CounterId::Service(entry.id)),
+                reals,
+            });
+        }
+        Ok(ServiceList {
+            conn_table_size: self.dp.limits().connections,
+            services,
+        })
+    }
+
+    fn connections(&self) -> ConnectionList {
+        let connections = self
+            .dp
+            .connections()
+            .into_iter()
+            .filter_map(|(key, conn, left_ns)| {
+                let real = self.dp.real(conn.real)?;
+                let state = match conn.state {
+                    s if s == ConnState::SynRecv as u8 => "SYN_RECV",
+                    s if s == ConnState::Established as u8 => "ESTABLISHED",
+                    s if s == ConnState::FinWait as u8 => "FIN_WAIT",
+                    s if s == ConnState::Close as u8 => "CLOSE",
+                    _ => "UDP",
+                };
+                let addr = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
+                Some(Connection {
+                    protocol: if key.proto == IPPROTO_TCP {
+                        Protocol::Tcp
+                    } else {
+                        Protocol::Udp
+                    },
+                    expires_in: left_ns.div_ceil(rvs_common::NS_PER_SEC),
+                    state: state.to_owned(),
+                    client: (addr(key.src), u16::from_be(key.sport)),
+                    virtual_addr: (addr(key.dst), u16::from_be(key.dport)),
+                    real: (addr(real.addr), u16::from_be(real.port)),
+                })
+            })
+            .collect();
+        ConnectionList { connections }
+    }
+
+    fn zero(&mut self, which: Option<rvs_config::ServiceId>) -> Result<(), ApiError> {
+        let planner = self.dp.planner();
+        let mut targets = Vec::new();
+        for svc in &self.desired.services {
+            let id = svc.id();
+            if which.is_some_and(|w| w != id) {
+                continue;
+            }
+            let Some(entry) = planner.service_entry(&id) else {
+                continue;
+            };
+            let reals: Vec<u32> = svc
+                .reals
+                .iter()
+                .filter_map(|r| planner.real_id(&id, r.address, r.port.unwrap_or(svc.port)))
+                .collect();
+            targets.push((entry.id, reals));
+        }
+        for (sid, reals) in targets {
+            self.dp.zero_counters(sid, &reals).map_err(api_error)?;
+            self.estimator.reset(CounterId::Service(sid));
+            for rid in reals {
+                self.estimator.reset(CounterId::Real(rid));
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, call: Call) -> Result<Value, ApiError> {
+        match call {
+            Call::Status => to_value(&self.status()?),
+            Call::GetConfig => to_value(&self.desired),
+            Call::PutConfig(next) => {
+                if next.daemon != self.desired.daemon {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        "[daemon] only changes with a restart",
+                    ));
+                }
+                next.validate()
+                    .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+                to_value(&self.apply(*next)?)
+            }
+            Call::Ops(batch) => {
+                let (next, effects) = apply_ops(&self.desired, &batch.ops)?;
+                let applied = self.apply(next)?;
+                for which in effects.zero {
+                    self.zero(which)?;
+                }
+                to_value(&applied)
+            }
+            Call::Reload => to_value(&self.reload()?),
+            Call::Services => to_value(&self.services()?),
+            Call::Connections => to_value(&self.connections()),
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT; the balancer stays attached afterwards.
+    pub async fn run(mut self, mut calls: mpsc::Receiver<Request>) -> Result<()> {
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
+        let mut rate_tick = tokio::time::interval(Duration::from_secs(ESTIMATOR_INTERVAL_SECS));
+        let mut next_scan = Instant::now();
+        tracing::info!(pid = std::process::id(), "rvsd ready");
+        loop {
+            let scan_at = tokio::time::Instant::from_std(next_scan);
+            tokio::select! {
+                _ = hup.recv() => match self.reload() {
+                    Ok(a) => {
+                        tracing::info!(services = a.services, written = a.services_written, deleted = a.services_deleted, "config reloaded");
+                        self.resolve_neighbours().await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
+                },
+                Some(req) = calls.recv() => {
+                    let changes = matches!(req.call, Call::Ops(_) | Call::PutConfig(_) | Call::Reload);
+                    let answer = self.call(req.call);
+                    if let Err(e) = &answer {
+                        tracing::info!(error = %e, "API request refused");
+                    }
+                    let _ = req.reply.send(answer);
+                    if changes {
+                        self.resolve_neighbours().await;
+                    }
+                }
+                _ = neigh_tick.tick() => self.resolve_neighbours().await,
+                _ = rate_tick.tick() => self.sample_rates(),
+                _ = tokio::time::sleep_until(scan_at) => {
+                    let started = Instant::now();
+                    match self.dp.scan_conns() {
+                        Ok(scan) => {
+                            if scan.expired > 0 {
+                                tracing::debug!(expired = scan.expired, "idle connections freed");
+                            }
+                            self.scan = scan;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "connection scan failed"),
+                    }
+                    next_scan = Instant::now() + CONN_SCAN_MIN.max(started.elapsed() * 4);
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!(
+            pin_path = %self.desired.daemon.pin_path.display(),
+            "rvsd exiting; the balancer stays attached (rvsd --cleanup removes it)"
+        );
+        Ok(())
+    }
+}
