@@ -75,6 +75,7 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     pub switch: Netns,
     files: Vec<PathBuf>,
+    vrrp_pid_files: std::collections::BTreeMap<usize, PathBuf>,
 }
 
 fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
@@ -124,6 +125,7 @@ impl Lab {
             nodes: list,
             switch,
             files: Vec::new(),
+            vrrp_pid_files: Default::default(),
         };
         lab.wire()
             .with_context(|| format!("building VRRP lab {}", lab.prefix))?;
@@ -213,8 +215,12 @@ impl Lab {
     pub fn keepalived(&mut self, n: usize, conf: &str) -> Result<ChildGuard> {
         let name = self.nodes[n].name.clone();
         let conf_path = self.file(&format!("{name}-keepalived.conf"), conf)?;
-        let pid = std::env::temp_dir().join(format!("{}-{name}-ka.pid", self.prefix));
-        let vpid = std::env::temp_dir().join(format!("{}-{name}-ka-vrrp.pid", self.prefix));
+        // Fresh pid files per start: a crashed run's files would make keepalived think
+        // it is still running.
+        let k = self.files.len();
+        let pid = std::env::temp_dir().join(format!("{}-{name}-ka{k}.pid", self.prefix));
+        let vpid = std::env::temp_dir().join(format!("{}-{name}-ka{k}-vrrp.pid", self.prefix));
+        self.vrrp_pid_files.insert(n, vpid.clone());
         self.files.push(pid.clone());
         self.files.push(vpid.clone());
         let s = |p: &Path| p.to_string_lossy().into_owned();
@@ -243,6 +249,22 @@ impl Lab {
         ])?;
         child.wait_for_output("Entering", 1, Duration::from_secs(15))?;
         Ok(child)
+    }
+
+    /// Crashes keepalived in node `n`: SIGKILL to its VRRP child (pid from its pid file;
+    /// otherwise the child outlives the parent, which it watches, and resigns cleanly)
+    /// and then to `parent`.
+    pub fn kill_keepalived(&self, n: usize, parent: &mut ChildGuard) -> Result<()> {
+        let vpid = self
+            .vrrp_pid_files
+            .get(&n)
+            .context("keepalived was not started in that node")?;
+        let text = std::fs::read_to_string(&vpid)
+            .with_context(|| format!("reading {}", vpid.display()))?;
+        let pid: i32 = text.trim().parse().context("VRRP child pid")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
+            .context("killing keepalived's VRRP child")?;
+        sigkill(parent)
     }
 
     /// The MAC the client's neighbour table has for `ip`, if any.
