@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
 pub const DEFAULT_MAX_REALS: u32 = 262_144;
 /// Default capacity of the connection table (LRU).
 pub const DEFAULT_MAX_CONNS: u32 = 1_048_576;
+/// Default capacity of the persistence-template table (LRU).
+pub const DEFAULT_MAX_PERSIST: u32 = 262_144;
 /// Default capacity of the dispatch-slot array shared by all services' scheduler tables.
 pub const DEFAULT_DISPATCH_SLOTS: u32 = 4_194_304;
 
@@ -198,6 +200,29 @@ pub struct ConnEntry {
     pub pad: [u8; 7],
 }
 
+/// Key of the persistence-template table: the service and the client address under the
+/// service's persistence netmask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PersistKey {
+    /// Service id.
+    pub service: u32,
+    /// Client address & netmask, network byte order.
+    pub client: u32,
+}
+
+/// Value of the persistence-template table (IPVS's persistent connection template).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PersistEntry {
+    /// Last time a connection was scheduled through it (CLOCK_MONOTONIC ns, coarse).
+    pub last_seen: u64,
+    /// Real server id.
+    pub real: u32,
+    /// Generation of that id when the template was made.
+    pub real_gen: u32,
+}
+
 /// Packet and byte counters; per CPU in the maps, summed by userspace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -330,6 +355,8 @@ pub mod maps {
     pub const CURSORS: &str = "RVS_CURSORS";
     /// FlowKey → ConnEntry (LRU).
     pub const CONNS: &str = "RVS_CONNS";
+    /// PersistKey → PersistEntry (LRU).
+    pub const PERSIST: &str = "RVS_PERSIST";
     /// Per-CPU counters per service id.
     pub const SERVICE_STATS: &str = "RVS_SERVICE_STATS";
     /// Per-CPU counters per real-server id.
@@ -361,4 +388,6 @@ mod pod {
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for PersistEntry {}
 }

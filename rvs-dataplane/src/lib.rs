@@ -205,6 +205,8 @@ impl Dataplane {
             .map_max_entries(maps::REALS, limits.reals)
             .map_max_entries(maps::REAL_STATS, limits.reals)
             .map_max_entries(maps::CONNS, limits.connections)
+            // One template per persistent client; a quarter of the connection table.
+            .map_max_entries(maps::PERSIST, (limits.connections / 4).max(1024))
             .map_max_entries(maps::DISPATCH, limits.dispatch_slots)
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::Load {
@@ -590,6 +592,7 @@ impl PassProgram {
             maps::DISPATCH,
             maps::CURSORS,
             maps::CONNS,
+            maps::PERSIST,
             maps::SERVICE_STATS,
             maps::REAL_STATS,
         ] {

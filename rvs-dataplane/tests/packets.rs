@@ -461,3 +461,90 @@ fn literal_syn_frame_byte_for_byte() {
         assert_eq!(r.frame, want);
     });
 }
+
+/// The real server a frame was sent to (index into SEG_A).
+fn landed(frame: &[u8]) -> usize {
+    SEG_A
+        .iter()
+        .position(|(_, mac)| frame[..6] == *mac)
+        .expect("sent to a real server")
+}
+
+#[test]
+fn persistence_keeps_a_client_network_on_its_server() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    let persistent = |weights: [u32; 3]| {
+        config(weights, "").replacen(
+            "scheduler = \"rr\"\n",
+            "scheduler = \"rr\"\npersistence = { timeout = 300, netmask = \"255.255.255.0\" }\n",
+            1,
+        )
+    };
+    env.with_dataplane(&persistent([1, 1, 1]), |dp, ifs| {
+        let mut syn = |n: u8, net: u8, port: u16| {
+            let f = tcp_frame(
+                (Ipv4Addr::new(198, 19, net, n), port),
+                (VIP, 80),
+                Tcp::Syn,
+                b"",
+            );
+            let r = run(dp, &f, ifs.a0);
+            assert_eq!(r.action, XDP_TX);
+            landed(&r.frame)
+        };
+        // rr would hand out .13, .12, .11: persistence keeps the /24 on .13.
+        assert_eq!(syn(1, 1, 1000), 2);
+        assert_eq!(syn(1, 1, 1001), 2, "same client, new connection");
+        assert_eq!(syn(77, 1, 1002), 2, "same /24");
+        assert_eq!(
+            syn(1, 2, 1000),
+            1,
+            "another /24 is scheduled: rr goes on to .12"
+        );
+        // Quiesced: persistent clients still go there (IPVS's default behaviour).
+        let cfg = rvs_config::Config::from_toml(&persistent([1, 1, 0])).expect("config");
+        dp.apply(&cfg).expect("apply");
+        let mut syn2 = |n: u8, net: u8, port: u16| {
+            let f = tcp_frame(
+                (Ipv4Addr::new(198, 19, net, n), port),
+                (VIP, 80),
+                Tcp::Syn,
+                b"",
+            );
+            landed(&run(dp, &f, ifs.a0).frame)
+        };
+        assert_eq!(syn2(5, 1, 2000), 2);
+        assert_ne!(syn2(5, 3, 2000), 2, "new clients avoid the quiesced server");
+    });
+}
+
+#[test]
+fn one_packet_scheduling_keeps_no_entry() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    let text = config([1, 1, 1], "").replacen(
+        "protocol = \"udp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n",
+        "protocol = \"udp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\none_packet = true\n",
+        1,
+    );
+    assert!(text.contains("one_packet = true"));
+    env.with_dataplane(&text, |dp, ifs| {
+        let dgram = udp_frame(client(1, 5353), (VIP, 80), b"q");
+        for want in [2usize, 1, 0, 2] {
+            let before = verdict(dp, Verdict::FwdNew);
+            let r = run(dp, &dgram, ifs.a0);
+            assert_eq!((r.action, landed(&r.frame)), (XDP_TX, want));
+            assert_eq!(
+                verdict(dp, Verdict::FwdNew),
+                before + 1,
+                "every datagram is new"
+            );
+        }
+        assert_eq!(dp.connections().len(), 0, "no connection entry kept");
+    });
+}

@@ -25,9 +25,10 @@ use aya_ebpf::{
 };
 use rvs_common::{
     CONN_REFRESH_NS, ConnEntry, ConnState, Counters, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
-    DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, DispatchKind, FlowKey, Forward, IPPROTO_TCP,
-    IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey, Settings,
-    VERDICTS, Verdict, hash::ipvs_mh_source_hash,
+    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, DispatchKind, FlowKey, Forward,
+    IPPROTO_TCP, IPPROTO_UDP, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey, RealEntry,
+    SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey, Settings, VERDICTS, Verdict,
+    hash::ipvs_mh_source_hash,
 };
 
 // Map sizes here are defaults; the loader resizes them from the configuration before load.
@@ -47,6 +48,8 @@ static SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(DEFAULT_MAX_SE
 static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(DEFAULT_MAX_REALS, 0);
 #[map(name = "RVS_VERDICTS")]
 static VERDICT_COUNTS: PerCpuArray<u64> = PerCpuArray::pinned(VERDICTS, 0);
+#[map(name = "RVS_PERSIST")]
+static PERSIST: LruHashMap<PersistKey, PersistEntry> = LruHashMap::pinned(DEFAULT_MAX_PERSIST, 0);
 #[map(name = "RVS_SETTINGS")]
 static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
@@ -344,7 +347,13 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
 
-    if let Some(conn) = CONNS.get_ptr_mut(flow) {
+    let one_packet = svc.flags & SVC_F_ONE_PACKET != 0 && !is_tcp;
+    let entry = if one_packet {
+        None
+    } else {
+        CONNS.get_ptr_mut(flow)
+    };
+    if let Some(conn) = entry {
         // SAFETY: a valid map value; concurrent writers only race on plain integers.
         let conn = unsafe { &mut *conn };
         let expired = now.saturating_sub(conn.last_seen) > timeout_ns(settings, conn.state);
@@ -382,12 +391,32 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     if is_tcp && !opens && svc.flags & SVC_F_SLOPPY_TCP == 0 {
         return (Verdict::PassNoConn, xdp_action::XDP_PASS);
     }
-    let Some(real_id) = schedule(&svc, &pkt) else {
+    // Persistence: a client (under the netmask) goes back to its real server while its
+    // template lives, even when that server is quiesced (IPVS with expire_quiescent_template
+    // off, its default); otherwise it is scheduled and the template (re)made.
+    let persist_key = PersistKey {
+        service: svc.id,
+        client: pkt.saddr & svc.persist_mask,
+    };
+    let persisted = if svc.persist_timeout != 0 {
+        persisted_real(&persist_key, svc.persist_timeout, now)
+    } else {
+        None
+    };
+    let Some(real_id) = persisted.or_else(|| schedule(&svc, &pkt)) else {
         return (Verdict::DropNoReal, xdp_action::XDP_DROP);
     };
     let Some(real) = REALS.get(real_id) else {
         return (Verdict::DropNoReal, xdp_action::XDP_DROP);
     };
+    if svc.persist_timeout != 0 {
+        let template = PersistEntry {
+            last_seen: now,
+            real: real_id,
+            real_gen: real.generation,
+        };
+        let _ = PERSIST.insert(persist_key, template, 0);
+    }
     if real.forward != Forward::DirectRoute as u8 {
         return (Verdict::DropUnsupported, xdp_action::XDP_DROP);
     }
@@ -404,10 +433,24 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     }
     // If the table is full the LRU evicts the least recently used flow; a failed insert
     // only means this flow is scheduled again on its next packet.
-    let _ = CONNS.insert(flow, conn, 0);
+    if !one_packet {
+        let _ = CONNS.insert(flow, conn, 0);
+    }
     add_counters(&SERVICE_STATS, svc.id, true, bytes);
     add_counters(&REAL_STATS, real_id, true, bytes);
     (Verdict::FwdNew, forward(ctx, &conn))
+}
+
+/// The real server a live persistence template sends this client to, if any.
+#[inline(always)]
+fn persisted_real(key: &PersistKey, timeout_secs: u32, now: u64) -> Option<u32> {
+    // SAFETY: read while the program runs (RCU-protected).
+    let t = unsafe { PERSIST.get(key) }?;
+    if now.saturating_sub(t.last_seen) > timeout_secs as u64 * NS_PER_SEC {
+        return None;
+    }
+    let real = REALS.get(t.real)?;
+    (real.generation == t.real_gen && real.addr != 0).then_some(t.real)
 }
 
 /// Rewrites the MAC header towards the real server and picks TX or REDIRECT.
