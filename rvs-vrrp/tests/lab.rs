@@ -110,3 +110,103 @@ fn nopreempt_keeps_the_new_master_after_restart() -> Result<()> {
     }
     failover(true)
 }
+
+/// Real processes for the keepalived extras: a `vrrp_script` whose weight moves mastership,
+/// `notify` with keepalived's arguments, and `use_vmac` (the client sees the virtual MAC
+/// 00:00:5e:00:01:33 for the VIP whichever node holds it).
+#[test]
+fn track_script_notify_and_vmac() -> Result<()> {
+    if !rvs_lab::root_or_skip("VRRP script/notify/VMAC lab") {
+        return Ok(());
+    }
+    let mut lab = Lab::new(2)?;
+    let flag = lab.file("n1-unhealthy", "")?;
+    std::fs::remove_file(&flag)?;
+    let notify_out = lab.file("n1-notify.log", "")?;
+    let notify_sh = lab.file(
+        "notify.sh",
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_out.display()),
+    )?;
+    let config = |priority: u8, script: bool| {
+        let track = if script {
+            format!(
+                r#"
+[[vrrp_script]]
+name = "chk"
+script = "/bin/sh -c '! test -e {flag}'"
+interval = 0.1
+weight = -100
+"#,
+                flag = flag.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"
+[global]
+vrrp_version = 3
+{track}
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+priority = {priority}
+advert_int = 0.1
+use_vmac = true
+garp_master_delay = 0
+virtual_ipaddress = ["{VIP}/24"]
+{tracks}
+notify = "/bin/sh {notify}"
+"#,
+            tracks = if script {
+                "track_script = [{ name = \"chk\" }]"
+            } else {
+                ""
+            },
+            notify = notify_sh.display(),
+        )
+    };
+    let n1_config = config(150, true);
+    let n2_config = config(100, false);
+    let _a = lab.rvs(0, &n1_config)?;
+    let _b = lab.rvs(1, &n2_config)?;
+    let on_vmac = |n: usize| -> Result<bool> {
+        let out = lab.nodes[n]
+            .ns
+            .exec(&["ip", "-o", "addr", "show", "dev", "vrrp.51"])?;
+        Ok(out.contains(&format!("inet {VIP}/")))
+    };
+    wait_until(Duration::from_secs(5), || Ok(on_vmac(0)? && !on_vmac(1)?))?;
+    wait_until(Duration::from_secs(5), || {
+        Ok(lab.ask(VIP).ok().as_deref() == Some("n1"))
+    })?;
+    let vmac = "00:00:5e:00:01:33".to_owned();
+    ensure!(lab.client_neigh(VIP)? == Some(vmac.clone()));
+
+    // The check fails: priority 150 − 100 = 50 < 100, so n2 preempts.
+    std::fs::write(&flag, "")?;
+    wait_until(Duration::from_secs(5), || Ok(on_vmac(1)? && !on_vmac(0)?))?;
+    wait_until(Duration::from_secs(5), || {
+        Ok(lab.ask(VIP).ok().as_deref() == Some("n2"))
+    })?;
+    ensure!(lab.client_neigh(VIP)? == Some(vmac));
+    // It recovers: n1 takes the VIP back.
+    std::fs::remove_file(&flag)?;
+    wait_until(Duration::from_secs(5), || Ok(on_vmac(0)? && !on_vmac(1)?))?;
+
+    // Both nodes run notify with keepalived's arguments (they share the script and log).
+    let log = std::fs::read_to_string(&notify_out)?;
+    for line in [
+        "INSTANCE VI_1 BACKUP 150",
+        "INSTANCE VI_1 MASTER 150",
+        "INSTANCE VI_1 BACKUP 50",
+        "INSTANCE VI_1 MASTER 100",
+    ] {
+        ensure!(
+            log.lines().any(|l| l == line),
+            "no {line:?} in notify log:\n{log}"
+        );
+    }
+    Ok(())
+}

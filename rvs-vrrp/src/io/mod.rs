@@ -153,11 +153,33 @@ pub async fn run(
                     )
                     .await?;
                 cleanup.vmacs.push(idx);
+                // As keepalived: the VMAC answers ARP only for its own VIPs and hears
+                // the group; the base interface stops answering for addresses it does
+                // not hold itself.
+                for (ifname, key, value) in [
+                    (name.as_str(), "arp_ignore", "1"),
+                    (name.as_str(), "accept_local", "1"),
+                    (name.as_str(), "rp_filter", "0"),
+                    (c.interface.as_str(), "arp_ignore", "1"),
+                    (c.interface.as_str(), "arp_filter", "1"),
+                    // Not done by keepalived: ARP requests from the base interface (for
+                    // replies sourced from a VIP) must not announce the VIP with the
+                    // base MAC, or neighbours would bypass the VMAC.
+                    (c.interface.as_str(), "arp_announce", "2"),
+                ] {
+                    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+                    if let Err(e) = std::fs::write(&path, value) {
+                        tracing::warn!(%path, error = %e, "cannot set sysctl for use_vmac");
+                    }
+                }
                 (name, idx, Some(idx))
             } else {
                 (c.interface.clone(), link.index, None)
             };
-            let recv = RecvSocket::open(family, &c.interface, link.index)?;
+            // With a VMAC, adverts are received on it too: the macvlan driver hands a
+            // multicast frame whose source MAC is one of its own (the peer's VMAC is
+            // ours) to that macvlan only, never to the base interface.
+            let recv = RecvSocket::open(family, &send_ifname, send_ifindex)?;
             let send = SendSocket::open(family, &send_ifname, send_ifindex)?;
             let tx = tx.clone();
             tasks.spawn(async move {

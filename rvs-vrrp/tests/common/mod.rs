@@ -259,8 +259,8 @@ impl Lab {
             .vrrp_pid_files
             .get(&n)
             .context("keepalived was not started in that node")?;
-        let text = std::fs::read_to_string(vpid)
-            .with_context(|| format!("reading {}", vpid.display()))?;
+        let text =
+            std::fs::read_to_string(vpid).with_context(|| format!("reading {}", vpid.display()))?;
         let pid: i32 = text.trim().parse().context("VRRP child pid")?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
             .context("killing keepalived's VRRP child")?;
