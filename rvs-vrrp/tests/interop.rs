@@ -17,6 +17,8 @@ enum Flavour {
     V2,
     V3,
     V3Ipv6,
+    /// VRRPv3 to unicast peers (the checksum's pseudo-header uses the peer's address).
+    V3Unicast,
 }
 
 impl Flavour {
@@ -61,10 +63,11 @@ impl Flavour {
 }
 
 fn rvs_config(f: Flavour, priority: u8) -> String {
-    let auth = if f == Flavour::V2 {
-        "authentication = { auth_type = \"PASS\", auth_pass = \"rvs-ka\" }"
-    } else {
-        ""
+    let auth = match f {
+        Flavour::V2 => "authentication = { auth_type = \"PASS\", auth_pass = \"rvs-ka\" }",
+        // rvs runs on n1 (198.18.50.1), keepalived on n2 (198.18.50.2).
+        Flavour::V3Unicast => "unicast_src_ip = \"198.18.50.1\"\nunicast_peer = [\"198.18.50.2\"]",
+        _ => "",
     };
     format!(
         r#"
@@ -89,10 +92,12 @@ virtual_ipaddress = ["{vip}/{len} dev eth0"]
 }
 
 fn keepalived_config(f: Flavour, priority: u8) -> String {
-    let auth = if f == Flavour::V2 {
-        "authentication {\n        auth_type PASS\n        auth_pass rvs-ka\n    }"
-    } else {
-        ""
+    let auth = match f {
+        Flavour::V2 => "authentication {\n        auth_type PASS\n        auth_pass rvs-ka\n    }",
+        Flavour::V3Unicast => {
+            "unicast_src_ip 198.18.50.2\n    unicast_peer {\n        198.18.50.1\n    }"
+        }
+        _ => "",
     };
     format!(
         r#"
@@ -258,3 +263,13 @@ interop_test!(v3_rvs_master_keepalived_backup, Flavour::V3, 0);
 interop_test!(v3_keepalived_master_rvs_backup, Flavour::V3, 1);
 interop_test!(v3_ipv6_rvs_master_keepalived_backup, Flavour::V3Ipv6, 0);
 interop_test!(v3_ipv6_keepalived_master_rvs_backup, Flavour::V3Ipv6, 1);
+interop_test!(
+    v3_unicast_rvs_master_keepalived_backup,
+    Flavour::V3Unicast,
+    0
+);
+interop_test!(
+    v3_unicast_keepalived_master_rvs_backup,
+    Flavour::V3Unicast,
+    1
+);
