@@ -9,7 +9,11 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
+pub mod engine;
 pub mod model;
 pub mod state;
 
+pub use engine::{Change, ChangeAction, EngineError, HealthEngine, HealthHandle};
 pub use model::HealthModel;
+pub use state::{Counters, RealStatus};

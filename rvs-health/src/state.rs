@@ -144,7 +144,8 @@ pub struct Output {
 }
 
 impl Output {
-    fn merge(&mut self, other: Output) {
+    /// Appends `other`.
+    pub fn merge(&mut self, other: Output) {
         self.transitions.extend(other.transitions);
         self.scripts.extend(other.scripts);
         for s in other.changed {
