@@ -170,10 +170,8 @@ pub struct FlowKey {
     pub sport: u16,
     /// Virtual port, network byte order.
     pub dport: u16,
-    /// IP protocol number.
-    pub proto: u8,
-    /// Explicit padding, always zero.
-    pub pad: [u8; 3],
+    /// IP protocol number, widened so the key has no padding bytes to zero.
+    pub proto: u32,
 }
 
 /// Value of the connection table.

@@ -116,7 +116,7 @@ pub struct Dataplane {
     pin_dir: PathBuf,
     limits: Limits,
     planner: Planner,
-    current: Config,
+    adopted: Config,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     reals: MmapArray<RealEntry>,
     dispatch: MmapArray<u32>,
@@ -257,7 +257,7 @@ impl Dataplane {
         } else {
             stored
         };
-        let current = Config {
+        let adopted_config = Config {
             timeouts: Timeouts::from_settings(&settings),
             limits,
             services: adopted,
@@ -268,7 +268,7 @@ impl Dataplane {
             pin_dir: pin_dir.to_owned(),
             limits,
             planner,
-            current,
+            adopted: adopted_config,
             services,
             reals,
             dispatch,
@@ -285,7 +285,7 @@ impl Dataplane {
         dp.set_settings(&settings)?;
         if !service_entries.is_empty() {
             tracing::info!(
-                services = dp.current.services.len(),
+                services = dp.adopted.services.len(),
                 pin_dir = %pin_dir.display(),
                 "adopted the pinned dataplane state"
             );
@@ -413,14 +413,13 @@ impl Dataplane {
             .plan(config, monotonic_coarse_ns() / 1_000_000)?;
         self.write(&plan)?;
         self.set_settings(&config.timeouts.to_settings())?;
-        self.current = config.clone();
         Ok(plan)
     }
 
-    /// The state the maps hold: the last applied configuration, or what was adopted from
-    /// pinned maps at load (services in id order, timeouts from the settings map).
-    pub fn current(&self) -> &Config {
-        &self.current
+    /// The state adopted from pinned maps at load (services in id order, timeouts from the
+    /// settings map); empty for fresh maps. The caller tracks what it applies since.
+    pub fn adopted(&self) -> &Config {
+        &self.adopted
     }
 
     fn write(&mut self, plan: &Plan) -> Result<()> {

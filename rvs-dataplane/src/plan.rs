@@ -546,10 +546,35 @@ impl Planner {
     /// Plans the writes that take the maps to `config`; `now_ms` is a monotonic clock used
     /// to age replaced tables. On error nothing is changed.
     pub fn plan(&mut self, config: &Config, now_ms: u64) -> Result<Plan, PlanError> {
-        let mut next = self.clone();
-        let plan = next.plan_into(config, now_ms)?;
-        *self = next;
-        Ok(plan)
+        // The allocators are flat and cheap to copy; the per-service states are not, so
+        // their changes are collected and committed only when planning succeeded.
+        let saved = (
+            self.service_ids.clone(),
+            self.real_ids.clone(),
+            self.generations.clone(),
+            self.slots.clone(),
+        );
+        let mut changes = Vec::new();
+        match self.plan_into(config, now_ms, &mut changes) {
+            Ok(plan) => {
+                for (id, state) in changes {
+                    match state {
+                        Some(state) => self.services.insert(id, state),
+                        None => self.services.remove(&id),
+                    };
+                }
+                Ok(plan)
+            }
+            Err(e) => {
+                (
+                    self.service_ids,
+                    self.real_ids,
+                    self.generations,
+                    self.slots,
+                ) = saved;
+                Err(e)
+            }
+        }
     }
 
     fn tombstone(&mut self, id: u32, plan: &mut Plan) {
@@ -565,7 +590,12 @@ impl Planner {
         self.real_ids.give(id);
     }
 
-    fn plan_into(&mut self, config: &Config, now_ms: u64) -> Result<Plan, PlanError> {
+    fn plan_into(
+        &mut self,
+        config: &Config,
+        now_ms: u64,
+        changes: &mut Vec<(ServiceId, Option<ServiceState>)>,
+    ) -> Result<Plan, PlanError> {
         self.slots.expire(now_ms);
         let mut plan = Plan::default();
         let wanted: HashMap<ServiceId, &VirtualService> =
@@ -581,7 +611,7 @@ impl Planner {
             .collect();
         removed.sort();
         for id in removed {
-            let Some(old) = self.services.remove(&id) else {
+            let Some(old) = self.services.get(&id) else {
                 continue;
             };
             plan.delete_services.push(service_key(&id));
@@ -589,6 +619,7 @@ impl Planner {
                 .release(now_ms, old.entry.table_off, old.entry.table_len);
             self.service_ids.give(old.entry.id);
             let mut ids: Vec<u32> = old.reals.values().map(|&(rid, _)| rid).collect();
+            changes.push((id, None));
             ids.sort();
             for rid in ids {
                 self.tombstone(rid, &mut plan);
@@ -597,11 +628,12 @@ impl Planner {
 
         for svc in &config.services {
             let id = svc.id();
-            let canonical = canonical(svc);
             let old = self.services.get(&id);
-            if old.is_some_and(|o| o.config == canonical) {
+            // Most services are unchanged and already canonical: compare before copying.
+            if old.is_some_and(|o| o.config == *svc || o.config == canonical(svc)) {
                 continue;
             }
+            let canonical = canonical(svc);
             let (service_id, mut reals) = match old {
                 Some(o) => (o.entry.id, o.reals.clone()),
                 None => {
@@ -686,14 +718,14 @@ impl Planner {
             for rid in gone {
                 self.tombstone(rid, &mut plan);
             }
-            self.services.insert(
+            changes.push((
                 id,
-                ServiceState {
+                Some(ServiceState {
                     config: canonical,
                     entry,
                     reals,
-                },
-            );
+                }),
+            ));
         }
         Ok(plan)
     }

@@ -258,8 +258,12 @@ fn timeout_ns(settings: &Settings, state: u8) -> u64 {
 /// Asks the kernel's FIB for the egress interface and MACs towards `real`.
 #[inline(always)]
 fn fib_to_real(ctx: &XdpContext, pkt: &Packet, real: u32, entry: &mut ConnEntry) -> bool {
-    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    // Zeroed with eight u64 stores (core::mem::zeroed becomes a byte-by-byte memset
+    // subprogram on BPF). SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and
+    // unions of them), and it fits in 64 bytes.
+    const _: () = assert!(size_of::<FibParams>() <= size_of::<[u64; 8]>());
+    let mut raw = [0u64; 8];
+    let params = unsafe { &mut *(raw.as_mut_ptr() as *mut FibParams) };
     params.family = AF_INET;
     params.l4_protocol = pkt.proto;
     params.sport = pkt.sport;
@@ -269,14 +273,7 @@ fn fib_to_real(ctx: &XdpContext, pkt: &Packet, real: u32, entry: &mut ConnEntry)
     params.__bindgen_anon_3.ipv4_src = pkt.saddr;
     params.__bindgen_anon_4.ipv4_dst = real;
     // SAFETY: params is a valid, initialised struct of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx as *mut _,
-            &mut params,
-            size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let rc = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, params, size_of::<FibParams>() as i32, 0) };
     if rc != BPF_FIB_LKUP_RET_SUCCESS {
         return false;
     }
@@ -314,6 +311,53 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
         Ok(pkt) => pkt,
         Err(verdict) => return (verdict, xdp_action::XDP_PASS),
     };
+    let Some(settings) = SETTINGS.get(0) else {
+        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
+    };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let flow = FlowKey {
+        src: pkt.saddr,
+        dst: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto as u32,
+    };
+    let is_tcp = pkt.proto == IPPROTO_TCP;
+    let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+
+    // Known connections first: the entry names its service and real server, so an
+    // established packet needs no service lookup. An entry whose real server was removed
+    // (generation changed) — which is also what deleting its service does — is not used.
+    let mut real_gone = false;
+    if let Some(conn) = CONNS.get_ptr_mut(flow) {
+        // SAFETY: a valid map value; concurrent writers only race on plain integers.
+        let conn = unsafe { &mut *conn };
+        let expired = now.saturating_sub(conn.last_seen) > timeout_ns(settings, conn.state);
+        let reused = is_tcp
+            && opens
+            && (conn.state == ConnState::FinWait as u8 || conn.state == ConnState::Close as u8);
+        let real = REALS.get(conn.real);
+        let real_ok = real.is_some_and(|r| r.generation == conn.real_gen);
+        if !expired && !reused {
+            if let (true, Some(real)) = (real_ok, real) {
+                let state = next_state(conn.state, pkt.proto, pkt.tcp_flags);
+                if state != conn.state || now.saturating_sub(conn.last_seen) > CONN_REFRESH_NS {
+                    // A route or neighbour may have changed: refresh with the kernel.
+                    if !fib_to_real(ctx, &pkt, real.addr, conn) {
+                        return (Verdict::DropNoRoute, xdp_action::XDP_DROP);
+                    }
+                    conn.state = state;
+                    conn.last_seen = now;
+                }
+                add_counters(&SERVICE_STATS, conn.service, false, bytes);
+                add_counters(&REAL_STATS, conn.real, false, bytes);
+                return (Verdict::FwdEstablished, forward(ctx, conn));
+            }
+            real_gone = true;
+        }
+    }
+
     let mut key = ServiceKey {
         vip: pkt.daddr,
         port: pkt.dport,
@@ -331,61 +375,12 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
             }
         }
     };
-    let Some(settings) = SETTINGS.get(0) else {
-        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
-    };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let flow = FlowKey {
-        src: pkt.saddr,
-        dst: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        pad: [0; 3],
-    };
-    let is_tcp = pkt.proto == IPPROTO_TCP;
-    let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-
-    let one_packet = svc.flags & SVC_F_ONE_PACKET != 0 && !is_tcp;
-    let entry = if one_packet {
-        None
-    } else {
-        CONNS.get_ptr_mut(flow)
-    };
-    if let Some(conn) = entry {
-        // SAFETY: a valid map value; concurrent writers only race on plain integers.
-        let conn = unsafe { &mut *conn };
-        let expired = now.saturating_sub(conn.last_seen) > timeout_ns(settings, conn.state);
-        let reused = is_tcp
-            && opens
-            && (conn.state == ConnState::FinWait as u8 || conn.state == ConnState::Close as u8);
-        let real_ok = REALS
-            .get(conn.real)
-            .is_some_and(|r| r.generation == conn.real_gen);
-        if !expired && !reused {
-            if !real_ok {
-                if !opens {
-                    return (Verdict::DropRealGone, xdp_action::XDP_DROP);
-                }
-            } else {
-                let state = next_state(conn.state, pkt.proto, pkt.tcp_flags);
-                if state != conn.state || now.saturating_sub(conn.last_seen) > CONN_REFRESH_NS {
-                    if let Some(real) = REALS.get(conn.real) {
-                        // A route or neighbour may have changed: refresh with the kernel.
-                        if !fib_to_real(ctx, &pkt, real.addr, conn) {
-                            return (Verdict::DropNoRoute, xdp_action::XDP_DROP);
-                        }
-                    }
-                    conn.state = state;
-                    conn.last_seen = now;
-                }
-                add_counters(&SERVICE_STATS, conn.service, false, bytes);
-                add_counters(&REAL_STATS, conn.real, false, bytes);
-                return (Verdict::FwdEstablished, forward(ctx, conn));
-            }
-        }
+    // A packet of a connection whose real server was removed: IPVS drops it; only a new
+    // connection (SYN, or any UDP datagram) on the same tuple is scheduled again.
+    if real_gone && !opens {
+        return (Verdict::DropRealGone, xdp_action::XDP_DROP);
     }
+    let one_packet = svc.flags & SVC_F_ONE_PACKET != 0 && !is_tcp;
 
     // A new flow (or one whose entry expired, was closed, or lost its real server).
     if is_tcp && !opens && svc.flags & SVC_F_SLOPPY_TCP == 0 {

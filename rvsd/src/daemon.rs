@@ -4,6 +4,7 @@
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,7 +19,7 @@ use rvs_dataplane::{ConnScan, Dataplane, DataplaneError, PlanError, neigh::Neigh
 use serde_json::Value;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 
 use crate::{
@@ -33,6 +34,44 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// a large table is scanned less often (four times the last pass's duration).
 const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
 
+/// Where the desired state comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// rvs's TOML file (or none: the pinned state, driven through the API).
+    Toml(Option<PathBuf>),
+    /// An existing keepalived.conf: services from its virtual_server blocks, real servers
+    /// in and out of them as its health checks say.
+    Keepalived {
+        /// The keepalived.conf.
+        path: PathBuf,
+        /// Interfaces to attach to (keepalived.conf has no such setting).
+        interfaces: Vec<String>,
+        /// bpffs directory.
+        pin_path: Option<PathBuf>,
+    },
+}
+
+/// Reads a keepalived.conf into rvs's configuration and health model, logging every
+/// warning with its file and line.
+pub fn read_keepalived(
+    path: &Path,
+    interfaces: &[String],
+    pin_path: Option<&Path>,
+) -> Result<(Config, rvs_health::HealthModel)> {
+    let import = rvs_keepalived::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("invalid keepalived config {}", path.display()))?;
+    for w in &import.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut config = import.config;
+    config.daemon.interfaces = interfaces.to_vec();
+    if let Some(p) = pin_path {
+        config.daemon.pin_path = p.to_owned();
+    }
+    Ok((config, import.health))
+}
+
 /// Reads and validates a TOML config file.
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
@@ -45,10 +84,25 @@ pub struct Daemon {
     dp: Dataplane,
     /// The desired state; the dataplane holds exactly this after every successful change.
     desired: Config,
-    config_path: Option<PathBuf>,
+    source: Source,
+    /// The health engine when the state comes from a keepalived.conf.
+    health: Option<rvs_health::HealthHandle>,
+    /// The engine's effective configuration (real servers in or out by their checks).
+    health_config: Option<watch::Receiver<Arc<Config>>>,
     resolver: NeighbourResolver,
     estimator: Estimator,
     scan: ConnScan,
+}
+
+/// Resolves when the health engine publishes a new effective configuration; never when
+/// there is no engine.
+async fn health_changed(
+    rx: &mut Option<watch::Receiver<Arc<Config>>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn api_error(e: DataplaneError) -> ApiError {
@@ -67,8 +121,18 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
 
 impl Daemon {
     /// Loads (or adopts) the dataplane, applies the config file if any, attaches.
-    pub async fn start(config_path: Option<PathBuf>) -> Result<Daemon> {
-        let file = config_path.as_deref().map(read_config).transpose()?;
+    pub async fn start(source: Source) -> Result<Daemon> {
+        let (file, model) = match &source {
+            Source::Toml(path) => (path.as_deref().map(read_config).transpose()?, None),
+            Source::Keepalived {
+                path,
+                interfaces,
+                pin_path,
+            } => {
+                let (config, model) = read_keepalived(path, interfaces, pin_path.as_deref())?;
+                (Some(config), Some(model))
+            }
+        };
         let base = file.clone().unwrap_or_default();
         rvs_dataplane::ensure_bpffs()?;
         let dp = Dataplane::load(&base.daemon.pin_path, base.limits)?;
@@ -78,13 +142,26 @@ impl Daemon {
             Some(f) => f,
             None => Config {
                 daemon: base.daemon.clone(),
-                ..dp.current().clone()
+                ..dp.adopted().clone()
             },
+        };
+        // Under keepalived.conf, the health engine decides which real servers are in.
+        let (health, health_config, desired) = match model {
+            Some(model) => {
+                let handle = rvs_health::HealthEngine::spawn(desired, model)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let rx = handle.config();
+                let effective = (**rx.borrow()).clone();
+                (Some(handle), Some(rx), effective)
+            }
+            None => (None, None, desired),
         };
         let mut daemon = Daemon {
             dp,
             desired: Config::default(),
-            config_path,
+            source,
+            health,
+            health_config,
             resolver: NeighbourResolver::new()?,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
@@ -123,16 +200,43 @@ impl Daemon {
         })
     }
 
-    /// Re-reads the config file and applies it; [daemon] must not change.
-    fn reload(&mut self) -> Result<Applied, ApiError> {
-        let path = self.config_path.clone().ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::Invalid,
-                "rvsd runs without --config: nothing to reload",
-            )
-        })?;
-        let next =
-            read_config(&path).map_err(|e| ApiError::new(ErrorKind::Invalid, format!("{e:#}")))?;
+    /// Re-reads the config file and applies it; [daemon] must not change. Under a
+    /// keepalived.conf the health checks start again from the new file (as keepalived's
+    /// reload does), but unchanged services keep their connections and counters.
+    async fn reload(&mut self) -> Result<Applied, ApiError> {
+        let invalid = |e: anyhow::Error| ApiError::new(ErrorKind::Invalid, format!("{e:#}"));
+        let next = match &self.source {
+            Source::Toml(None) => {
+                return Err(ApiError::new(
+                    ErrorKind::Invalid,
+                    "rvsd runs without --config: nothing to reload",
+                ));
+            }
+            Source::Toml(Some(path)) => read_config(path).map_err(invalid)?,
+            Source::Keepalived {
+                path,
+                interfaces,
+                pin_path,
+            } => {
+                let (config, model) =
+                    read_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
+                if config.daemon != self.desired.daemon {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        "[daemon] only changes with a restart",
+                    ));
+                }
+                let handle = rvs_health::HealthEngine::spawn(config, model)
+                    .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+                let rx = handle.config();
+                let effective = (**rx.borrow()).clone();
+                if let Some(old) = self.health.replace(handle) {
+                    old.shutdown().await;
+                }
+                self.health_config = Some(rx);
+                effective
+            }
+        };
         if next.daemon != self.desired.daemon {
             return Err(ApiError::new(
                 ErrorKind::Invalid,
@@ -265,7 +369,7 @@ impl Daemon {
                 };
                 let addr = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
                 Some(Connection {
-                    protocol: if key.proto == IPPROTO_TCP {
+                    protocol: if key.proto == u32::from(IPPROTO_TCP) {
                         Protocol::Tcp
                     } else {
                         Protocol::Udp
@@ -310,6 +414,12 @@ impl Daemon {
     }
 
     fn call(&mut self, call: Call) -> Result<Value, ApiError> {
+        if self.health.is_some() && matches!(call, Call::Ops(_) | Call::PutConfig(_)) {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                "this rvsd follows a keepalived.conf and its health checks: edit the file and reload (SIGHUP or POST /v1/reload)",
+            ));
+        }
         match call {
             Call::Status => to_value(&self.status()?),
             Call::GetConfig => to_value(&self.desired),
@@ -332,7 +442,10 @@ impl Daemon {
                 }
                 to_value(&applied)
             }
-            Call::Reload => to_value(&self.reload()?),
+            Call::Reload => Err(ApiError::new(
+                ErrorKind::Internal,
+                "reload is handled by the main loop",
+            )),
             Call::Services => to_value(&self.services()?),
             Call::Connections => to_value(&self.connections()),
         }
@@ -350,7 +463,7 @@ impl Daemon {
         loop {
             let scan_at = tokio::time::Instant::from_std(next_scan);
             tokio::select! {
-                _ = hup.recv() => match self.reload() {
+                _ = hup.recv() => match self.reload().await {
                     Ok(a) => {
                         tracing::info!(services = a.services, written = a.services_written, deleted = a.services_deleted, "config reloaded");
                         self.resolve_neighbours().await;
@@ -359,13 +472,29 @@ impl Daemon {
                 },
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::Ops(_) | Call::PutConfig(_) | Call::Reload);
-                    let answer = self.call(req.call);
+                    let answer = if matches!(req.call, Call::Reload) {
+                        self.reload().await.and_then(|a| to_value(&a))
+                    } else {
+                        self.call(req.call)
+                    };
                     if let Err(e) = &answer {
                         tracing::info!(error = %e, "API request refused");
                     }
                     let _ = req.reply.send(answer);
                     if changes {
                         self.resolve_neighbours().await;
+                    }
+                }
+                Ok(()) = health_changed(&mut self.health_config) => {
+                    let effective = self
+                        .health_config
+                        .as_ref()
+                        .map(|rx| (**rx.borrow()).clone());
+                    if let Some(next) = effective {
+                        match self.apply(next) {
+                            Ok(a) => tracing::info!(written = a.services_written, reals = a.reals_written, "health change applied"),
+                            Err(e) => tracing::error!(error = %e, "health change could not be applied"),
+                        }
                     }
                 }
                 _ = neigh_tick.tick() => self.resolve_neighbours().await,
@@ -386,6 +515,9 @@ impl Daemon {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
+        }
+        if let Some(h) = self.health.take() {
+            h.shutdown().await;
         }
         tracing::info!(
             pin_path = %self.desired.daemon.pin_path.display(),

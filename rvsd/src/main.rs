@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use crate::daemon::{Daemon, read_config};
+use crate::daemon::{Daemon, Source, read_config};
 
 /// rvs daemon.
 #[derive(Parser, Debug)]
@@ -28,18 +28,31 @@ use crate::daemon::{Daemon, read_config};
 struct Args {
     /// Configuration file (TOML). Without one, rvsd keeps the state it finds pinned (as
     /// IPVS keeps its table) and is driven through the API and rvsadm.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "keepalived")]
     config: Option<PathBuf>,
+    /// Run from an existing keepalived.conf instead: its virtual servers, real servers and
+    /// health checks (its VRRP blocks are reported, not run, by rvsd).
+    #[arg(short = 'k', long, value_name = "KEEPALIVED_CONF")]
+    keepalived: Option<PathBuf>,
+    /// With --keepalived: an interface to attach the balancer to (repeat for several).
+    #[arg(
+        short,
+        long = "interface",
+        value_name = "IFACE",
+        requires = "keepalived"
+    )]
+    interfaces: Vec<String>,
     /// Path of the API socket.
     #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// Validate the configuration file and exit (0 = valid).
-    #[arg(long, requires = "config")]
-    check_config: bool,
+    /// Validate a configuration file and exit (0 = valid): rvs's TOML when the name ends
+    /// in .toml, a keepalived.conf otherwise (its warnings are printed).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
     /// Detach the balancer and unpin every map under the pin path, then exit.
     #[arg(long)]
     cleanup: bool,
-    /// bpffs directory for --cleanup when no config file is at hand.
+    /// bpffs directory (for --cleanup without a config file, and with --keepalived).
     #[arg(long)]
     pin_path: Option<PathBuf>,
 }
@@ -51,9 +64,17 @@ fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    if args.check_config {
-        let path = args.config.context("--check-config needs --config FILE")?;
-        let config = read_config(&path)?;
+    if let Some(path) = args.check_config {
+        let config = if path.extension().is_some_and(|e| e == "toml") {
+            read_config(&path)?
+        } else {
+            let (config, _, warnings) =
+                rvs_keepalived::check_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for w in &warnings {
+                println!("{w}");
+            }
+            config
+        };
         println!(
             "{}: valid ({} services, {} real servers)",
             path.display(),
@@ -78,7 +99,15 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(async {
-            let daemon = Daemon::start(args.config).await?;
+            let source = match args.keepalived {
+                Some(path) => Source::Keepalived {
+                    path,
+                    interfaces: args.interfaces,
+                    pin_path: args.pin_path,
+                },
+                None => Source::Toml(args.config),
+            };
+            let daemon = Daemon::start(source).await?;
             let (tx, rx) = mpsc::channel(64);
             let socket = args.socket;
             tokio::spawn(async move {

@@ -3,6 +3,8 @@
 //! A batch is applied to a copy; the first failing op stops it with an error naming the
 //! op, and the caller keeps its old state. The result is validated as a whole.
 
+use std::collections::HashMap;
+
 use rvs_api::{ApiError, ErrorKind, Op};
 use rvs_config::{Config, ServiceId, VirtualService};
 
@@ -13,28 +15,61 @@ pub struct SideEffects {
     pub zero: Vec<Option<ServiceId>>,
 }
 
-fn find<'a>(config: &'a mut Config, id: &ServiceId) -> Result<&'a mut VirtualService, ApiError> {
-    config
-        .services
-        .iter_mut()
-        .find(|s| s.id() == *id)
-        .ok_or_else(|| ApiError::new(ErrorKind::NoService, format!("no such service {id}")))
+/// The configuration being edited, with its services indexed by id (a batch of 100 000
+/// ops must not search the list for each).
+struct Editing {
+    config: Config,
+    index: HashMap<ServiceId, usize>,
 }
 
-fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<(), ApiError> {
+impl Editing {
+    fn new(config: &Config) -> Self {
+        let index = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id(), i))
+            .collect();
+        Self {
+            config: config.clone(),
+            index,
+        }
+    }
+
+    fn find(&mut self, id: &ServiceId) -> Result<&mut VirtualService, ApiError> {
+        let i = *self
+            .index
+            .get(id)
+            .ok_or_else(|| ApiError::new(ErrorKind::NoService, format!("no such service {id}")))?;
+        Ok(&mut self.config.services[i])
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id(), i))
+            .collect();
+    }
+}
+
+fn apply_one(ed: &mut Editing, op: &Op, effects: &mut SideEffects) -> Result<(), ApiError> {
     match op {
         Op::AddService { service } => {
             let id = service.id();
-            if config.services.iter().any(|s| s.id() == id) {
+            if ed.index.contains_key(&id) {
                 return Err(ApiError::new(
                     ErrorKind::ServiceExists,
                     format!("service {id} already exists"),
                 ));
             }
-            config.services.push(service.clone());
+            ed.index.insert(id, ed.config.services.len());
+            ed.config.services.push(service.clone());
         }
         Op::EditService { service } => {
-            let svc = find(config, &service.id())?;
+            let svc = ed.find(&service.id())?;
             let reals = std::mem::take(&mut svc.reals);
             *svc = VirtualService {
                 reals,
@@ -42,11 +77,12 @@ fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<
             };
         }
         Op::DeleteService { service } => {
-            find(config, service)?;
-            config.services.retain(|s| s.id() != *service);
+            ed.find(service)?;
+            ed.config.services.retain(|s| s.id() != *service);
+            ed.reindex();
         }
         Op::AddReal { service, real } => {
-            let svc = find(config, service)?;
+            let svc = ed.find(service)?;
             let port = real.port.unwrap_or(svc.port);
             if svc
                 .reals
@@ -64,7 +100,7 @@ fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<
             svc.reals.push(real.clone());
         }
         Op::EditReal { service, real } => {
-            let svc = find(config, service)?;
+            let svc = ed.find(service)?;
             let svc_port = svc.port;
             let port = real.port.unwrap_or(svc_port);
             let existing = svc
@@ -87,7 +123,7 @@ fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<
             address,
             port,
         } => {
-            let svc = find(config, service)?;
+            let svc = ed.find(service)?;
             let svc_port = svc.port;
             let port = port.unwrap_or(svc_port);
             let before = svc.reals.len();
@@ -100,15 +136,18 @@ fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<
                 ));
             }
         }
-        Op::Clear => config.services.clear(),
+        Op::Clear => {
+            ed.config.services.clear();
+            ed.index.clear();
+        }
         Op::Zero { service } => {
             if let Some(id) = service {
-                find(config, id)?;
+                ed.find(id)?;
             }
             effects.zero.push(*service);
         }
         Op::SetTimeouts { timeouts } => {
-            let t = &mut config.timeouts;
+            let t = &mut ed.config.timeouts;
             for (slot, new) in [
                 (&mut t.tcp, timeouts.tcp),
                 (&mut t.tcp_fin, timeouts.tcp_fin),
@@ -125,14 +164,15 @@ fn apply_one(config: &mut Config, op: &Op, effects: &mut SideEffects) -> Result<
 
 /// Applies `ops` in order to a copy of `config` and validates the result.
 pub fn apply_ops(config: &Config, ops: &[Op]) -> Result<(Config, SideEffects), ApiError> {
-    let mut next = config.clone();
+    let mut ed = Editing::new(config);
     let mut effects = SideEffects::default();
     for (i, op) in ops.iter().enumerate() {
-        apply_one(&mut next, op, &mut effects).map_err(|mut e| {
+        apply_one(&mut ed, op, &mut effects).map_err(|mut e| {
             e.op = Some(i);
             e
         })?;
     }
+    let next = ed.config;
     next.validate()
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
     Ok((next, effects))

@@ -5,14 +5,16 @@
 //! # Method
 //!
 //! - Everything runs inside a [`FibNs`] namespace (the balancer asks the kernel's FIB for
-//!   the real server's MAC), on frames "received" on `a0`, with the dataplane's maps pinned
-//!   under `/sys/fs/bpf/rvs-bench-<pid>`. The namespace and the pins are removed on return,
+//!   the real server's MAC), on frames "received" on `a0`, with the dataplanes' maps pinned
+//!   under `/sys/fs/bpf/rvs-bench-<pid>/`. The namespace and the pins are removed on return,
 //!   also on error; a killed run's leftovers are removed by the next run.
-//! - One dataplane per service count: `services` TCP services, each on its own VIP
-//!   (198.18.64.0 + i, port 80) with two direct-routing real servers of `SEG_A` (wrr 2:1).
-//!   The connection table is then filled from userspace with valid established entries
-//!   (flows spread over the services, pointing at the planner's real-server ids and
-//!   generations, `last_seen` = now on CLOCK_MONOTONIC_COARSE as the XDP program reads it).
+//! - One testbed (a loaded dataplane, same map sizes for all) per row of the table: for each
+//!   service count, `services` TCP services, each on its own VIP (198.18.64.0 + i, port 80)
+//!   with two direct-routing real servers of `SEG_A` (wrr 2:1); for each connection count,
+//!   the connection table filled from userspace with valid established entries (flows
+//!   spread over the services, pointing at the planner's real-server ids and generations,
+//!   `last_seen` = now on CLOCK_MONOTONIC_COARSE, the clock the XDP program reads).
+//!   All testbeds stay loaded so that each round measures every row back to back.
 //! - The minimal program looks up the same `RVS_SERVICES` map, so it sees the same number of
 //!   services: the comparison isolates what rvs does beyond one hash lookup.
 //! - **Established flow** and **non-service packet**: one frame repeated `--repeat` times per
@@ -25,9 +27,13 @@
 //!   run's duration includes the kernel's clock reads, the same for both programs, which
 //!   pulls this ratio towards 1. The entries the SYNs create are deleted after each round,
 //!   so every round starts from the same table.
-//! - Each figure is the median (and minimum) of `--rounds` rounds; within a round the two
-//!   programs run back to back, alternating which goes first, so drift on a noisy machine
-//!   hits both alike.
+//! - Each figure is the median (and minimum) of `--rounds` rounds. In a round, every row
+//!   runs the two programs back to back (alternating which goes first), then the next row,
+//!   so drift of a noisy machine's speed hits a round's figures alike. The ratio is the
+//!   median over the rounds of rvs / minimal within the round, and the growth of the
+//!   established-flow cost across scales the median over the rounds of scale / baseline.
+//! - The harness floor, the empty `rvs_xdp_pass` program timed the same two ways, is
+//!   printed too: it is part of every figure, so readers can compare the programs' own work.
 //! - Nothing is timed on the wrong path: each case is run once and its verdict checked before
 //!   timing (established → XDP_TX, non-service → XDP_PASS, new flow → XDP_TX), and every
 //!   timed call is checked again, for rvs through its per-verdict counters (e.g. exactly
@@ -45,9 +51,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use rvs_common::{ConnEntry, ConnState, FlowKey, IPPROTO_TCP, Verdict, programs};
-use rvs_config::{
-    Config, ForwardMethod, Limits, Protocol, RealServer, Scheduler, ServiceId, VirtualService,
-};
+use rvs_config::{Config, Limits, Protocol, RealServer, Scheduler, ServiceId, VirtualService};
 use rvs_dataplane::{Dataplane, testrun::run_xdp};
 use rvs_lab::fib::{A0_MAC, FibNs, SEG_A};
 
@@ -56,15 +60,15 @@ use rvs_lab::fib::{A0_MAC, FibNs, SEG_A};
 pub struct BenchArgs {
     /// Runs per BPF_PROG_TEST_RUN call for the repeated-frame cases (established flow,
     /// non-service packet) [default: 1000000; 20000 with --quick].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT))]
     repeat: Option<u32>,
     /// Distinct SYN frames per round for the new-flow case [default: 100000; 2000 with
     /// --quick].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_NEW_FLOWS))]
     new_flows: Option<u32>,
     /// Interleaved rounds per figure; the median and the minimum are reported [default: 5;
     /// 3 with --quick].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS))]
     rounds: Option<u32>,
     /// Small numbers everywhere (1 and 100 services, 1 and 10000 connections) for a smoke
     /// test; explicit --repeat/--new-flows/--rounds still apply.
@@ -76,9 +80,9 @@ pub struct BenchArgs {
 }
 
 /// Upper bounds on the options, so a typo cannot start a run of hours.
-const MAX_REPEAT: u32 = 100_000_000;
-const MAX_NEW_FLOWS: u32 = 1_000_000;
-const MAX_ROUNDS: u32 = 101;
+const MAX_REPEAT: i64 = 100_000_000;
+const MAX_NEW_FLOWS: i64 = 1_000_000;
+const MAX_ROUNDS: i64 = 101;
 
 /// XDP actions (uapi `enum xdp_action`).
 const XDP_PASS: u32 = 2;
@@ -115,15 +119,17 @@ struct Options {
     repeat: u32,
     new_flows: u32,
     rounds: u32,
-    /// Service counts, ascending; one dataplane each.
+    /// Service counts, ascending.
     services: Vec<u32>,
-    /// Connection-table fills, ascending; one row each per service count.
+    /// Connection-table fills, ascending; one testbed (and row) per (services, conns).
     conns: Vec<u32>,
     markdown: bool,
 }
 
 impl Options {
-    fn from_args(args: &BenchArgs) -> Result<Options> {
+    /// The options with the defaults of a full or a `--quick` run filled in (clap has
+    /// already checked the bounds).
+    fn from_args(args: &BenchArgs) -> Options {
         let (repeat, new_flows, rounds, services, conns) = if args.quick {
             (20_000, 2_000, 3, vec![1, 100], vec![1, 10_000])
         } else {
@@ -135,27 +141,14 @@ impl Options {
                 vec![1, 1_000_000],
             )
         };
-        let o = Options {
+        Options {
             repeat: args.repeat.unwrap_or(repeat),
             new_flows: args.new_flows.unwrap_or(new_flows),
             rounds: args.rounds.unwrap_or(rounds),
             services,
             conns,
             markdown: args.markdown,
-        };
-        ensure!(
-            (1..=MAX_REPEAT).contains(&o.repeat),
-            "--repeat must be 1..={MAX_REPEAT}"
-        );
-        ensure!(
-            (1..=MAX_NEW_FLOWS).contains(&o.new_flows),
-            "--new-flows must be 1..={MAX_NEW_FLOWS}"
-        );
-        ensure!(
-            (1..=MAX_ROUNDS).contains(&o.rounds),
-            "--rounds must be 1..={MAX_ROUNDS}"
-        );
-        Ok(o)
+        }
     }
 
     /// Map capacities big enough for the largest row without LRU evictions.
@@ -171,7 +164,7 @@ impl Options {
 
 /// Runs the benchmark and prints the table (see the module documentation for the method).
 pub fn run(args: BenchArgs) -> Result<()> {
-    let opts = Options::from_args(&args)?;
+    let opts = Options::from_args(&args);
     // SAFETY: plain syscall.
     ensure!(
         unsafe { libc::geteuid() } == 0,
@@ -181,15 +174,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     remove_stale_pin_dirs();
     let started = Instant::now();
     let fib = FibNs::new().context("creating the benchmark namespace")?;
-    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/rvs-bench-{}", std::process::id()));
-    let floor = fib.ns().run(|| measure_floor(&opts, &pin_dir))??;
-    let mut rows = Vec::new();
-    for &services in &opts.services {
-        let measured = fib
-            .ns()
-            .run(|| measure_scale(&opts, &pin_dir, services))??;
-        rows.extend(measured);
-    }
+    let pin_root = PathBuf::from(format!("{PIN_PREFIX}{}", std::process::id()));
+    let (floor, rows) = fib.ns().run(|| measure(&opts, &pin_root))??;
     drop(fib);
     let report = Report {
         opts: &opts,
@@ -201,31 +187,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every pin directory of a run is under `<PIN_PREFIX><pid>`, one subdirectory per testbed.
+const PIN_PREFIX: &str = "/sys/fs/bpf/rvs-bench-";
+
 /// Removes the pin directories of earlier bench runs whose process is gone (killed runs).
 fn remove_stale_pin_dirs() {
     let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("rvs-bench-") else {
+        let path = entry.path();
+        let Some(pid) = path.to_str().and_then(|p| p.strip_prefix(PIN_PREFIX)) else {
             continue;
         };
-        if pid.parse::<u32>().is_ok()
-            && !Path::new("/proc").join(pid).exists()
-            && let Err(e) = rvs_dataplane::cleanup(&entry.path())
-        {
-            tracing::warn!("removing stale {}: {e}", entry.path().display());
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            drop(PinRoot(path));
         }
     }
 }
 
-/// Unpins everything under the directory when dropped (declare it before the dataplane).
-struct PinDir<'a>(&'a Path);
+/// Removes a run's pin root and every testbed directory under it when dropped.
+struct PinRoot(PathBuf);
 
-impl Drop for PinDir<'_> {
+impl Drop for PinRoot {
     fn drop(&mut self) {
-        if let Err(e) = rvs_dataplane::cleanup(self.0) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for entry in entries.flatten() {
+                drop(PinDir(entry.path()));
+            }
+        }
+        if let Err(e) = rvs_dataplane::cleanup(&self.0) {
+            tracing::error!("cleaning up {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// Unpins everything under one testbed's directory when dropped.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(e) = rvs_dataplane::cleanup(&self.0) {
             tracing::error!("cleaning up {}: {e}", self.0.display());
         }
     }
@@ -241,31 +243,34 @@ struct Row {
     new_flow: Figure,
 }
 
-/// Loads a dataplane with `services` services (inside the namespace) and measures every
-/// connection-table fill of `opts` on it.
-fn measure_scale(opts: &Options, pin_dir: &Path, services: u32) -> Result<Vec<Row>> {
-    let _pins = PinDir(pin_dir);
-    let mut bed = Testbed::new(pin_dir, opts.limits(), services)?;
-    let mut rows = Vec::new();
-    for &conns in &opts.conns {
-        bed.fill_conns(conns)?;
-        tracing::info!("{services} services, {conns} connections: measuring");
-        let row = Row {
-            services,
-            conns,
-            established: established(&mut bed, opts)?,
-            non_service: non_service(&mut bed, opts)?,
-            new_flow: new_flow(&mut bed, opts)?,
-        };
-        tracing::info!(
-            "  established {:.1}×, non-service {:.1}×, new flow {:.1}×",
-            row.established.ratio(),
-            row.non_service.ratio(),
-            row.new_flow.ratio()
-        );
-        rows.push(row);
+/// Loads one testbed per (services, connections) pair (inside the namespace), then measures
+/// each case on all of them round by round, so drift of the machine's speed hits every
+/// row of a round alike and rows can be compared round by round.
+fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>)> {
+    let _root = PinRoot(pin_root.to_owned());
+    let mut beds = Vec::new();
+    for &services in &opts.services {
+        for &conns in &opts.conns {
+            let dir = pin_root.join(format!("{services}-services-{conns}-conns"));
+            beds.push(Testbed::new(dir, opts.limits(), services, conns)?);
+        }
     }
-    Ok(rows)
+    let floor = harness_floor(&mut beds[0], opts)?;
+    let established = established(&mut beds, opts)?;
+    let non_service = non_service(&mut beds, opts)?;
+    let new_flow = new_flow(&mut beds, opts)?;
+    let rows = beds
+        .iter()
+        .zip(established.into_iter().zip(non_service).zip(new_flow))
+        .map(|(bed, ((established, non_service), new_flow))| Row {
+            services: bed.services() as u32,
+            conns: bed.conns,
+            established,
+            non_service,
+            new_flow,
+        })
+        .collect();
+    Ok((floor, rows))
 }
 
 /// What the harness itself costs per run (see [`harness_floor`]).
@@ -275,13 +280,6 @@ struct Floor {
     repeated: Stats,
     /// Distinct frames, one run each.
     single: Stats,
-}
-
-/// Loads a one-service dataplane (inside the namespace) and measures the harness floor.
-fn measure_floor(opts: &Options, pin_dir: &Path) -> Result<Floor> {
-    let _pins = PinDir(pin_dir);
-    let mut bed = Testbed::new(pin_dir, opts.limits(), 1)?;
-    harness_floor(&mut bed, opts)
 }
 
 /// The harness floor: the empty `rvs_xdp_pass` program timed exactly like the cases (an
@@ -310,27 +308,36 @@ fn harness_floor(bed: &mut Testbed, opts: &Options) -> Result<Floor> {
 }
 
 /// Established flow: an ACK of flow 0, whose entry is in the table, repeated.
-fn established(bed: &mut Testbed, opts: &Options) -> Result<Figure> {
+fn established(beds: &mut [Testbed], opts: &Options) -> Result<Vec<Figure>> {
     let want = Want {
         case: "established flow",
         action: XDP_TX,
         verdict: Verdict::FwdEstablished,
         minimal_action: XDP_TX,
     };
-    let flow = bed.flow(0);
-    let frame = flow.frame(TCP_ACK);
-    let out = bed.probe(&frame, &want)?;
-    let backend = bed.backend(0);
-    ensure!(
-        out[..6] == backend.mac && out[6..12] == A0_MAC,
-        "established flow: frame not rewritten towards its real server ({:02x?})",
-        &out[..12]
-    );
-    bed.compare(&[frame], opts.repeat, opts.rounds, &want, |_| Ok(()))
+    let mut frames = Vec::new();
+    for bed in beds.iter_mut() {
+        let frame = bed.flow(0).frame(TCP_ACK);
+        let out = bed.probe(&frame, &want)?;
+        ensure!(
+            out[..6] == bed.backend(0).mac && out[6..12] == A0_MAC,
+            "established flow: frame not rewritten towards its real server ({:02x?})",
+            &out[..12]
+        );
+        frames.push(vec![frame]);
+    }
+    compare(
+        beds,
+        &frames,
+        opts.repeat,
+        opts.rounds,
+        &want,
+        |_, _| Ok(()),
+    )
 }
 
 /// Non-service packet: TCP to an address without a service, repeated.
-fn non_service(bed: &mut Testbed, opts: &Options) -> Result<Figure> {
+fn non_service(beds: &mut [Testbed], opts: &Options) -> Result<Vec<Figure>> {
     let want = Want {
         case: "non-service packet",
         action: XDP_PASS,
@@ -338,25 +345,91 @@ fn non_service(bed: &mut Testbed, opts: &Options) -> Result<Figure> {
         minimal_action: XDP_PASS,
     };
     let frame = tcp_frame(client(0), (NO_SERVICE_VIP, VIP_PORT), TCP_ACK);
-    bed.probe(&frame, &want)?;
-    bed.compare(&[frame], opts.repeat, opts.rounds, &want, |_| Ok(()))
+    for bed in beds.iter_mut() {
+        bed.probe(&frame, &want)?;
+    }
+    let frames = vec![vec![frame]; beds.len()];
+    compare(
+        beds,
+        &frames,
+        opts.repeat,
+        opts.rounds,
+        &want,
+        |_, _| Ok(()),
+    )
 }
 
 /// New flow: `--new-flows` distinct SYNs, one run each (a repeated SYN would hit the entry
 /// its first run created), the minimal program over the same frames; the entries created
 /// are deleted after each round.
-fn new_flow(bed: &mut Testbed, opts: &Options) -> Result<Figure> {
+fn new_flow(beds: &mut [Testbed], opts: &Options) -> Result<Vec<Figure>> {
     let want = Want {
         case: "new flow",
         action: XDP_TX,
         verdict: Verdict::FwdNew,
         minimal_action: XDP_TX,
     };
-    let probe = bed.flow(NEW_FLOW_BASE - 1);
-    bed.probe(&probe.frame(TCP_SYN), &want)?;
-    bed.forget(&[probe.key()])?;
-    let (frames, keys) = bed.new_flows(opts.new_flows);
-    bed.compare(&frames, 1, opts.rounds, &want, |bed| bed.forget(&keys))
+    let (mut frames, mut keys) = (Vec::new(), Vec::new());
+    for bed in beds.iter_mut() {
+        let probe = bed.flow(NEW_FLOW_BASE - 1);
+        bed.probe(&probe.frame(TCP_SYN), &want)?;
+        bed.forget(&[probe.key()])?;
+        let (f, k) = bed.new_flows(opts.new_flows);
+        frames.push(f);
+        keys.push(k);
+    }
+    compare(beds, &frames, 1, opts.rounds, &want, |bed, i| {
+        bed.forget(&keys[i])
+    })
+}
+
+/// `rounds` rounds; in each, every testbed `i` runs both programs back to back over
+/// `frames[i]` (rvs first or second in turn); `after_rvs(bed, i)` restores what rvs changed.
+fn compare(
+    beds: &mut [Testbed],
+    frames: &[Vec<Vec<u8>>],
+    repeat: u32,
+    rounds: u32,
+    want: &Want,
+    mut after_rvs: impl FnMut(&mut Testbed, usize) -> Result<()>,
+) -> Result<Vec<Figure>> {
+    let started = Instant::now();
+    let mut figures = vec![Figure::default(); beds.len()];
+    for round in 0..rounds {
+        for (i, bed) in beds.iter_mut().enumerate() {
+            let order = if (round as usize + i).is_multiple_of(2) {
+                [Prog::Rvs, Prog::Minimal]
+            } else {
+                [Prog::Minimal, Prog::Rvs]
+            };
+            for prog in order {
+                let ns = bed.measure(prog, &frames[i], repeat, want)?;
+                match prog {
+                    Prog::Rvs => {
+                        figures[i].rvs.push(ns);
+                        after_rvs(bed, i)?;
+                    }
+                    Prog::Minimal | Prog::Pass => figures[i].minimal.push(ns),
+                }
+            }
+        }
+    }
+    for (bed, f) in beds.iter().zip(&figures) {
+        tracing::debug!(
+            "{} ({} services, {} conns): rvs {:.1?}, minimal {:.1?}",
+            want.case,
+            bed.services(),
+            bed.conns,
+            f.rvs,
+            f.minimal
+        );
+    }
+    tracing::info!(
+        "{}: measured in {:.1} s",
+        want.case,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(figures)
 }
 
 /// The two programs compared.
@@ -424,21 +497,32 @@ impl Stats {
     }
 }
 
-/// One case at one scale: rvs beside the minimal program.
-#[derive(Debug, Clone, Copy)]
+/// One case at one scale: the per-round ns/packet of rvs and of the minimal program.
+#[derive(Debug, Clone, Default)]
 struct Figure {
-    rvs: Stats,
-    minimal: Stats,
-    /// Median over rounds of rvs / minimal within the round (the two ran back to back, so
-    /// this is steadier than a ratio of medians when the machine's speed drifts).
-    ratio: f64,
+    rvs: Vec<f64>,
+    minimal: Vec<f64>,
 }
 
 impl Figure {
-    /// rvs's cost over the minimal program's, paired by round.
-    fn ratio(&self) -> f64 {
-        self.ratio
+    fn rvs(&self) -> Stats {
+        Stats::of(self.rvs.clone())
     }
+
+    fn minimal(&self) -> Stats {
+        Stats::of(self.minimal.clone())
+    }
+
+    /// Median over the rounds of rvs / minimal within the round (the two ran back to back,
+    /// so this is steadier than a ratio of medians when the machine's speed drifts).
+    fn ratio(&self) -> f64 {
+        paired_median(&self.rvs, &self.minimal)
+    }
+}
+
+/// Median over the rounds of `a[r] / b[r]`.
+fn paired_median(a: &[f64], b: &[f64]) -> f64 {
+    Stats::of(a.iter().zip(b).map(|(a, b)| a / b).collect()).median
 }
 
 /// A real server as the connection entries point at it.
@@ -463,8 +547,7 @@ impl Flow {
             dst: u32::from_ne_bytes(self.vip.0.octets()),
             sport: self.client.1.to_be(),
             dport: self.vip.1.to_be(),
-            proto: IPPROTO_TCP,
-            pad: [0; 3],
+            proto: u32::from(IPPROTO_TCP),
         }
     }
 
@@ -474,7 +557,7 @@ impl Flow {
 }
 
 /// Client address and port of flow number `n` (distinct for every `n` below
-/// `CLIENT_ADDRS * CLIENT_PORTS`, all inside 198.19.200.0/21…198.19.255.255).
+/// `CLIENT_ADDRS * CLIENT_PORTS`, all inside 198.19.200.0–198.19.255.255).
 fn client(n: u64) -> (Ipv4Addr, u16) {
     debug_assert!(n < CLIENT_ADDRS * CLIENT_PORTS);
     let addr = u32::from(CLIENT_BASE) + (n / CLIENT_PORTS) as u32;
@@ -490,31 +573,26 @@ fn vip(i: u32) -> Ipv4Addr {
 /// `services` TCP services on their own VIPs, each with two direct-routing real servers on
 /// a0's segment, wrr 2:1.
 fn bench_config(services: u32, limits: Limits) -> Config {
-    let real = |i: usize, weight| RealServer {
-        address: SEG_A[i].0,
-        port: None,
-        weight,
-        forward: ForwardMethod::Dr,
+    let real = |i: usize, weight| {
+        let mut real = RealServer::new(SEG_A[i].0);
+        real.weight = weight;
+        real
     };
     Config {
         limits,
         services: (0..services)
-            .map(|i| VirtualService {
-                protocol: Protocol::Tcp,
-                address: vip(i),
-                port: VIP_PORT,
-                scheduler: Scheduler::Wrr,
-                mh_table_size: None,
-                mh_port: false,
-                sloppy_tcp: false,
-                reals: vec![real(0, 2), real(1, 1)],
+            .map(|i| {
+                let mut svc = VirtualService::new(Protocol::Tcp, vip(i), VIP_PORT);
+                svc.scheduler = Scheduler::Wrr;
+                svc.reals = vec![real(0, 2), real(1, 1)];
+                svc
             })
             .collect(),
         ..Config::default()
     }
 }
 
-/// A loaded dataplane with the bench's services, inside the namespace.
+/// A loaded dataplane with the bench's services and connections, inside the namespace.
 struct Testbed {
     dp: Dataplane,
     /// Ingress interface of every frame.
@@ -523,11 +601,14 @@ struct Testbed {
     backends: Vec<[Backend; 2]>,
     /// Flows `0..conns` are in the connection table.
     conns: u32,
+    /// Unpins the maps once `dp` is dropped (fields drop in order).
+    _pins: PinDir,
 }
 
 impl Testbed {
-    /// Loads the programs, applies `services` services and reads back the ids they got.
-    fn new(pin_dir: &Path, limits: Limits, services: u32) -> Result<Testbed> {
+    /// Loads the programs pinned under `pin_dir`, applies `services` services, reads back
+    /// the ids they got and fills the connection table with `conns` established flows.
+    fn new(pin_dir: PathBuf, limits: Limits, services: u32, conns: u32) -> Result<Testbed> {
         ensure!(
             (1..=MAX_SERVICES).contains(&services),
             "service count must be 1..={MAX_SERVICES}"
@@ -536,7 +617,8 @@ impl Testbed {
         let a0 = unsafe { libc::if_nametoindex(c"a0".as_ptr()) };
         ensure!(a0 != 0, "no a0 link in the benchmark namespace");
         let started = Instant::now();
-        let mut dp = Dataplane::load(pin_dir, limits).context("loading the dataplane")?;
+        let pins = PinDir(pin_dir);
+        let mut dp = Dataplane::load(&pins.0, limits).context("loading the dataplane")?;
         let config = bench_config(services, limits);
         let plan = dp.apply(&config).context("applying the bench services")?;
         let generations: std::collections::HashMap<u32, u32> = plan
@@ -569,16 +651,19 @@ impl Testbed {
             };
             backends.push([backend(0)?, backend(1)?]);
         }
-        tracing::info!(
-            "{services} services loaded and applied in {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
-        Ok(Testbed {
+        let mut bed = Testbed {
             dp,
             a0,
             backends,
             conns: 0,
-        })
+            _pins: pins,
+        };
+        bed.fill_conns(conns)?;
+        tracing::info!(
+            "testbed with {services} services and {conns} connections ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(bed)
     }
 
     fn services(&self) -> u64 {
@@ -616,7 +701,6 @@ impl Testbed {
             u64::from(target) < NEW_FLOW_BASE,
             "at most {NEW_FLOW_BASE} pre-filled connections"
         );
-        let started = Instant::now();
         let now = monotonic_coarse_ns();
         for n in self.conns..target {
             let n = u64::from(n);
@@ -638,13 +722,7 @@ impl Testbed {
                 .insert(key, entry, 0)
                 .with_context(|| format!("pre-filling connection {n}"))?;
         }
-        if target > self.conns {
-            tracing::info!(
-                "connection table filled to {target} in {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
-            self.conns = target;
-        }
+        self.conns = self.conns.max(target);
         Ok(())
     }
 
@@ -694,12 +772,17 @@ impl Testbed {
     /// Runs `prog` over `frames`, each `repeat` times, checking every action and (rvs) that
     /// `want.verdict` was counted once per run; returns the mean kernel-reported ns per run.
     fn measure(&mut self, prog: Prog, frames: &[Vec<u8>], repeat: u32, want: &Want) -> Result<f64> {
-        let before = self.verdict_count(want.verdict)?;
+        let counts = prog == Prog::Rvs;
+        let before = if counts {
+            self.verdict_count(want.verdict)?
+        } else {
+            0
+        };
         let mut total_ns = 0u64;
         for frame in frames {
             total_ns += self.run(prog, frame, repeat, want)?.ns_per_run;
         }
-        if prog == Prog::Rvs {
+        if counts {
             let counted = self.verdict_count(want.verdict)? - before;
             let runs = frames.len() as u64 * u64::from(repeat);
             ensure!(
@@ -726,43 +809,6 @@ impl Testbed {
             want.verdict.name()
         );
         Ok(out.frame)
-    }
-
-    /// `rounds` interleaved rounds of both programs over `frames` (rvs first in even rounds,
-    /// the minimal program first in odd ones); `after_rvs` restores the state rvs changed.
-    fn compare(
-        &mut self,
-        frames: &[Vec<u8>],
-        repeat: u32,
-        rounds: u32,
-        want: &Want,
-        mut after_rvs: impl FnMut(&mut Testbed) -> Result<()>,
-    ) -> Result<Figure> {
-        let (mut rvs, mut minimal) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            let order = if round % 2 == 0 {
-                [Prog::Rvs, Prog::Minimal]
-            } else {
-                [Prog::Minimal, Prog::Rvs]
-            };
-            for prog in order {
-                let ns = self.measure(prog, frames, repeat, want)?;
-                match prog {
-                    Prog::Rvs => {
-                        rvs.push(ns);
-                        after_rvs(self)?;
-                    }
-                    Prog::Minimal | Prog::Pass => minimal.push(ns),
-                }
-            }
-        }
-        tracing::debug!("{}: rvs {rvs:.1?}, minimal {minimal:.1?}", want.case);
-        let ratios = rvs.iter().zip(&minimal).map(|(r, m)| r / m).collect();
-        Ok(Figure {
-            rvs: Stats::of(rvs),
-            minimal: Stats::of(minimal),
-            ratio: Stats::of(ratios).median,
-        })
     }
 }
 
@@ -855,8 +901,9 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "ns/packet as min / median of {} interleaved rounds; repeat {} for the repeated \
-             frames, {} distinct SYNs per round for new flows; ratio = median over the rounds \
-             of rvs / minimal measured back to back.\n",
+             frames, {} distinct SYNs per round for new flows. Ratio and growth are medians \
+             over the rounds of figures measured in the same round (rvs / minimal, scale / \
+             baseline).\n",
             o.rounds, o.repeat, o.new_flows
         );
         let f = &self.floor;
@@ -901,8 +948,8 @@ impl Report<'_> {
                     r.services.to_string(),
                     r.conns.to_string(),
                     case.into(),
-                    min_median(&fig.rvs),
-                    min_median(&fig.minimal),
+                    min_median(&fig.rvs()),
+                    min_median(&fig.minimal()),
                     format!("{:.2}×", fig.ratio()),
                     target,
                 ]);
@@ -945,22 +992,17 @@ impl Report<'_> {
             (format!("both ({s1} svc., {c1} conn.)"), self.row(s1, c1)),
         ] {
             let Some(row) = row else { continue };
-            let g = growth(base.established.rvs.median, row.established.rvs.median);
-            let gm = growth(
-                base.established.minimal.median,
-                row.established.minimal.median,
-            );
+            let (from, to) = (&base.established, &row.established);
+            let g = paired_median(&to.rvs, &from.rvs) - 1.0;
+            let gm = paired_median(&to.minimal, &from.minimal) - 1.0;
             lines.push([
                 what,
-                format!(
-                    "{:.1} → {:.1}",
-                    base.established.rvs.median, row.established.rvs.median
-                ),
+                format!("{:.1} → {:.1}", from.rvs().median, to.rvs().median),
                 format!("{:+.1}%", g * 100.0),
                 format!(
                     "{:.1} → {:.1} ({:+.1}%)",
-                    base.established.minimal.median,
-                    row.established.minimal.median,
+                    from.minimal().median,
+                    to.minimal().median,
                     gm * 100.0
                 ),
                 format!(
@@ -979,7 +1021,7 @@ impl Report<'_> {
             "minimal = rvs_xdp_minimal_tx: parse + one lookup in the same RVS_SERVICES map \
              (same services) + MAC swap + XDP_TX.",
             "established / non-service: one frame repeated per call; the kernel reports the \
-             mean per run in whole ns (±1 ns resolution, so ±3-4% on a ~30 ns figure).",
+             mean per run in whole ns (1 ns resolution).",
             "new flow: test_run repeats one frame, so a repeated SYN would hit the entry its \
              first run created; instead each round times distinct SYNs (distinct client \
              address/port), one call each with repeat = 1, as the mean kernel-reported \
@@ -1000,10 +1042,6 @@ impl Report<'_> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
-}
-
-fn growth(from: f64, to: f64) -> f64 {
-    to / from - 1.0
 }
 
 fn min_median(s: &Stats) -> String {

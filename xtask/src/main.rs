@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the lab demo and the benchmarks.
 
 mod bench;
+mod control_bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// How fast rvsd takes configuration changes (API batches, rvsadm -R, single ops).
+    BenchControl(control_bench::ControlBenchArgs),
     /// The direct-routing lab with rvsd, a sample config and real traffic.
     Demo(demo::DemoArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
@@ -31,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::BenchControl(args) => control_bench::run(args),
     }
 }
