@@ -1064,6 +1064,11 @@ fn real_server(svc: &Svc, dest: &Dest) -> Result<RealServer, Failure> {
         Some(IpAddr::V4(a)) => a,
         _ => return Err(fail(255, "IPv6 real servers are not supported by rvs yet")),
     };
+    // IPVS refuses a lower threshold above the upper one (even with no upper threshold)
+    // with ERANGE; ipvsadm prints strerror's text. Checked here so rvsadm answers alike.
+    if dest.l_threshold > dest.u_threshold {
+        return Err(fail(255, "Numerical result out of range"));
+    }
     if dest.tun_type != 0 {
         return Err(fail(
             255,
@@ -1222,8 +1227,12 @@ fn process(
                 "the connection sync daemon (--start-daemon) is not supported by rvs yet",
             ));
         }
-        // rvs runs no sync daemon, so there is none to stop: ipvsadm's own answer.
-        Cmd::StopDaemon => return Err(fail(255, "No daemon is running")),
+        Cmd::StopDaemon => {
+            return Err(fail(
+                255,
+                "the connection sync daemon (--stop-daemon) is not supported by rvs yet",
+            ));
+        }
     };
     Ok(Invocation::Apply(op))
 }

@@ -70,3 +70,8 @@ fn stats() {
 fn unsupported() {
     check("unsupported");
 }
+
+#[test]
+fn rvs() {
+    check("rvs");
+}

@@ -78,7 +78,6 @@ impl Model {
                 }) {
                     return Err(err(ErrorKind::RealExists, "exists", i));
                 }
-                threshold_check(real, i)?;
                 s.service.reals.push(real.clone());
                 s.reals.insert(
                     0,
@@ -105,7 +104,6 @@ impl Model {
                         r.real.address == real.address && format::real_port(&svc, &r.real) == port
                     })
                     .ok_or_else(|| err(ErrorKind::NoReal, "no real", i))?;
-                threshold_check(real, i)?;
                 r.real = real.clone();
                 for c in s.service.reals.iter_mut() {
                     if c.address == real.address && format::real_port(&svc, c) == port {
@@ -166,14 +164,6 @@ impl Model {
         }
         Ok(())
     }
-}
-
-/// IPVS refuses a lower threshold above the upper one with ERANGE.
-fn threshold_check(real: &rvs_config::RealServer, i: usize) -> Result<(), ApiError> {
-    if real.l_threshold > real.u_threshold {
-        return Err(err(ErrorKind::Invalid, "Numerical result out of range", i));
-    }
-    Ok(())
 }
 
 impl Api for Model {
