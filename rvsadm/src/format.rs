@@ -229,6 +229,20 @@ fn fwd_switch(f: ForwardMethod) -> &'static str {
     }
 }
 
+/// The end of a `-S` real-server line. ipvsadm's `-S` leaves connection thresholds out, so
+/// its rules lose them; rvsadm adds `-x`/`-y` when they are set (ipvsadm's `-R` reads
+/// them too) so that `-S`, `-C`, `-R` gives back the same state. Without thresholds the
+/// line is ipvsadm's, byte for byte.
+fn thresholds_rule(out: &mut String, real: &rvs_config::RealServer) -> std::fmt::Result {
+    if real.u_threshold != 0 {
+        write!(out, " -x {}", real.u_threshold)?;
+    }
+    if real.l_threshold != 0 {
+        write!(out, " -y {}", real.l_threshold)?;
+    }
+    writeln!(out)
+}
+
 /// ipvsadm's `print_service_entry`: the service line and its real servers.
 pub fn service_entry(out: &mut String, st: &ServiceStatus, f: Format, r: &dyn Resolver) {
     let s = &st.service;
@@ -296,18 +310,20 @@ pub fn service_entry(out: &mut String, st: &ServiceStatus, f: Format, r: &dyn Re
         }
         let _ = if f.rule {
             if real.forward == ForwardMethod::Tun {
-                writeln!(
+                write!(
                     out,
                     "-a {svc_name} -r {dname} -i -w {} --tun-type ipip",
                     real.weight
                 )
+                .and_then(|()| thresholds_rule(out, real))
             } else {
-                writeln!(
+                write!(
                     out,
                     "-a {svc_name} -r {dname} {} -w {}",
                     fwd_switch(real.forward),
                     real.weight
                 )
+                .and_then(|()| thresholds_rule(out, real))
             }
         } else if f.stats {
             let _ = write!(out, "  -> {dname:<28}");
