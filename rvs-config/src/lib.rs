@@ -593,97 +593,18 @@ impl Config {
             if !seen.insert(id) {
                 return Err(ConfigError::DuplicateService(id));
             }
-            if svc.address.is_unspecified() {
-                return Err(ConfigError::Invalid(format!(
-                    "service {id}: the virtual address must not be 0.0.0.0"
-                )));
-            }
-            if !svc.scheduler.is_supported() {
-                return Err(ConfigError::UnsupportedScheduler {
-                    service: id,
-                    scheduler: svc.scheduler,
-                });
-            }
-            if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
-                return Err(ConfigError::MhOnly {
-                    service: id,
-                    option: "mh_table_size",
-                });
-            }
-            if svc.one_packet && svc.protocol != Protocol::Udp {
-                return Err(ConfigError::Invalid(format!(
-                    "service {id}: one-packet scheduling (-o) applies to UDP services only"
-                )));
-            }
-            if let Some(p) = svc.persistence {
-                if p.timeout == 0 {
-                    return Err(ConfigError::Invalid(format!(
-                        "service {id}: persistence timeout must be at least 1 second"
-                    )));
-                }
-                let mask = u32::from(p.netmask);
-                if mask.leading_ones() + mask.trailing_zeros() != 32 {
-                    return Err(ConfigError::Invalid(format!(
-                        "service {id}: persistence netmask {} is not a contiguous netmask",
-                        p.netmask
-                    )));
-                }
-            }
-            if let Some(size) = svc.mh_table_size
-                && (!(7..=MAX_MH_TABLE_SIZE).contains(&size) || !is_prime(size))
-            {
-                return Err(ConfigError::MhTableSize { service: id, size });
-            }
-            let mut seen_reals = HashSet::new();
-            for real in &svc.reals {
-                if real.address.is_unspecified() {
-                    return Err(ConfigError::Invalid(format!(
-                        "service {id}: a real server address must not be 0.0.0.0"
-                    )));
-                }
-                if real.l_threshold > real.u_threshold && real.u_threshold != 0 {
-                    return Err(ConfigError::Invalid(format!(
-                        "service {id}: real server {}: lower threshold {} is above upper threshold {}",
-                        real.address, real.l_threshold, real.u_threshold
-                    )));
-                }
-                if real.weight > MAX_WEIGHT {
-                    return Err(ConfigError::Weight {
-                        service: id,
-                        address: real.address,
-                        weight: real.weight,
-                    });
-                }
-                if let Some(port) = real.port {
-                    if svc.port == 0 && port != 0 {
-                        return Err(ConfigError::PortZeroReal {
-                            service: id,
-                            address: real.address,
-                        });
-                    }
-                    if real.forward != ForwardMethod::Nat && port != svc.port {
-                        return Err(ConfigError::PortMapping {
-                            service: id,
-                            address: real.address,
-                            port,
-                        });
-                    }
-                }
-                let port = real.port.unwrap_or(svc.port);
-                if !seen_reals.insert((real.address, port)) {
-                    return Err(ConfigError::DuplicateReal {
-                        service: id,
-                        address: real.address,
-                        port,
-                    });
-                }
-            }
+            validate_service(svc)?;
             reals += svc.reals.len();
         }
-        if self.services.len() > self.limits.services as usize {
+        self.validate_totals(self.services.len(), reals)
+    }
+
+    /// The checks that concern the whole state: counts against `[limits]`, timeouts.
+    pub fn validate_totals(&self, services: usize, reals: usize) -> Result<(), ConfigError> {
+        if services > self.limits.services as usize {
             return Err(ConfigError::Limit {
                 what: "services",
-                count: self.services.len(),
+                count: services,
                 limit: self.limits.services,
             });
         }
@@ -702,6 +623,97 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks one service on its own (everything but duplicates and totals).
+pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
+    let id = svc.id();
+    if svc.address.is_unspecified() {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: the virtual address must not be 0.0.0.0"
+        )));
+    }
+    if !svc.scheduler.is_supported() {
+        return Err(ConfigError::UnsupportedScheduler {
+            service: id,
+            scheduler: svc.scheduler,
+        });
+    }
+    if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
+        return Err(ConfigError::MhOnly {
+            service: id,
+            option: "mh_table_size",
+        });
+    }
+    if svc.one_packet && svc.protocol != Protocol::Udp {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: one-packet scheduling (-o) applies to UDP services only"
+        )));
+    }
+    if let Some(p) = svc.persistence {
+        if p.timeout == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "service {id}: persistence timeout must be at least 1 second"
+            )));
+        }
+        let mask = u32::from(p.netmask);
+        if mask.leading_ones() + mask.trailing_zeros() != 32 {
+            return Err(ConfigError::Invalid(format!(
+                "service {id}: persistence netmask {} is not a contiguous netmask",
+                p.netmask
+            )));
+        }
+    }
+    if let Some(size) = svc.mh_table_size
+        && (!(7..=MAX_MH_TABLE_SIZE).contains(&size) || !is_prime(size))
+    {
+        return Err(ConfigError::MhTableSize { service: id, size });
+    }
+    let mut seen_reals = HashSet::new();
+    for real in &svc.reals {
+        if real.address.is_unspecified() {
+            return Err(ConfigError::Invalid(format!(
+                "service {id}: a real server address must not be 0.0.0.0"
+            )));
+        }
+        if real.l_threshold > real.u_threshold && real.u_threshold != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "service {id}: real server {}: lower threshold {} is above upper threshold {}",
+                real.address, real.l_threshold, real.u_threshold
+            )));
+        }
+        if real.weight > MAX_WEIGHT {
+            return Err(ConfigError::Weight {
+                service: id,
+                address: real.address,
+                weight: real.weight,
+            });
+        }
+        if let Some(port) = real.port {
+            if svc.port == 0 && port != 0 {
+                return Err(ConfigError::PortZeroReal {
+                    service: id,
+                    address: real.address,
+                });
+            }
+            if real.forward != ForwardMethod::Nat && port != svc.port {
+                return Err(ConfigError::PortMapping {
+                    service: id,
+                    address: real.address,
+                    port,
+                });
+            }
+        }
+        let port = real.port.unwrap_or(svc.port);
+        if !seen_reals.insert((real.address, port)) {
+            return Err(ConfigError::DuplicateReal {
+                service: id,
+                address: real.address,
+                port,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

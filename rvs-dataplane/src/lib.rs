@@ -416,6 +416,24 @@ impl Dataplane {
         Ok(plan)
     }
 
+    /// Applies changes to some services only (see [`Planner::plan_updates`]) and the
+    /// timeouts; the cost follows the size of the change, not of the state.
+    pub fn apply_updates(
+        &mut self,
+        updates: &[(rvs_config::ServiceId, Option<&rvs_config::VirtualService>)],
+        timeouts: &Timeouts,
+    ) -> Result<Plan> {
+        let plan = self
+            .planner
+            .plan_updates(updates, monotonic_coarse_ns() / 1_000_000)?;
+        self.write(&plan)?;
+        let settings = timeouts.to_settings();
+        if settings != self.settings {
+            self.set_settings(&settings)?;
+        }
+        Ok(plan)
+    }
+
     /// The state adopted from pinned maps at load (services in id order, timeouts from the
     /// settings map); empty for fresh maps. The caller tracks what it applies since.
     pub fn adopted(&self) -> &Config {

@@ -7,7 +7,7 @@
 //! all-or-nothing: on error the planner is unchanged.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::Ipv4Addr,
 };
 
@@ -546,6 +546,32 @@ impl Planner {
     /// Plans the writes that take the maps to `config`; `now_ms` is a monotonic clock used
     /// to age replaced tables. On error nothing is changed.
     pub fn plan(&mut self, config: &Config, now_ms: u64) -> Result<Plan, PlanError> {
+        let wanted: HashSet<ServiceId> = config.services.iter().map(|s| s.id()).collect();
+        // Removed services first, so their ids and slots can serve new ones (slots only
+        // after the grace period).
+        let mut removed: Vec<ServiceId> = self
+            .services
+            .keys()
+            .filter(|id| !wanted.contains(id))
+            .copied()
+            .collect();
+        removed.sort();
+        let updates: Vec<(ServiceId, Option<&VirtualService>)> = removed
+            .into_iter()
+            .map(|id| (id, None))
+            .chain(config.services.iter().map(|s| (s.id(), Some(s))))
+            .collect();
+        self.plan_updates(&updates, now_ms)
+    }
+
+    /// Plans only the given services: `Some` to add or change one (a no-op when it did not
+    /// change), `None` to remove one. What is not listed is left alone, so a single change
+    /// costs the same with 10 or 100 000 services. On error nothing is changed.
+    pub fn plan_updates(
+        &mut self,
+        updates: &[(ServiceId, Option<&VirtualService>)],
+        now_ms: u64,
+    ) -> Result<Plan, PlanError> {
         // The allocators are flat and cheap to copy; the per-service states are not, so
         // their changes are collected and committed only when planning succeeded.
         let saved = (
@@ -555,7 +581,7 @@ impl Planner {
             self.slots.clone(),
         );
         let mut changes = Vec::new();
-        match self.plan_into(config, now_ms, &mut changes) {
+        match self.plan_into(updates, now_ms, &mut changes) {
             Ok(plan) => {
                 for (id, state) in changes {
                     match state {
@@ -592,25 +618,14 @@ impl Planner {
 
     fn plan_into(
         &mut self,
-        config: &Config,
+        updates: &[(ServiceId, Option<&VirtualService>)],
         now_ms: u64,
         changes: &mut Vec<(ServiceId, Option<ServiceState>)>,
     ) -> Result<Plan, PlanError> {
         self.slots.expire(now_ms);
         let mut plan = Plan::default();
-        let wanted: HashMap<ServiceId, &VirtualService> =
-            config.services.iter().map(|s| (s.id(), s)).collect();
-
-        // Removed services first, so their ids and slots can serve new ones (slots only
-        // after the grace period).
-        let mut removed: Vec<ServiceId> = self
-            .services
-            .keys()
-            .filter(|id| !wanted.contains_key(id))
-            .copied()
-            .collect();
-        removed.sort();
-        for id in removed {
+        for (id, _) in updates.iter().filter(|(_, u)| u.is_none()) {
+            let id = *id;
             let Some(old) = self.services.get(&id) else {
                 continue;
             };
@@ -626,8 +641,7 @@ impl Planner {
             }
         }
 
-        for svc in &config.services {
-            let id = svc.id();
+        for (id, svc) in updates.iter().filter_map(|(id, u)| u.map(|s| (*id, s))) {
             let old = self.services.get(&id);
             // Most services are unchanged and already canonical: compare before copying.
             if old.is_some_and(|o| o.config == *svc || o.config == canonical(svc)) {

@@ -24,7 +24,7 @@ use tokio::{
 
 use crate::{
     api::{Call, Request},
-    ops::apply_ops,
+    ops::{Index, SideEffects, commit, plan_ops},
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
 };
 
@@ -84,6 +84,10 @@ pub struct Daemon {
     dp: Dataplane,
     /// The desired state; the dataplane holds exactly this after every successful change.
     desired: Config,
+    /// `desired`'s services by id.
+    index: Index,
+    /// Real servers of services just changed through the API, to resolve next.
+    pending_neighbours: Vec<std::net::Ipv4Addr>,
     source: Source,
     /// The health engine when the state comes from a keepalived.conf.
     health: Option<rvs_health::HealthHandle>,
@@ -159,6 +163,8 @@ impl Daemon {
         let mut daemon = Daemon {
             dp,
             desired: Config::default(),
+            index: Index::default(),
+            pending_neighbours: Vec::new(),
             source,
             health,
             health_config,
@@ -185,19 +191,48 @@ impl Daemon {
             ));
         }
         let plan = self.dp.apply(&next).map_err(api_error)?;
+        self.desired = next;
+        self.index = Index::of(&self.desired);
+        Ok(self.applied(&plan))
+    }
+
+    /// Applies a batch of ops: only the services it touches are planned and written.
+    fn apply_ops(&mut self, ops: &[rvs_api::Op]) -> Result<(Applied, SideEffects), ApiError> {
+        let (delta, effects) = plan_ops(&self.desired, &self.index, ops)?;
+        let updates: Vec<(rvs_config::ServiceId, Option<&rvs_config::VirtualService>)> = delta
+            .services
+            .iter()
+            .map(|(id, s)| (*id, s.as_ref()))
+            .collect();
+        let plan = self
+            .dp
+            .apply_updates(&updates, &delta.timeouts)
+            .map_err(api_error)?;
+        self.pending_neighbours.extend(
+            delta
+                .services
+                .iter()
+                .filter_map(|(_, s)| s.as_ref())
+                .flat_map(|s| s.reals.iter().map(|r| r.address)),
+        );
+        commit(&mut self.desired, &mut self.index, delta);
+        Ok((self.applied(&plan), effects))
+    }
+
+    /// Forgets the rates of reused ids and summarises a written plan.
+    fn applied(&mut self, plan: &rvs_dataplane::Plan) -> Applied {
         for sid in &plan.reset_services {
             self.estimator.reset(CounterId::Service(*sid));
         }
         for rid in &plan.reset_real_counters {
             self.estimator.reset(CounterId::Real(*rid));
         }
-        self.desired = next;
-        Ok(Applied {
+        Applied {
             services: self.desired.services.len(),
             services_written: plan.upsert_services.len(),
             services_deleted: plan.delete_services.len(),
             reals_written: plan.reals.len() + plan.retire_reals.len(),
-        })
+        }
     }
 
     /// Re-reads the config file and applies it; [daemon] must not change. Under a
@@ -246,13 +281,18 @@ impl Daemon {
         self.apply(next)
     }
 
+    /// Asks the kernel to resolve every real server's next hop.
     async fn resolve_neighbours(&self) {
-        let mut addrs: Vec<_> = self
+        let addrs: Vec<_> = self
             .desired
             .services
             .iter()
             .flat_map(|s| s.reals.iter().map(|r| r.address))
             .collect();
+        self.resolve(addrs).await;
+    }
+
+    async fn resolve(&self, mut addrs: Vec<std::net::Ipv4Addr>) {
         addrs.sort();
         addrs.dedup();
         for addr in addrs {
@@ -435,8 +475,7 @@ impl Daemon {
                 to_value(&self.apply(*next)?)
             }
             Call::Ops(batch) => {
-                let (next, effects) = apply_ops(&self.desired, &batch.ops)?;
-                let applied = self.apply(next)?;
+                let (applied, effects) = self.apply_ops(&batch.ops)?;
                 for which in effects.zero {
                     self.zero(which)?;
                 }
@@ -471,7 +510,7 @@ impl Daemon {
                     Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
                 },
                 Some(req) = calls.recv() => {
-                    let changes = matches!(req.call, Call::Ops(_) | Call::PutConfig(_) | Call::Reload);
+                    let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
                     let answer = if matches!(req.call, Call::Reload) {
                         self.reload().await.and_then(|a| to_value(&a))
                     } else {
@@ -483,6 +522,10 @@ impl Daemon {
                     let _ = req.reply.send(answer);
                     if changes {
                         self.resolve_neighbours().await;
+                    }
+                    let pending = std::mem::take(&mut self.pending_neighbours);
+                    if !pending.is_empty() {
+                        self.resolve(pending).await;
                     }
                 }
                 Ok(()) = health_changed(&mut self.health_config) => {

@@ -1,12 +1,14 @@
 //! Applies API ops to a desired state with ipvsadm's semantics (sans-I/O).
 //!
-//! A batch is applied to a copy; the first failing op stops it with an error naming the
-//! op, and the caller keeps its old state. The result is validated as a whole.
+//! A batch is worked out against the current state without copying it: the services it
+//! touches are copied on first write, so a single op costs the same with 10 or 100 000
+//! services. The first failing op stops the batch with an error naming it, and the caller
+//! keeps its old state. Touched services are validated, and the totals against the limits.
 
 use std::collections::HashMap;
 
 use rvs_api::{ApiError, ErrorKind, Op};
-use rvs_config::{Config, ServiceId, VirtualService};
+use rvs_config::{Config, ServiceId, Timeouts, VirtualService, validate_service};
 
 /// What a batch asks for besides the new configuration.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,167 +17,299 @@ pub struct SideEffects {
     pub zero: Vec<Option<ServiceId>>,
 }
 
-/// The configuration being edited, with its services indexed by id (a batch of 100 000
-/// ops must not search the list for each).
-struct Editing {
-    config: Config,
-    index: HashMap<ServiceId, usize>,
+/// The outcome of a batch: the touched services' new versions (None = deleted), in the
+/// order they were first touched, and the timeouts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delta {
+    /// Touched services.
+    pub services: Vec<(ServiceId, Option<VirtualService>)>,
+    /// Timeouts after the batch.
+    pub timeouts: Timeouts,
 }
 
-impl Editing {
-    fn new(config: &Config) -> Self {
-        let index = config
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id(), i))
-            .collect();
+/// A service list indexed by id, with its total number of real servers.
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    /// Service id → position in the config's list.
+    pub position: HashMap<ServiceId, usize>,
+    /// Real servers over all services.
+    pub reals: usize,
+}
+
+impl Index {
+    /// Indexes `config`.
+    pub fn of(config: &Config) -> Self {
         Self {
-            config: config.clone(),
-            index,
+            position: config
+                .services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id(), i))
+                .collect(),
+            reals: config.services.iter().map(|s| s.reals.len()).sum(),
+        }
+    }
+}
+
+/// Copy-on-write view of the configuration being edited.
+struct Editing<'a> {
+    base: &'a Config,
+    index: &'a Index,
+    touched: HashMap<ServiceId, Option<VirtualService>>,
+    order: Vec<ServiceId>,
+    timeouts: Timeouts,
+}
+
+fn no_service(id: &ServiceId) -> ApiError {
+    ApiError::new(ErrorKind::NoService, format!("no such service {id}"))
+}
+
+impl<'a> Editing<'a> {
+    fn base_service(&self, id: &ServiceId) -> Option<&'a VirtualService> {
+        self.index
+            .position
+            .get(id)
+            .and_then(|&i| self.base.services.get(i))
+    }
+
+    fn exists(&self, id: &ServiceId) -> bool {
+        match self.touched.get(id) {
+            Some(s) => s.is_some(),
+            None => self.index.position.contains_key(id),
+        }
+    }
+
+    fn set(&mut self, id: ServiceId, svc: Option<VirtualService>) {
+        if self.touched.insert(id, svc).is_none() {
+            self.order.push(id);
         }
     }
 
     fn find(&mut self, id: &ServiceId) -> Result<&mut VirtualService, ApiError> {
-        let i = *self
-            .index
-            .get(id)
-            .ok_or_else(|| ApiError::new(ErrorKind::NoService, format!("no such service {id}")))?;
-        Ok(&mut self.config.services[i])
+        if !self.touched.contains_key(id) {
+            let copy = self
+                .base_service(id)
+                .cloned()
+                .ok_or_else(|| no_service(id))?;
+            self.set(*id, Some(copy));
+        }
+        self.touched
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| no_service(id))
     }
 
-    fn reindex(&mut self) {
-        self.index = self
-            .config
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id(), i))
-            .collect();
-    }
-}
-
-fn apply_one(ed: &mut Editing, op: &Op, effects: &mut SideEffects) -> Result<(), ApiError> {
-    match op {
-        Op::AddService { service } => {
-            let id = service.id();
-            if ed.index.contains_key(&id) {
-                return Err(ApiError::new(
-                    ErrorKind::ServiceExists,
-                    format!("service {id} already exists"),
-                ));
+    fn apply(&mut self, op: &Op, effects: &mut SideEffects) -> Result<(), ApiError> {
+        match op {
+            Op::AddService { service } => {
+                let id = service.id();
+                if self.exists(&id) {
+                    return Err(ApiError::new(
+                        ErrorKind::ServiceExists,
+                        format!("service {id} already exists"),
+                    ));
+                }
+                self.set(id, Some(service.clone()));
             }
-            ed.index.insert(id, ed.config.services.len());
-            ed.config.services.push(service.clone());
-        }
-        Op::EditService { service } => {
-            let svc = ed.find(&service.id())?;
-            let reals = std::mem::take(&mut svc.reals);
-            *svc = VirtualService {
-                reals,
-                ..service.clone()
-            };
-        }
-        Op::DeleteService { service } => {
-            ed.find(service)?;
-            ed.config.services.retain(|s| s.id() != *service);
-            ed.reindex();
-        }
-        Op::AddReal { service, real } => {
-            let svc = ed.find(service)?;
-            let port = real.port.unwrap_or(svc.port);
-            if svc
-                .reals
-                .iter()
-                .any(|r| r.address == real.address && r.port.unwrap_or(svc.port) == port)
-            {
-                return Err(ApiError::new(
-                    ErrorKind::RealExists,
-                    format!(
-                        "real server {}:{port} already exists in service {service}",
-                        real.address
-                    ),
-                ));
+            Op::EditService { service } => {
+                let svc = self.find(&service.id())?;
+                let reals = std::mem::take(&mut svc.reals);
+                *svc = VirtualService {
+                    reals,
+                    ..service.clone()
+                };
             }
-            svc.reals.push(real.clone());
-        }
-        Op::EditReal { service, real } => {
-            let svc = ed.find(service)?;
-            let svc_port = svc.port;
-            let port = real.port.unwrap_or(svc_port);
-            let existing = svc
-                .reals
-                .iter_mut()
-                .find(|r| r.address == real.address && r.port.unwrap_or(svc_port) == port)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorKind::NoReal,
+            Op::DeleteService { service } => {
+                if !self.exists(service) {
+                    return Err(no_service(service));
+                }
+                self.set(*service, None);
+            }
+            Op::AddReal { service, real } => {
+                let svc = self.find(service)?;
+                let port = real.port.unwrap_or(svc.port);
+                if svc
+                    .reals
+                    .iter()
+                    .any(|r| r.address == real.address && r.port.unwrap_or(svc.port) == port)
+                {
+                    return Err(ApiError::new(
+                        ErrorKind::RealExists,
                         format!(
-                            "no real server {}:{port} in service {service}",
+                            "real server {}:{port} already exists in service {service}",
                             real.address
                         ),
-                    )
-                })?;
-            *existing = real.clone();
-        }
-        Op::DeleteReal {
-            service,
-            address,
-            port,
-        } => {
-            let svc = ed.find(service)?;
-            let svc_port = svc.port;
-            let port = port.unwrap_or(svc_port);
-            let before = svc.reals.len();
-            svc.reals
-                .retain(|r| !(r.address == *address && r.port.unwrap_or(svc_port) == port));
-            if svc.reals.len() == before {
-                return Err(ApiError::new(
-                    ErrorKind::NoReal,
-                    format!("no real server {address}:{port} in service {service}"),
-                ));
+                    ));
+                }
+                svc.reals.push(real.clone());
             }
-        }
-        Op::Clear => {
-            ed.config.services.clear();
-            ed.index.clear();
-        }
-        Op::Zero { service } => {
-            if let Some(id) = service {
-                ed.find(id)?;
+            Op::EditReal { service, real } => {
+                let svc = self.find(service)?;
+                let svc_port = svc.port;
+                let port = real.port.unwrap_or(svc_port);
+                let existing = svc
+                    .reals
+                    .iter_mut()
+                    .find(|r| r.address == real.address && r.port.unwrap_or(svc_port) == port)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorKind::NoReal,
+                            format!(
+                                "no real server {}:{port} in service {service}",
+                                real.address
+                            ),
+                        )
+                    })?;
+                *existing = real.clone();
             }
-            effects.zero.push(*service);
-        }
-        Op::SetTimeouts { timeouts } => {
-            let t = &mut ed.config.timeouts;
-            for (slot, new) in [
-                (&mut t.tcp, timeouts.tcp),
-                (&mut t.tcp_fin, timeouts.tcp_fin),
-                (&mut t.udp, timeouts.udp),
-            ] {
-                if new != 0 {
-                    *slot = new;
+            Op::DeleteReal {
+                service,
+                address,
+                port,
+            } => {
+                let svc = self.find(service)?;
+                let svc_port = svc.port;
+                let port = port.unwrap_or(svc_port);
+                let before = svc.reals.len();
+                svc.reals
+                    .retain(|r| !(r.address == *address && r.port.unwrap_or(svc_port) == port));
+                if svc.reals.len() == before {
+                    return Err(ApiError::new(
+                        ErrorKind::NoReal,
+                        format!("no real server {address}:{port} in service {service}"),
+                    ));
+                }
+            }
+            Op::Clear => {
+                let ids: Vec<ServiceId> = self
+                    .base
+                    .services
+                    .iter()
+                    .map(|s| s.id())
+                    .chain(self.touched.keys().copied())
+                    .collect();
+                for id in ids {
+                    self.set(id, None);
+                }
+            }
+            Op::Zero { service } => {
+                if let Some(id) = service
+                    && !self.exists(id)
+                {
+                    return Err(no_service(id));
+                }
+                effects.zero.push(*service);
+            }
+            Op::SetTimeouts { timeouts } => {
+                let t = &mut self.timeouts;
+                for (slot, new) in [
+                    (&mut t.tcp, timeouts.tcp),
+                    (&mut t.tcp_fin, timeouts.tcp_fin),
+                    (&mut t.udp, timeouts.udp),
+                ] {
+                    if new != 0 {
+                        *slot = new;
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Applies `ops` in order to a copy of `config` and validates the result.
-pub fn apply_ops(config: &Config, ops: &[Op]) -> Result<(Config, SideEffects), ApiError> {
-    let mut ed = Editing::new(config);
+/// Works out `ops` against `config` (indexed by `index`) and validates the result.
+pub fn plan_ops(
+    config: &Config,
+    index: &Index,
+    ops: &[Op],
+) -> Result<(Delta, SideEffects), ApiError> {
+    let mut ed = Editing {
+        base: config,
+        index,
+        touched: HashMap::new(),
+        order: Vec::new(),
+        timeouts: config.timeouts,
+    };
     let mut effects = SideEffects::default();
     for (i, op) in ops.iter().enumerate() {
-        apply_one(&mut ed, op, &mut effects).map_err(|mut e| {
+        ed.apply(op, &mut effects).map_err(|mut e| {
             e.op = Some(i);
             e
         })?;
     }
-    let next = ed.config;
-    next.validate()
-        .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+    let invalid = |e: rvs_config::ConfigError| ApiError::new(ErrorKind::Invalid, e.to_string());
+    let (mut services, mut reals) = (config.services.len(), index.reals);
+    for (id, svc) in &ed.touched {
+        if let Some(old) = ed.base_service(id) {
+            services -= 1;
+            reals -= old.reals.len();
+        }
+        if let Some(svc) = svc {
+            validate_service(svc).map_err(invalid)?;
+            services += 1;
+            reals += svc.reals.len();
+        }
+    }
+    let totals = Config {
+        limits: config.limits,
+        timeouts: ed.timeouts,
+        ..Config::default()
+    };
+    totals.validate_totals(services, reals).map_err(invalid)?;
+    let mut touched = ed.touched;
+    let services = ed
+        .order
+        .into_iter()
+        .filter_map(|id| touched.remove(&id).map(|s| (id, s)))
+        .collect();
+    Ok((
+        Delta {
+            services,
+            timeouts: ed.timeouts,
+        },
+        effects,
+    ))
+}
+
+/// Applies `ops` to a copy of `config` and returns the whole result (for the tests).
+#[cfg(test)]
+pub fn apply_ops(config: &Config, ops: &[Op]) -> Result<(Config, SideEffects), ApiError> {
+    let index = Index::of(config);
+    let (delta, effects) = plan_ops(config, &index, ops)?;
+    let mut next = config.clone();
+    commit(&mut next, &mut Index::of(config), delta);
     Ok((next, effects))
+}
+
+/// Writes `delta` into `config`, keeping `index` up to date.
+pub fn commit(config: &mut Config, index: &mut Index, delta: Delta) {
+    let mut removed = false;
+    for (id, svc) in delta.services {
+        match (index.position.get(&id).copied(), svc) {
+            (Some(i), Some(svc)) => {
+                index.reals = index.reals - config.services[i].reals.len() + svc.reals.len();
+                config.services[i] = svc;
+            }
+            (None, Some(svc)) => {
+                index.reals += svc.reals.len();
+                index.position.insert(id, config.services.len());
+                config.services.push(svc);
+            }
+            (Some(i), None) => {
+                index.reals -= config.services[i].reals.len();
+                index.position.remove(&id);
+                removed = true;
+            }
+            (None, None) => {}
+        }
+    }
+    if removed {
+        config
+            .services
+            .retain(|s| index.position.contains_key(&s.id()));
+        *index = Index::of(config);
+    }
+    config.timeouts = delta.timeouts;
 }
 
 #[cfg(test)]
