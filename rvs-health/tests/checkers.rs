@@ -168,6 +168,9 @@ fn scenario(lab: &Lab, checkers: Vec<Checker>, steps: Vec<Step<'_>>) -> Result<(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             for step in steps {
+                // Forget what happened before this step (a check slowed down by a loaded
+                // machine must not be taken for this step's transition).
+                while changes.try_recv().is_ok() {}
                 let (what, bound, removed) = match &step {
                     Step::Break(what, f) => {
                         f();
