@@ -243,6 +243,14 @@ fn dr_lab_driven_by_rvsadm() {
         )
     );
 
+    // The socket can come from RVS_SOCKET too.
+    let via_env = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .arg("-Sn")
+        .env("RVS_SOCKET", sock)
+        .output()
+        .expect("rvsadm runs");
+    assert_eq!(String::from_utf8_lossy(&via_env.stdout), saved_rr);
+
     // Weights through -E and -e: wrr 1:2:3 over 600 connections, within ±2 %.
     ok(sock, "-E -t 198.18.0.10:80 -s wrr");
     for (i, (_, addr)) in rs.iter().enumerate() {
