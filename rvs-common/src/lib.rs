@@ -60,6 +60,9 @@ pub enum DispatchKind {
 pub const SVC_F_SLOPPY_TCP: u8 = 1 << 0;
 /// Service flag: one-packet scheduling (`ipvsadm -o`): no connection entry is kept.
 pub const SVC_F_ONE_PACKET: u8 = 1 << 1;
+/// Service flag: this node is not the VRRP MASTER for the VIP: new connections are passed
+/// to the kernel, not balanced (the maps stay warm for a takeover).
+pub const SVC_F_STANDBY: u8 = 1 << 2;
 
 /// Value of the service map. Besides what the XDP program needs, it records the service's
 /// configuration, so a restarted daemon can rebuild its state from the pinned maps.
@@ -300,10 +303,12 @@ pub enum Verdict {
     FwdNew = 10,
     /// Forwarded: a packet of a known connection.
     FwdEstablished = 11,
+    /// Passed: a new connection for a VIP this node is VRRP BACKUP for.
+    PassStandby = 12,
 }
 
 /// Number of [`Verdict`] values (size of the verdict counter array).
-pub const VERDICTS: u32 = 12;
+pub const VERDICTS: u32 = 13;
 
 impl Verdict {
     /// All verdicts, in counter-index order.
@@ -320,6 +325,7 @@ impl Verdict {
         Verdict::DropUnsupported,
         Verdict::FwdNew,
         Verdict::FwdEstablished,
+        Verdict::PassStandby,
     ];
 
     /// Stable snake_case name, used in metrics and listings.
@@ -337,6 +343,7 @@ impl Verdict {
             Verdict::DropUnsupported => "drop_unsupported",
             Verdict::FwdNew => "fwd_new",
             Verdict::FwdEstablished => "fwd_established",
+            Verdict::PassStandby => "pass_standby",
         }
     }
 }

@@ -434,6 +434,16 @@ impl Dataplane {
         Ok(plan)
     }
 
+    /// Marks the services of `vips` standby (this node is VRRP BACKUP for them) and the
+    /// others active.
+    pub fn set_standby(
+        &mut self,
+        vips: std::collections::HashSet<std::net::Ipv4Addr>,
+    ) -> Result<()> {
+        let plan = self.planner.set_standby(vips);
+        self.write(&plan)
+    }
+
     /// The state adopted from pinned maps at load (services in id order, timeouts from the
     /// settings map); empty for fresh maps. The caller tracks what it applies since.
     pub fn adopted(&self) -> &Config {

@@ -13,7 +13,7 @@ use std::{
 
 use rvs_common::{
     DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_ONE_PACKET,
-    SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey,
+    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey,
 };
 use rvs_config::{
     Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
@@ -234,6 +234,8 @@ pub struct Planner {
     real_ids: IdPool,
     generations: Vec<u32>,
     slots: SlotAlloc,
+    /// VIPs this node is VRRP BACKUP for: their services pass new connections.
+    standby: HashSet<Ipv4Addr>,
 }
 
 fn service_key(id: &ServiceId) -> ServiceKey {
@@ -445,6 +447,7 @@ impl Planner {
             real_ids: IdPool::new(limits.reals),
             generations: vec![0; limits.reals as usize],
             slots: SlotAlloc::new(limits.dispatch_slots),
+            standby: HashSet::new(),
         }
     }
 
@@ -516,12 +519,32 @@ impl Planner {
             real_ids: IdPool::with_used(limits.reals, &real_ids),
             generations,
             slots: SlotAlloc::with_used(limits.dispatch_slots, &ranges),
+            standby: HashSet::new(),
         };
         let mut plan = Plan::default();
         for rid in orphans {
             planner.tombstone(rid, &mut plan);
         }
         (planner, configs, plan)
+    }
+
+    /// Marks the services of `vips` as standby (VRRP BACKUP: new connections passed) and
+    /// all others as active; returns the service entries to rewrite.
+    pub fn set_standby(&mut self, vips: HashSet<Ipv4Addr>) -> Plan {
+        let mut plan = Plan::default();
+        for (id, state) in &mut self.services {
+            let mut entry = state.entry;
+            entry.flags &= !SVC_F_STANDBY;
+            if vips.contains(&id.address) {
+                entry.flags |= SVC_F_STANDBY;
+            }
+            if entry != state.entry {
+                state.entry = entry;
+                plan.upsert_services.push((service_key(id), entry));
+            }
+        }
+        self.standby = vips;
+        plan
     }
 
     /// Number of services currently planned.
@@ -727,7 +750,10 @@ impl Planner {
             if len > 0 {
                 plan.tables.push((off, table));
             }
-            let entry = service_entry(svc, service_id, kind, off, len as u32);
+            let mut entry = service_entry(svc, service_id, kind, off, len as u32);
+            if self.standby.contains(&id.address) {
+                entry.flags |= SVC_F_STANDBY;
+            }
             plan.upsert_services.push((service_key(&id), entry));
             for rid in gone {
                 self.tombstone(rid, &mut plan);

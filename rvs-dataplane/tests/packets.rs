@@ -548,3 +548,55 @@ fn one_packet_scheduling_keeps_no_entry() {
         assert_eq!(dp.connections().len(), 0, "no connection entry kept");
     });
 }
+
+#[test]
+fn vrrp_backup_passes_new_connections_and_keeps_its_maps() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane(&config([1, 1, 1], ""), |dp, ifs| {
+        let open = tcp_frame(client(1, 1000), (VIP, 80), Tcp::Syn, b"");
+        expect(
+            dp,
+            ifs.a0,
+            &open,
+            XDP_TX,
+            Verdict::FwdNew,
+            &dr_rewritten(&open, SEG_A[2].1, A0_MAC),
+        );
+        dp.set_standby([VIP].into_iter().collect())
+            .expect("standby");
+        let syn = tcp_frame(client(2, 1000), (VIP, 80), Tcp::Syn, b"");
+        expect(dp, ifs.a0, &syn, XDP_PASS, Verdict::PassStandby, &syn);
+        // Other VIPs are not affected, and a connection already open keeps flowing.
+        let other = udp_frame(client(3, 1), (VIP_ALLPORTS, 9), b"x");
+        expect(
+            dp,
+            ifs.a0,
+            &other,
+            XDP_TX,
+            Verdict::FwdNew,
+            &dr_rewritten(&other, SEG_A[0].1, A0_MAC),
+        );
+        let ack = tcp_frame(client(1, 1000), (VIP, 80), Tcp::Ack, b"");
+        expect(
+            dp,
+            ifs.a0,
+            &ack,
+            XDP_TX,
+            Verdict::FwdEstablished,
+            &dr_rewritten(&ack, SEG_A[2].1, A0_MAC),
+        );
+        // MASTER again: the warm maps balance at once (rr carries on with .12).
+        dp.set_standby(Default::default()).expect("active");
+        expect(
+            dp,
+            ifs.a0,
+            &syn,
+            XDP_TX,
+            Verdict::FwdNew,
+            &dr_rewritten(&syn, SEG_A[1].1, A0_MAC),
+        );
+    });
+}

@@ -27,8 +27,8 @@ use rvs_common::{
     CONN_REFRESH_NS, ConnEntry, ConnState, Counters, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
     DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, DispatchKind, FlowKey, Forward,
     IPPROTO_TCP, IPPROTO_UDP, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey, RealEntry,
-    SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, ServiceEntry, ServiceKey, Settings, VERDICTS, Verdict,
-    hash::ipvs_mh_source_hash,
+    SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey, Settings,
+    VERDICTS, Verdict, hash::ipvs_mh_source_hash,
 };
 
 // Map sizes here are defaults; the loader resizes them from the configuration before load.
@@ -375,6 +375,9 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
             }
         }
     };
+    if svc.flags & SVC_F_STANDBY != 0 {
+        return (Verdict::PassStandby, xdp_action::XDP_PASS);
+    }
     // A packet of a connection whose real server was removed: IPVS drops it; only a new
     // connection (SYN, or any UDP datagram) on the same tuple is scheduled again.
     if real_gone && !opens {
