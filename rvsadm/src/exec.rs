@@ -4,9 +4,10 @@
 use std::io::Read;
 
 use rvs_api::{
-    ApiError, Applied, ClientError, ConnectionList, ErrorKind, Op, ServiceList, ServiceStatus,
-    Status,
+    ApiError, Applied, ClientError, ConnectionList, ErrorKind, Op, RealStatus, ServiceList,
+    ServiceStatus, Status,
 };
+use rvs_config::Config;
 
 use crate::{
     Failure, Format, Invocation, ListRequest, ListTarget, Resolver, args, format, restore, usage,
@@ -22,6 +23,39 @@ pub trait Api {
     fn connections(&mut self) -> Result<ConnectionList, ClientError>;
     /// Daemon status (`GET /v1/status`).
     fn status(&mut self) -> Result<Status, ClientError>;
+    /// The desired state without counters (`GET /v1/config`).
+    fn config(&mut self) -> Result<Config, ClientError>;
+}
+
+/// The services of `config` as `GET /v1/services` lists them (real servers newest first),
+/// with zero counters: all `-S` needs, and much cheaper for rvsd to answer than counters
+/// of every real server.
+pub fn config_as_list(config: &Config) -> ServiceList {
+    ServiceList {
+        conn_table_size: config.limits.connections,
+        services: config
+            .services
+            .iter()
+            .map(|s| ServiceStatus {
+                service: s.clone(),
+                stats: Default::default(),
+                rates: Default::default(),
+                reals: s
+                    .reals
+                    .iter()
+                    .rev()
+                    .map(|r| RealStatus {
+                        real: r.clone(),
+                        active_conns: 0,
+                        inactive_conns: 0,
+                        persist_conns: 0,
+                        stats: Default::default(),
+                        rates: Default::default(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// What a run printed and its exit code.
@@ -288,8 +322,8 @@ pub fn run(
                 rule: true,
                 ..Format::default()
             };
-            api.services()
-                .map(|l| format::list_all(&l, f, r))
+            api.config()
+                .map(|c| format::list_all(&config_as_list(&c), f, r))
                 .map_err(|e| client_failure(e, None, 1))
         }
         Ok(Invocation::Restore) => restore(program, api, r, stdin).map(|()| String::new()),

@@ -7,6 +7,7 @@ use std::{io::Write, process::ExitCode, time::Duration};
 use rvs_api::{
     Applied, Client, ClientError, ConnectionList, DEFAULT_SOCKET, Op, ServiceList, Status,
 };
+use rvs_config::Config;
 use rvsadm::{Api, SystemResolver, run, split_rvs_options};
 
 /// How long one API request may take before rvsadm gives up.
@@ -51,6 +52,13 @@ impl Api for SocketApi {
 
     fn status(&mut self) -> Result<Status, ClientError> {
         self.call(self.client.status())
+    }
+
+    fn config(&mut self) -> Result<Config, ClientError> {
+        self.call(
+            self.client
+                .request::<(), _>(hyper::Method::GET, "/v1/config", None),
+        )
     }
 }
 

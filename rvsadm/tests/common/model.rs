@@ -195,13 +195,32 @@ impl Api for Model {
     }
 
     fn status(&mut self) -> Result<Status, ClientError> {
-        Ok(Status {
-            version: "model".into(),
-            conn_table_size: 4096,
-            timeouts: self.timeouts,
-            interfaces: Vec::new(),
-            verdicts: Vec::new(),
-        })
+        // Through JSON so that fields rvsd adds with a default need no change here.
+        serde_json::from_value(serde_json::json!({
+            "version": "model",
+            "conn_table_size": 4096,
+            "timeouts": self.timeouts,
+            "interfaces": [],
+            "verdicts": [],
+        }))
+        .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    fn config(&mut self) -> Result<rvs_config::Config, ClientError> {
+        let mut c = rvs_config::Config::default();
+        c.limits.connections = 4096;
+        c.timeouts = self.timeouts;
+        c.services = self
+            .services
+            .iter()
+            .map(|s| {
+                let mut v = s.service.clone();
+                // The model keeps the newest-first list; the configuration is in add order.
+                v.reals = s.reals.iter().rev().map(|r| r.real.clone()).collect();
+                v
+            })
+            .collect();
+        Ok(c)
     }
 }
 
