@@ -7,6 +7,7 @@
 //!   `vrrp_script` and `vrrp_sync_group`.
 //! - [`machine`]: the sans-I/O state machine of a node's instances ([`machine::Node`]):
 //!   events in, actions out, driven by any clock.
+//! - [`keepalived`]: the VRRP blocks of a keepalived.conf mapped onto [`config`].
 //! - [`io`]: the Linux I/O layer (raw sockets, rtnetlink, scripts) and [`io::run`], the
 //!   entry point the daemon and `rvs-vrrpd` call.
 
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod io;
+pub mod keepalived;
 pub mod machine;
 pub mod wire;
 
