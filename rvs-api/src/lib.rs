@@ -180,6 +180,26 @@ pub struct Status {
     pub interfaces: Vec<String>,
     /// Verdict counters by name (`fwd_new`, `pass_not_service`, …).
     pub verdicts: Vec<(String, u64)>,
+    /// VRRP instances run by this rvsd (from a keepalived.conf), if any.
+    #[serde(default)]
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+/// One VRRP instance as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    /// Instance name.
+    pub instance: String,
+    /// Interface.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// INIT, BACKUP, MASTER or FAULT.
+    pub state: String,
+    /// Priority after tracked scripts and interfaces.
+    pub priority: u8,
+    /// Its virtual addresses.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// Cumulative counters (as `ipvsadm --stats`).

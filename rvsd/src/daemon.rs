@@ -28,6 +28,8 @@ use crate::{
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
 };
 
+/// Counter sets sampled per slice of a rate round (a slice every 20 ms).
+const RATE_SLICE: usize = 2_000;
 /// How often real servers' neighbour entries are refreshed.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// Shortest interval between two passes over the connection table (expiry and counts);
@@ -57,7 +59,11 @@ pub fn read_keepalived(
     path: &Path,
     interfaces: &[String],
     pin_path: Option<&Path>,
-) -> Result<(Config, rvs_health::HealthModel)> {
+) -> Result<(
+    Config,
+    rvs_health::HealthModel,
+    rvs_keepalived::model::KeepalivedConf,
+)> {
     let import = rvs_keepalived::load(path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("invalid keepalived config {}", path.display()))?;
@@ -69,7 +75,73 @@ pub fn read_keepalived(
     if let Some(p) = pin_path {
         config.daemon.pin_path = p.to_owned();
     }
-    Ok((config, import.health))
+    Ok((config, import.health, import.keepalived))
+}
+
+/// The VRRP side of a keepalived.conf, running inside rvsd.
+struct Vrrp {
+    /// What the instances are doing.
+    status: watch::Receiver<rvs_vrrp::io::Snapshot>,
+    /// Every VIP the instances manage.
+    managed: HashSet<std::net::Ipv4Addr>,
+    /// Dropping it stops the instances (a MASTER resigns with priority 0).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Vrrp {
+    /// Starts the keepalived.conf's vrrp_instance blocks, if it has any.
+    fn start(conf: &rvs_keepalived::model::KeepalivedConf) -> Result<Option<Vrrp>> {
+        if conf.vrrp_instances.is_empty() {
+            return Ok(None);
+        }
+        let (config, warnings) =
+            rvs_vrrp::keepalived::from_keepalived(conf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let managed = config
+            .instances
+            .iter()
+            .flat_map(|i| i.virtual_ipaddress.iter())
+            .filter_map(|v| match v.address {
+                std::net::IpAddr::V4(a) => Some(a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        let (tx, rx) = rvs_vrrp::io::status_channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = rvs_vrrp::io::run(config, shutdown, tx).await {
+                tracing::error!(error = %e, "VRRP stopped");
+            }
+        });
+        Ok(Some(Vrrp {
+            status: rx,
+            managed,
+            _stop: stop_tx,
+        }))
+    }
+
+    /// The managed VIPs this node is not MASTER for.
+    fn standby(&self) -> HashSet<std::net::Ipv4Addr> {
+        let snapshot = self.status.borrow();
+        self.managed
+            .iter()
+            .filter(|v| !snapshot.is_master_for(std::net::IpAddr::V4(**v)))
+            .copied()
+            .collect()
+    }
+}
+
+/// Resolves when the VRRP instances change state; never without VRRP.
+async fn vrrp_changed(vrrp: &mut Option<Vrrp>) -> Result<(), watch::error::RecvError> {
+    match vrrp {
+        Some(v) => v.status.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads and validates a TOML config file.
@@ -88,11 +160,15 @@ pub struct Daemon {
     index: Index,
     /// Real servers of services just changed through the API, to resolve next.
     pending_neighbours: Vec<std::net::Ipv4Addr>,
+    /// Counter sets still to sample in the current rate round.
+    rate_queue: Vec<CounterId>,
     source: Source,
     /// The health engine when the state comes from a keepalived.conf.
     health: Option<rvs_health::HealthHandle>,
     /// The engine's effective configuration (real servers in or out by their checks).
     health_config: Option<watch::Receiver<Arc<Config>>>,
+    /// VRRP from the keepalived.conf: services of VIPs this node is not MASTER for stand by.
+    vrrp: Option<Vrrp>,
     resolver: NeighbourResolver,
     estimator: Estimator,
     scan: ConnScan,
@@ -133,8 +209,8 @@ impl Daemon {
                 interfaces,
                 pin_path,
             } => {
-                let (config, model) = read_keepalived(path, interfaces, pin_path.as_deref())?;
-                (Some(config), Some(model))
+                let (config, model, conf) = read_keepalived(path, interfaces, pin_path.as_deref())?;
+                (Some(config), Some((model, conf)))
             }
         };
         let base = file.clone().unwrap_or_default();
@@ -150,24 +226,27 @@ impl Daemon {
             },
         };
         // Under keepalived.conf, the health engine decides which real servers are in.
-        let (health, health_config, desired) = match model {
-            Some(model) => {
+        let (health, health_config, desired, vrrp) = match model {
+            Some((model, conf)) => {
+                let vrrp = Vrrp::start(&conf)?;
                 let handle = rvs_health::HealthEngine::spawn(desired, model)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let rx = handle.config();
                 let effective = (**rx.borrow()).clone();
-                (Some(handle), Some(rx), effective)
+                (Some(handle), Some(rx), effective, vrrp)
             }
-            None => (None, None, desired),
+            None => (None, None, desired, None),
         };
         let mut daemon = Daemon {
             dp,
             desired: Config::default(),
             index: Index::default(),
             pending_neighbours: Vec::new(),
+            rate_queue: Vec::new(),
             source,
             health,
             health_config,
+            vrrp,
             resolver: NeighbourResolver::new()?,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
@@ -179,6 +258,7 @@ impl Daemon {
             daemon.dp.attach(&iface, daemon.desired.daemon.xdp_mode)?;
             tracing::info!(interface = %iface, mode = ?daemon.desired.daemon.xdp_mode, "balancer attached");
         }
+        daemon.follow_vrrp();
         Ok(daemon)
     }
 
@@ -253,7 +333,8 @@ impl Daemon {
                 interfaces,
                 pin_path,
             } => {
-                let (config, model) =
+                // VRRP keeps running as started: its blocks change with a restart.
+                let (config, model, _) =
                     read_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
@@ -320,19 +401,44 @@ impl Daemon {
         ids
     }
 
-    fn sample_rates(&mut self) {
+    /// Starts a sampling round over every service and real server (every 2 s, as IPVS's
+    /// estimator); the round is worked off in slices so API calls never wait behind it.
+    fn start_rate_round(&mut self) {
         let ids = self.counter_ids();
-        for id in &ids {
+        self.estimator
+            .retain(&ids.iter().copied().collect::<HashSet<_>>());
+        self.rate_queue = ids;
+    }
+
+    /// Samples the next slice of the current round.
+    fn sample_rates(&mut self) {
+        let from = self.rate_queue.len().saturating_sub(RATE_SLICE);
+        for id in self.rate_queue.split_off(from) {
             let counters = match id {
-                CounterId::Service(i) => self.dp.service_counters(*i),
-                CounterId::Real(i) => self.dp.real_counters(*i),
+                CounterId::Service(i) => self.dp.service_counters(i),
+                CounterId::Real(i) => self.dp.real_counters(i),
             };
             if let Ok(c) = counters {
-                self.estimator.sample(*id, c, ESTIMATOR_INTERVAL_SECS);
+                self.estimator.sample(id, c, ESTIMATOR_INTERVAL_SECS);
             }
         }
-        self.estimator
-            .retain(&ids.into_iter().collect::<HashSet<_>>());
+    }
+
+    /// Puts the services of VIPs this node is not VRRP MASTER for on standby.
+    fn follow_vrrp(&mut self) {
+        let Some(vrrp) = &self.vrrp else { return };
+        for i in &vrrp.status.borrow().instances {
+            tracing::debug!(instance = %i.name, state = ?i.state, "VRRP state");
+        }
+        let standby = vrrp.standby();
+        if standby.is_empty() {
+            tracing::info!("VRRP: MASTER for every managed VIP; balancing them");
+        } else {
+            tracing::info!(standby = ?standby, "VRRP: not MASTER for some VIPs; their new connections pass");
+        }
+        if let Err(e) = self.dp.set_standby(standby) {
+            tracing::error!(error = %e, "cannot apply the VRRP state to the dataplane");
+        }
     }
 
     fn status(&self) -> Result<Status, ApiError> {
@@ -346,6 +452,21 @@ impl Daemon {
                 .into_iter()
                 .map(|(v, n)| (v.name().to_owned(), n))
                 .collect(),
+            vrrp: self.vrrp.as_ref().map_or_else(Vec::new, |v| {
+                v.status
+                    .borrow()
+                    .instances
+                    .iter()
+                    .map(|i| rvs_api::VrrpStatus {
+                        instance: i.name.clone(),
+                        interface: i.interface.clone(),
+                        vrid: i.vrid,
+                        state: format!("{:?}", i.state).to_uppercase(),
+                        priority: i.effective_priority,
+                        addresses: i.addresses.clone(),
+                    })
+                    .collect()
+            }),
         })
     }
 
@@ -540,8 +661,12 @@ impl Daemon {
                         }
                     }
                 }
+                Ok(()) = vrrp_changed(&mut self.vrrp) => self.follow_vrrp(),
                 _ = neigh_tick.tick() => self.resolve_neighbours().await,
-                _ = rate_tick.tick() => self.sample_rates(),
+                _ = rate_tick.tick() => self.start_rate_round(),
+                _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
+                    self.sample_rates();
+                }
                 _ = tokio::time::sleep_until(scan_at) => {
                     let started = Instant::now();
                     match self.dp.scan_conns() {
