@@ -4,17 +4,25 @@
 //! ```text
 //! rvs-vrrpd --config /etc/rvs/vrrp.toml        # run
 //! rvs-vrrpd --check-config /etc/rvs/vrrp.toml  # validate only (exit 0 = valid)
+//! rvs-vrrpd --keepalived /etc/keepalived/keepalived.conf  # run its VRRP blocks
+//! rvs-vrrpd --keepalived FILE --check-config FILE        # validate those only
 //! ```
+//!
+//! With `--keepalived`, the `vrrp_instance`, `vrrp_script` and `vrrp_sync_group` blocks
+//! (and the `vrrp_*` settings of `global_defs`) are mapped by
+//! [`rvs_vrrp::keepalived::from_keepalived`]; every option rvs-vrrp does not carry out is
+//! logged as a warning with its file and line. `virtual_server` blocks are left to rvsd.
 //!
 //! Logs go to stderr (`RUST_LOG` filters, default `info`); every state change is one
 //! line `state change instance=NAME from=STATE to=STATE priority=N`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use rvs_vrrp::VrrpConfig;
 use rvs_vrrp::io::{run, status_channel};
+use rvs_vrrp::keepalived::from_keepalived;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Command line.
@@ -25,8 +33,12 @@ use tokio::signal::unix::{SignalKind, signal};
 )]
 struct Args {
     /// TOML configuration to run.
-    #[arg(long, conflicts_with = "check_config")]
+    #[arg(long, conflicts_with_all = ["check_config", "keepalived"])]
     config: Option<PathBuf>,
+    /// keepalived.conf whose VRRP blocks to run (or validate, with `--check-config`
+    /// naming the same file).
+    #[arg(long, value_name = "FILE")]
+    keepalived: Option<PathBuf>,
     /// Validate this TOML configuration and exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
@@ -36,6 +48,32 @@ fn load(path: &PathBuf) -> Result<VrrpConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     VrrpConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Reads the VRRP blocks of a keepalived.conf, logging every located warning.
+fn load_keepalived(path: &Path) -> Result<VrrpConfig> {
+    let doc = rvs_keepalived::syntax::parse_file(path)?;
+    let mut warnings = doc.warnings;
+    let conf = rvs_keepalived::model::build(&doc.nodes, &mut warnings)?;
+    // The reader's and the model's warnings name unsupported keywords in any block; they
+    // are all shown, so nothing in the file is ignored silently.
+    warnings.sort_by(|a, b| a.loc.cmp(&b.loc));
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let (config, mapped) =
+        from_keepalived(&conf).with_context(|| format!("in {}", path.display()))?;
+    for w in &mapped {
+        tracing::warn!("{w}");
+    }
+    if !conf.virtual_servers.is_empty() {
+        tracing::info!(
+            "{} virtual_server blocks in {} are not run by rvs-vrrpd (rvsd runs them)",
+            conf.virtual_servers.len(),
+            path.display()
+        );
+    }
+    Ok(config)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -50,7 +88,11 @@ async fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     if let Some(path) = &args.check_config {
-        let config = load(path)?;
+        let config = match &args.keepalived {
+            Some(k) if k == path => load_keepalived(path)?,
+            Some(_) => anyhow::bail!("with --keepalived, --check-config must name the same file"),
+            None => load(path)?,
+        };
         println!(
             "{}: valid ({} instances, {} scripts, {} sync groups)",
             path.display(),
@@ -60,10 +102,13 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let path = args
-        .config
-        .context("give --config FILE (or --check-config FILE)")?;
-    let config = load(&path)?;
+    let config = match (&args.config, &args.keepalived) {
+        (Some(path), _) => load(path)?,
+        (None, Some(path)) => load_keepalived(path)?,
+        (None, None) => {
+            anyhow::bail!("give --config FILE, --keepalived FILE or --check-config FILE")
+        }
+    };
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let (tx, mut rx) = status_channel();

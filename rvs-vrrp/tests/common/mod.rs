@@ -211,6 +211,17 @@ impl Lab {
         Ok(child)
     }
 
+    /// Starts `rvs-vrrpd --keepalived` on the keepalived.conf `conf` in node `n`; returns
+    /// when it is running.
+    pub fn rvs_keepalived_conf(&mut self, n: usize, conf: &str) -> Result<ChildGuard> {
+        let path = self.file(&format!("{}-rvs-keepalived.conf", self.nodes[n].name), conf)?;
+        let bin = env!("CARGO_BIN_EXE_rvs-vrrpd");
+        let p = path.to_string_lossy().into_owned();
+        let mut child = self.nodes[n].ns.spawn(&[bin, "--keepalived", &p])?;
+        child.wait_for_output("rvs-vrrpd ready", 1, Duration::from_secs(10))?;
+        Ok(child)
+    }
+
     /// Starts the real keepalived (VRRP only) with `conf` in node `n`.
     pub fn keepalived(&mut self, n: usize, conf: &str) -> Result<ChildGuard> {
         let name = self.nodes[n].name.clone();
