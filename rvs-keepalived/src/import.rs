@@ -4,7 +4,7 @@
 //!
 //! keepalived's defaults and inheritance are resolved here (virtual server → real server →
 //! checker, the inner one winning), as keepalived 2.2.7 resolves them. What rvs cannot do
-//! yet (other schedulers, fwmark services, IPv6, SCTP, persistence, VRRP from this file, SMTP
+//! yet (other schedulers, fwmark services, IPv6, SCTP, persistence, SMTP
 //! alerts…) becomes a warning naming the line; services that rvs cannot run as written are
 //! left out rather than run differently.
 
@@ -150,9 +150,8 @@ impl Mapper<'_> {
                     "not needed: rvs logs every failed check (at debug level) and counts it; ignored"
                 }
                 "lvs_timeouts" | "lvs_flush" | "script_user" => continue,
-                name if name.starts_with("vrrp_") || name == "default_interface" => {
-                    "VRRP settings are read but rvs does not run VRRP from keepalived.conf yet; ignored"
-                }
+                // Read by rvs-vrrp's mapping, which warns about what it cannot do.
+                name if name.starts_with("vrrp_") || name == "default_interface" => continue,
                 // Unknown keywords were already reported by the model.
                 _ => continue,
             };
@@ -163,30 +162,8 @@ impl Mapper<'_> {
 
     fn vrrp(&mut self) {
         let conf = self.conf;
-        for i in &conf.vrrp_instances {
-            if let Some(loc) = &i.loc {
-                self.warn(
-                    loc,
-                    format!("vrrp_instance {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", i.name),
-                );
-            }
-        }
-        for s in &conf.vrrp_scripts {
-            if let Some(loc) = &s.loc {
-                self.warn(
-                    loc,
-                    format!("vrrp_script {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", s.name),
-                );
-            }
-        }
-        for g in &conf.vrrp_sync_groups {
-            if let Some(loc) = &g.loc {
-                self.warn(
-                    loc,
-                    format!("vrrp_sync_group {} is read but rvs does not run VRRP from keepalived.conf yet; ignored", g.name),
-                );
-            }
-        }
+        // VRRP blocks are mapped (and warned about) by rvs-vrrp, which rvsd and rvs-vrrpd
+        // run with --keepalived.
         if let Some(ssl) = &conf.ssl
             && let Some(loc) = &ssl.loc
             && (ssl.certificate.is_some() || ssl.key.is_some() || ssl.password.is_some())

@@ -30,6 +30,12 @@ pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
         .with_context(|| format!("HTTP GET http://{addr}/ from namespace {}", ns.name()))
 }
 
+/// Fetches `http://addr{path}` from inside `ns` and returns the body, trimmed.
+pub fn http_get_path(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String> {
+    ns.run(|| get_path(addr, path))?
+        .with_context(|| format!("HTTP GET http://{addr}{path} from namespace {}", ns.name()))
+}
+
 /// Opens `n` separate TCP connections from inside `ns`, each doing one HTTP GET, with at
 /// most `parallelism` in flight; results are in order of the connections.
 pub fn run_many(ns: &Netns, addr: SocketAddr, n: usize, parallelism: usize) -> Vec<Result<String>> {
@@ -111,7 +117,7 @@ impl HttpSession {
         if self.closed {
             bail!("HTTP session to {} was closed by the server", self.peer);
         }
-        let (body, close) = request(&mut self.stream, &mut self.buf, self.peer, false)
+        let (body, close) = request(&mut self.stream, &mut self.buf, self.peer, "/", false)
             .with_context(|| format!("HTTP session to {}", self.peer))?;
         self.closed = close;
         Ok(body)
@@ -141,8 +147,12 @@ fn connect(addr: SocketAddr) -> Result<TcpStream> {
 /// A GET on a new connection that asks the server to close it; must run inside the
 /// namespace.
 fn get_once(addr: SocketAddr) -> Result<String> {
+    get_path(addr, "/")
+}
+
+fn get_path(addr: SocketAddr, path: &str) -> Result<String> {
     let mut stream = connect(addr)?;
-    let (body, _) = request(&mut stream, &mut Vec::new(), addr, true)?;
+    let (body, _) = request(&mut stream, &mut Vec::new(), addr, path, true)?;
     Ok(body)
 }
 
@@ -152,10 +162,11 @@ fn request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     addr: SocketAddr,
+    path: &str,
     close: bool,
 ) -> Result<(String, bool)> {
     let connection = if close { "close" } else { "keep-alive" };
-    let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\n\r\n");
     stream
         .write_all(req.as_bytes())
         .context("sending request")?;

@@ -23,7 +23,7 @@ pub mod netns;
 pub mod responder;
 pub mod rvsd;
 
-pub use client::{HttpSession, http_get, run_many, udp_ask};
+pub use client::{HttpSession, http_get, http_get_path, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
 pub use fib::FibNs;
 pub use netns::{

@@ -608,6 +608,23 @@ impl Daemon {
             )),
             Call::Services => to_value(&self.services()?),
             Call::Connections => to_value(&self.connections()),
+            Call::Metrics => {
+                let status = self.status()?;
+                let services = self.services()?;
+                let vrrp = self
+                    .vrrp
+                    .as_ref()
+                    .map(|v| v.status.borrow().instances.clone())
+                    .unwrap_or_default();
+                Ok(Value::String(crate::metrics::render(
+                    &crate::metrics::Snapshot {
+                        verdicts: &status.verdicts,
+                        services: &services,
+                        health: self.health.as_ref().map(|h| h.counters()),
+                        vrrp,
+                    },
+                )))
+            }
         }
     }
 

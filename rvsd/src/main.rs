@@ -11,6 +11,7 @@
 
 mod api;
 mod daemon;
+mod metrics;
 mod ops;
 mod stats;
 
@@ -52,6 +53,9 @@ struct Args {
     /// Detach the balancer and unpin every map under the pin path, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
+    #[arg(long, default_value = "127.0.0.1:9595")]
+    metrics: String,
     /// bpffs directory (for --cleanup without a config file, and with --keepalived).
     #[arg(long)]
     pin_path: Option<PathBuf>,
@@ -110,6 +114,17 @@ fn main() -> Result<()> {
             };
             let daemon = Daemon::start(source).await?;
             let (tx, rx) = mpsc::channel(64);
+            if args.metrics != "off" {
+                let addr: std::net::SocketAddr = args.metrics.parse().with_context(|| {
+                    format!("--metrics {}: expected ADDRESS:PORT or off", args.metrics)
+                })?;
+                let calls = tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = api::serve_metrics(addr, calls).await {
+                        tracing::error!(error = format!("{e:#}"), "metrics listener stopped");
+                    }
+                });
+            }
             let socket = args.socket;
             tokio::spawn(async move {
                 if let Err(e) = api::serve(socket, tx).await {

@@ -172,6 +172,19 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
     });
     let log = daemon.output();
     assert!(log.contains("health change applied"), "{log}");
+    // Every transition is counted in the metrics: two servers went down and came back.
+    let metrics = rvs_lab::http_get_path(
+        lab.lb(),
+        SocketAddr::from(([127, 0, 0, 1], 9595)),
+        "/metrics",
+    )
+    .expect("metrics");
+    for line in [
+        "rvs_health_total{name=\"reals_down\"} 2",
+        "rvs_health_total{name=\"reals_up\"} 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
     drop(daemon);
     let cleanup = std::process::Command::new(rvsd)
         .args(["--cleanup", "--pin-path", &pin_s])

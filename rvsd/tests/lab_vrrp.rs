@@ -104,6 +104,23 @@ fn balances_only_as_vrrp_master() {
     }
     assert_eq!(counts.len(), 3, "rr over three servers: {counts:?}");
     assert!(verdicts()["fwd_new"] >= 30);
+    // The state is visible in the metrics (and in GET /v1/status).
+    let metrics = rvs_lab::http_get_path(
+        lab.lb(),
+        SocketAddr::from(([127, 0, 0, 1], 9595)),
+        "/metrics",
+    )
+    .expect("metrics");
+    for line in [
+        "rvs_vrrp_state{instance=\"VI_1\"} 2",
+        "rvs_vrrp_events_total{instance=\"VI_1\",counter=\"became_master\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("rvs_xdp_verdicts_total{name=\"pass_standby\"}"),
+        "{metrics}"
+    );
     drop(daemon);
     let cleanup = std::process::Command::new(rvsd)
         .args(["--cleanup", "--pin-path", &pin_s])
