@@ -73,16 +73,3 @@ fn every_debian_sample_loads() {
         files.len()
     );
 }
-
-/// Prints every sample's warnings (run with `--nocapture` to read them).
-#[test]
-#[ignore = "prints warnings for reading, asserts nothing new"]
-fn print_sample_warnings() {
-    for file in samples() {
-        if let Ok(import) = rvs_keepalived::load(&file) {
-            for w in import.warnings {
-                eprintln!("{w}");
-            }
-        }
-    }
-}
