@@ -188,7 +188,7 @@ impl fmt::Display for Protocol {
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin (ipvsadm's default).
+    /// Weighted round robin (rvs's default; ipvsadm's is wlc, which rvs lacks yet).
     #[default]
     Wrr,
     /// Least connection.
@@ -359,7 +359,7 @@ pub struct VirtualService {
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
     pub port: u16,
-    /// Scheduler (default wrr, as ipvsadm).
+    /// Scheduler (default wrr; ipvsadm defaults to wlc, which rvs does not have yet).
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
@@ -383,7 +383,7 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
-    /// A service with ipvsadm's defaults (wrr, no flags, no persistence, no servers).
+    /// A service with rvs's defaults (wrr, no flags, no persistence, no servers).
     pub fn new(protocol: Protocol, address: Ipv4Addr, port: u16) -> Self {
         Self {
             protocol,

@@ -129,7 +129,50 @@ pub fn cleanup_stale() -> Result<usize> {
             }
         }
     }
+    deleted += cleanup_stale_pins();
     Ok(deleted)
+}
+
+/// The pid in the name of a bpffs directory a test or benchmark of this project pinned
+/// into: a lab prefix (`rvs<pid>x<seq>[-role]`) or `rvs-{test,bench,pass}-<pid>[-n]`.
+fn pin_owner(name: &str) -> Option<u32> {
+    if let Some(pid) = owner_pid(name).or_else(|| owner_pid(&format!("{name}-pin"))) {
+        return Some(pid);
+    }
+    let rest = ["rvs-test-", "rvs-bench-", "rvs-pass-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes pin directories under /sys/fs/bpf left by dead test runs (a killed test never
+/// ran its cleanup); unpinning their links detaches what is still attached.
+fn cleanup_stale_pins() -> usize {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = pin_owner(&name) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(files) = std::fs::read_dir(&dir) {
+            for f in files.flatten() {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        if std::fs::remove_dir(&dir).is_ok() {
+            tracing::info!(dir = %dir.display(), owner = pid, "removed stale pins");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Kills every process (other than this one) whose network namespace is `name`, then
@@ -489,6 +532,18 @@ mod tests {
         assert_eq!(owner_pid("foo"), None);
         let mine = unique_prefix();
         assert_eq!(owner_pid(&format!("{mine}-lb")), Some(std::process::id()));
+    }
+
+    #[test]
+    fn pin_owner_knows_every_pin_directory_name() {
+        assert_eq!(pin_owner("rvs22214x0"), Some(22214));
+        assert_eq!(pin_owner("rvs22214x0-api"), Some(22214));
+        assert_eq!(pin_owner("rvs-test-77-3"), Some(77));
+        assert_eq!(pin_owner("rvs-bench-78"), Some(78));
+        assert_eq!(pin_owner("rvs-pass-79-0"), Some(79));
+        assert_eq!(pin_owner("rvs"), None);
+        assert_eq!(pin_owner("rvs-demo"), None);
+        assert_eq!(pin_owner("maps.debug"), None);
     }
 
     #[test]

@@ -58,6 +58,11 @@ struct Editing<'a> {
     touched: HashMap<ServiceId, Option<VirtualService>>,
     order: Vec<ServiceId>,
     timeouts: Timeouts,
+    /// Index of the last op that touched each service (to name it when the result fails
+    /// validation).
+    last_op: HashMap<ServiceId, usize>,
+    /// Index of the op being applied.
+    current: usize,
 }
 
 fn no_service(id: &ServiceId) -> ApiError {
@@ -80,12 +85,14 @@ impl<'a> Editing<'a> {
     }
 
     fn set(&mut self, id: ServiceId, svc: Option<VirtualService>) {
+        self.last_op.insert(id, self.current);
         if self.touched.insert(id, svc).is_none() {
             self.order.push(id);
         }
     }
 
     fn find(&mut self, id: &ServiceId) -> Result<&mut VirtualService, ApiError> {
+        self.last_op.insert(*id, self.current);
         if !self.touched.contains_key(id) {
             let copy = self
                 .base_service(id)
@@ -229,9 +236,12 @@ pub fn plan_ops(
         touched: HashMap::new(),
         order: Vec::new(),
         timeouts: config.timeouts,
+        last_op: HashMap::new(),
+        current: 0,
     };
     let mut effects = SideEffects::default();
     for (i, op) in ops.iter().enumerate() {
+        ed.current = i;
         ed.apply(op, &mut effects).map_err(|mut e| {
             e.op = Some(i);
             e
@@ -245,7 +255,10 @@ pub fn plan_ops(
             reals -= old.reals.len();
         }
         if let Some(svc) = svc {
-            validate_service(svc).map_err(invalid)?;
+            validate_service(svc).map_err(|e| ApiError {
+                op: ed.last_op.get(id).copied(),
+                ..invalid(e)
+            })?;
             services += 1;
             reals += svc.reals.len();
         }
@@ -443,13 +456,25 @@ mod tests {
         // Validation of the result: weight out of range.
         let err = apply_ops(
             &base,
-            &[Op::AddReal {
-                service: id,
-                real: real(11, 70_000),
-            }],
+            &[
+                Op::AddService { service: svc(90) },
+                Op::AddReal {
+                    service: id,
+                    real: real(11, 70_000),
+                },
+                Op::AddReal {
+                    service: svc(90).id(),
+                    real: real(12, 1),
+                },
+            ],
         )
         .expect_err("bad weight");
         assert_eq!(err.kind, ErrorKind::Invalid);
+        assert_eq!(
+            err.op,
+            Some(1),
+            "the op that made the service invalid is named"
+        );
         assert!(err.message.contains("weights are 0..=65535"), "{err}");
         let err = apply_ops(
             &base,
