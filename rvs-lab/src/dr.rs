@@ -353,6 +353,20 @@ impl DrLab {
         SWITCH_LB_PORT
     }
 
+    /// Starts an HTTP responder on `port` of every real server, answering with its name.
+    pub fn serve_http(&self, port: u16) -> Result<Vec<crate::HttpResponder>> {
+        self.real_servers
+            .iter()
+            .map(|rs| {
+                crate::HttpResponder::spawn(
+                    &rs.ns,
+                    SocketAddr::from(([0, 0, 0, 0], port)),
+                    &rs.name,
+                )
+            })
+            .collect()
+    }
+
     /// The ifindex of `up0` in the lb namespace.
     pub fn lb_uplink_ifindex(&self) -> Result<u32> {
         self.lb.ifindex(LB_UPLINK_IF)

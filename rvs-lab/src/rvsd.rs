@@ -19,6 +19,8 @@ pub struct Rvsd {
     child: ChildGuard,
     ns_name: String,
     binary: PathBuf,
+    /// How rvsd is told what to run: `--config FILE` or `--keepalived FILE ...`.
+    args: Vec<String>,
     config_path: PathBuf,
     socket: PathBuf,
     pin_path: PathBuf,
@@ -32,14 +34,48 @@ impl Rvsd {
     /// this lab); returns when rvsd says it is ready.
     pub fn start(ns: &Netns, binary: &Path, config: &str, pin_path: &Path) -> Result<Rvsd> {
         let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
+        let args = vec!["--config".to_owned(), config_path.display().to_string()];
+        Self::launch(ns, binary, config, config_path, args, pin_path)
+    }
+
+    /// Writes `keepalived_conf` to a file and starts `binary --keepalived FILE --interface
+    /// IFACE --pin-path PIN --socket SOCK` inside `ns`; returns when rvsd says it is ready.
+    pub fn start_keepalived(
+        ns: &Netns,
+        binary: &Path,
+        keepalived_conf: &str,
+        interface: &str,
+        pin_path: &Path,
+    ) -> Result<Rvsd> {
+        let config_path = std::env::temp_dir().join(format!("{}-keepalived.conf", ns.name()));
+        let args = vec![
+            "--keepalived".to_owned(),
+            config_path.display().to_string(),
+            "--interface".to_owned(),
+            interface.to_owned(),
+            "--pin-path".to_owned(),
+            pin_path.display().to_string(),
+        ];
+        Self::launch(ns, binary, keepalived_conf, config_path, args, pin_path)
+    }
+
+    fn launch(
+        ns: &Netns,
+        binary: &Path,
+        config: &str,
+        config_path: PathBuf,
+        args: Vec<String>,
+        pin_path: &Path,
+    ) -> Result<Rvsd> {
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
         let socket = Path::new("/run/rvs-lab").join(format!("{}.sock", ns.name()));
-        let child = spawn_rvsd(ns, binary, &config_path, &socket)?;
+        let child = spawn_rvsd(ns, binary, &args, &socket)?;
         let mut rvsd = Rvsd {
             child,
             ns_name: ns.name().to_owned(),
             binary: binary.to_owned(),
+            args,
             config_path,
             socket,
             pin_path: pin_path.to_owned(),
@@ -60,7 +96,7 @@ impl Rvsd {
         );
         self.child.signal(Signal::SIGKILL)?;
         self.child.stop()?;
-        self.child = spawn_rvsd(ns, &self.binary, &self.config_path, &self.socket)?;
+        self.child = spawn_rvsd(ns, &self.binary, &self.args, &self.socket)?;
         self.reloads = 0;
         self.refusals = 0;
         self.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)
@@ -93,17 +129,24 @@ impl Rvsd {
             .wait_for_output("reload refused", self.refusals, RVSD_WAIT)
     }
 
+    /// Waits until rvsd's output holds `needle` (see [`ChildGuard::wait_for_output`]).
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        self.child.wait_for_output(needle, 1, timeout)
+    }
+
     /// rvsd's output so far.
     pub fn output(&self) -> String {
         self.child.output()
     }
 }
 
-fn spawn_rvsd(ns: &Netns, binary: &Path, config: &Path, socket: &Path) -> Result<ChildGuard> {
+fn spawn_rvsd(ns: &Netns, binary: &Path, args: &[String], socket: &Path) -> Result<ChildGuard> {
     let bin = binary.to_string_lossy().into_owned();
-    let cfg = config.to_string_lossy().into_owned();
     let sock = socket.to_string_lossy().into_owned();
-    ns.spawn(&[&bin, "--config", &cfg, "--socket", &sock])
+    let mut argv: Vec<&str> = vec![&bin];
+    argv.extend(args.iter().map(String::as_str));
+    argv.extend(["--socket", &sock]);
+    ns.spawn(&argv)
 }
 
 impl Drop for Rvsd {

@@ -57,14 +57,7 @@ struct Setup {
 
 fn setup(scheduler: &str, weights: &[u32]) -> Setup {
     let lab = DrLab::new(3, &[VIP]).expect("lab");
-    let responders = lab
-        .real_servers()
-        .iter()
-        .map(|rs| {
-            HttpResponder::spawn(rs.ns(), SocketAddr::from(([0, 0, 0, 0], 80)), rs.name())
-                .expect("responder")
-        })
-        .collect();
+    let responders = lab.serve_http(80).expect("responders");
     let port = lab.switch_lb_port();
     let pass = lab
         .switch()

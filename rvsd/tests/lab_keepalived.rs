@@ -13,7 +13,7 @@ use std::{
 };
 
 use rvs_dataplane::PassProgram;
-use rvs_lab::{DrLab, HttpResponder, http_get};
+use rvs_lab::{DrLab, HttpResponder, Rvsd, http_get};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 /// delay_loop + retry × (connect_timeout + delay_before_retry) + 1 s of slack.
@@ -58,37 +58,21 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
         .expect("switch namespace")
         .expect("pass program");
 
-    let conf = std::env::temp_dir().join(format!("{}-keepalived.conf", lab.prefix()));
-    std::fs::write(&conf, keepalived_conf(&lab)).expect("write keepalived.conf");
-    let rvsd = Path::new(env!("CARGO_BIN_EXE_rvsd"));
-    let check = std::process::Command::new(rvsd)
+    let rvsd_bin = Path::new(env!("CARGO_BIN_EXE_rvsd"));
+    let text = keepalived_conf(&lab);
+    let conf = std::env::temp_dir().join(format!("{}-check.conf", lab.prefix()));
+    std::fs::write(&conf, &text).expect("write keepalived.conf");
+    let check = std::process::Command::new(rvsd_bin)
         .arg("--check-config")
         .arg(&conf)
         .output()
         .expect("rvsd --check-config");
+    let _ = std::fs::remove_file(&conf);
     assert!(check.status.success(), "{check:?}");
     assert!(String::from_utf8_lossy(&check.stdout).contains("valid (1 services, 3 real servers)"));
-
     let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
-    let socket = format!("/run/rvs-lab/{}-k.sock", lab.prefix());
-    let (conf_s, pin_s) = (conf.display().to_string(), pin.display().to_string());
-    let mut daemon = lab
-        .lb()
-        .spawn(&[
-            rvsd.to_str().expect("utf-8 path"),
-            "--keepalived",
-            &conf_s,
-            "--interface",
-            lab.lb_uplink(),
-            "--pin-path",
-            &pin_s,
-            "--socket",
-            &socket,
-        ])
+    let rvsd = Rvsd::start_keepalived(lab.lb(), rvsd_bin, &text, lab.lb_uplink(), &pin)
         .expect("rvsd starts");
-    daemon
-        .wait_for_output("rvsd ready", 1, Duration::from_secs(20))
-        .expect("rvsd ready");
 
     // Clients: one request after another, each with its own connection, until told to stop.
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -170,7 +154,7 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
         );
         assert!(samples.len() > 100, "the client loop ran");
     });
-    let log = daemon.output();
+    let log = rvsd.output();
     assert!(log.contains("health change applied"), "{log}");
     // Every transition is counted in the metrics: two servers went down and came back.
     let metrics = rvs_lab::http_get_path(
@@ -185,11 +169,4 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }
-    drop(daemon);
-    let cleanup = std::process::Command::new(rvsd)
-        .args(["--cleanup", "--pin-path", &pin_s])
-        .output()
-        .expect("cleanup");
-    assert!(cleanup.status.success(), "{cleanup:?}");
-    let _ = std::fs::remove_file(&conf);
 }

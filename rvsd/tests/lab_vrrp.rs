@@ -10,7 +10,7 @@ use std::{
 };
 
 use rvs_dataplane::PassProgram;
-use rvs_lab::{DrLab, HttpResponder, run_many};
+use rvs_lab::{DrLab, Rvsd, run_many};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 
@@ -36,43 +36,22 @@ fn balances_only_as_vrrp_master() {
         return;
     }
     let lab = DrLab::new(3, &[VIP]).expect("lab");
-    let _responders: Vec<HttpResponder> = lab
-        .real_servers()
-        .iter()
-        .map(|rs| {
-            HttpResponder::spawn(rs.ns(), SocketAddr::from(([0, 0, 0, 0], 80)), rs.name())
-                .expect("responder")
-        })
-        .collect();
+    let _responders = lab.serve_http(80).expect("responders");
     let port = lab.switch_lb_port();
     let _pass = lab
         .switch()
         .run(|| PassProgram::attach(port))
         .expect("switch namespace")
         .expect("pass program");
-    let conf = std::env::temp_dir().join(format!("{}-vrrp-keepalived.conf", lab.prefix()));
-    std::fs::write(&conf, keepalived_conf(&lab)).expect("write keepalived.conf");
-    let rvsd = Path::new(env!("CARGO_BIN_EXE_rvsd"));
     let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
-    let socket = format!("/run/rvs-lab/{}-v.sock", lab.prefix());
-    let (conf_s, pin_s) = (conf.display().to_string(), pin.display().to_string());
-    let mut daemon = lab
-        .lb()
-        .spawn(&[
-            rvsd.to_str().expect("utf-8 path"),
-            "--keepalived",
-            &conf_s,
-            "--interface",
-            lab.lb_uplink(),
-            "--pin-path",
-            &pin_s,
-            "--socket",
-            &socket,
-        ])
-        .expect("rvsd starts");
-    daemon
-        .wait_for_output("rvsd ready", 1, Duration::from_secs(20))
-        .expect("rvsd ready");
+    let mut rvsd = Rvsd::start_keepalived(
+        lab.lb(),
+        Path::new(env!("CARGO_BIN_EXE_rvsd")),
+        &keepalived_conf(&lab),
+        lab.lb_uplink(),
+        &pin,
+    )
+    .expect("rvsd starts");
     let verdicts = || -> BTreeMap<&'static str, u64> {
         rvs_dataplane::pinned_verdicts(&pin)
             .expect("verdicts")
@@ -90,13 +69,11 @@ fn balances_only_as_vrrp_master() {
         "no pass_standby while BACKUP"
     );
     // Then it is MASTER and balances the VIP.
-    daemon
-        .wait_for_output(
-            "VRRP: MASTER for every managed VIP",
-            1,
-            Duration::from_secs(15),
-        )
-        .expect("became MASTER");
+    rvsd.wait_for_output(
+        "VRRP: MASTER for every managed VIP",
+        Duration::from_secs(15),
+    )
+    .expect("became MASTER");
     let results = run_many(lab.client(), vip, 30, 4);
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for r in results {
@@ -121,11 +98,4 @@ fn balances_only_as_vrrp_master() {
         metrics.contains("rvs_xdp_verdicts_total{name=\"pass_standby\"}"),
         "{metrics}"
     );
-    drop(daemon);
-    let cleanup = std::process::Command::new(rvsd)
-        .args(["--cleanup", "--pin-path", &pin_s])
-        .output()
-        .expect("cleanup");
-    assert!(cleanup.status.success(), "{cleanup:?}");
-    let _ = std::fs::remove_file(&conf);
 }
