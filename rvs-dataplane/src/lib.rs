@@ -563,19 +563,9 @@ impl Dataplane {
         sum_counters(&self.real_stats, id, maps::REAL_STATS)
     }
 
-    /// The connection table (for listings and tests).
-    pub fn conns(&self) -> &HashMap<MapData, FlowKey, ConnEntry> {
-        &self.conns
-    }
-
-    /// Mutable connection table (for expiry).
+    /// The connection table (the benchmark fills it).
     pub fn conns_mut(&mut self) -> &mut HashMap<MapData, FlowKey, ConnEntry> {
         &mut self.conns
-    }
-
-    /// A service's current scheduler table (real-server ids), read back from the map.
-    pub fn dispatch_table(&self, entry: &ServiceEntry) -> Vec<u32> {
-        self.dispatch.read(entry.table_off, entry.table_len)
     }
 
     /// The pin directory.

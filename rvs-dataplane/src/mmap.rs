@@ -77,13 +77,6 @@ impl<T: Copy> MmapArray<T> {
             self.set(i, *v);
         }
     }
-
-    /// Reads `len` elements from `off` (fewer past the end).
-    pub fn read(&self, off: u32, len: u32) -> Vec<T> {
-        (off..off.saturating_add(len))
-            .map_while(|i| self.get(i))
-            .collect()
-    }
 }
 
 impl<T: Copy> Drop for MmapArray<T> {
