@@ -24,7 +24,7 @@ use aya::{
 };
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings,
-    VERDICTS, Verdict, maps, programs,
+    Verdict, maps, programs,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -542,15 +542,7 @@ impl Dataplane {
 
     /// Global verdict counters summed over CPUs.
     pub fn verdicts(&self) -> Result<Vec<(Verdict, u64)>> {
-        let mut out = Vec::with_capacity(VERDICTS as usize);
-        for v in Verdict::ALL {
-            let per_cpu = self
-                .verdicts
-                .get(&(v as u32), 0)
-                .map_err(map_err(maps::VERDICTS))?;
-            out.push((v, per_cpu.iter().sum()));
-        }
-        Ok(out)
+        sum_verdicts(&self.verdicts)
     }
 
     /// Counters of one service id, summed over CPUs.
@@ -674,6 +666,11 @@ pub fn pinned_verdicts(pin_dir: &Path) -> Result<Vec<(Verdict, u64)>> {
     let data = MapData::from_pin(&path).map_err(map_err(maps::VERDICTS))?;
     let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
         .map_err(map_err(maps::VERDICTS))?;
+    sum_verdicts(&map)
+}
+
+/// Every verdict counter of `map`, summed over CPUs, in counter-index order.
+fn sum_verdicts(map: &PerCpuArray<MapData, u64>) -> Result<Vec<(Verdict, u64)>> {
     Verdict::ALL
         .iter()
         .map(|&v| {
