@@ -32,6 +32,9 @@ use crate::{
 const RATE_SLICE: usize = 2_000;
 /// How often real servers' neighbour entries are refreshed.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// Real servers whose neighbours one refresh tick re-resolves (a large configuration is
+/// refreshed a slice per tick, so the main loop never stalls on netlink).
+const NEIGHBOUR_SLICE: usize = 1_000;
 /// Shortest interval between two passes over the connection table (expiry and counts);
 /// a large table is scanned less often (four times the last pass's duration).
 const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
@@ -162,6 +165,8 @@ pub struct Daemon {
     pending_neighbours: Vec<std::net::Ipv4Addr>,
     /// Counter sets still to sample in the current rate round.
     rate_queue: Vec<CounterId>,
+    /// Where the periodic neighbour refresh goes on.
+    neigh_cursor: usize,
     source: Source,
     /// The health engine when the state comes from a keepalived.conf.
     health: Option<rvs_health::HealthHandle>,
@@ -243,6 +248,7 @@ impl Daemon {
             index: Index::default(),
             pending_neighbours: Vec::new(),
             rate_queue: Vec::new(),
+            neigh_cursor: 0,
             source,
             health,
             health_config,
@@ -362,15 +368,34 @@ impl Daemon {
         self.apply(next)
     }
 
-    /// Asks the kernel to resolve every real server's next hop.
-    async fn resolve_neighbours(&self) {
-        let addrs: Vec<_> = self
+    /// Every real server address, sorted, once.
+    fn real_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut addrs: Vec<_> = self
             .desired
             .services
             .iter()
             .flat_map(|s| s.reals.iter().map(|r| r.address))
             .collect();
-        self.resolve(addrs).await;
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+
+    /// Asks the kernel to resolve every real server's next hop.
+    async fn resolve_neighbours(&self) {
+        self.resolve(self.real_addresses()).await;
+    }
+
+    /// Re-resolves the next slice of real servers (periodic refresh).
+    async fn refresh_neighbours(&mut self) {
+        let addrs = self.real_addresses();
+        if self.neigh_cursor >= addrs.len() {
+            self.neigh_cursor = 0;
+        }
+        let end = (self.neigh_cursor + NEIGHBOUR_SLICE).min(addrs.len());
+        let slice = addrs[self.neigh_cursor..end].to_vec();
+        self.neigh_cursor = end;
+        self.resolve(slice).await;
     }
 
     async fn resolve(&self, mut addrs: Vec<std::net::Ipv4Addr>) {
@@ -679,7 +704,7 @@ impl Daemon {
                     }
                 }
                 Ok(()) = vrrp_changed(&mut self.vrrp) => self.follow_vrrp(),
-                _ = neigh_tick.tick() => self.resolve_neighbours().await,
+                _ = neigh_tick.tick() => self.refresh_neighbours().await,
                 _ = rate_tick.tick() => self.start_rate_round(),
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
                     self.sample_rates();
