@@ -63,6 +63,10 @@ fn expect(dp: &mut Dataplane, ifindex: u32, frame: &[u8], action: u32, why: Verd
     assert_eq!(r.action, action, "action for {why:?}");
     assert_eq!(verdict(dp, why), before + 1, "counter {}", why.name());
     assert_eq!(r.frame, out, "output frame for {why:?}");
+    if action == XDP_TX || action == XDP_REDIRECT {
+        // The program's output, not the test's expectation, is what a real server parses.
+        assert_checksums_ok(&r.frame);
+    }
 }
 
 #[test]
@@ -78,7 +82,6 @@ fn tcp_new_established_and_rr_order() {
             let syn = tcp_frame(client(n as u8 + 1, 40000), (VIP, 80), Tcp::Syn, b"");
             let want = dr_rewritten(&syn, SEG_A[rs].1, A0_MAC);
             expect(dp, ifs.a0, &syn, XDP_TX, Verdict::FwdNew, &want);
-            assert_checksums_ok(&want);
         }
         // The first flow's next packets follow its entry, with payload, ACK, FIN.
         for flags in [Tcp::Ack, Tcp::Ack, Tcp::Fin] {
@@ -90,7 +93,6 @@ fn tcp_new_established_and_rr_order() {
             );
             let want = dr_rewritten(&pkt, SEG_A[2].1, A0_MAC);
             expect(dp, ifs.a0, &pkt, XDP_TX, Verdict::FwdEstablished, &want);
-            assert_checksums_ok(&want);
         }
         // Counters on .13 (added last, so first in rr): flows 1 and 4, 5 packets.
         let rid = dp
@@ -120,7 +122,6 @@ fn udp_flows_and_port_zero_service() {
         let first = udp_frame(client(1, 5353), (VIP, 80), b"hello");
         let want = dr_rewritten(&first, SEG_A[2].1, A0_MAC);
         expect(dp, ifs.a0, &first, XDP_TX, Verdict::FwdNew, &want);
-        assert_checksums_ok(&want);
         expect(dp, ifs.a0, &first, XDP_TX, Verdict::FwdEstablished, &want);
         // Port-0 service: every destination port of the VIP goes to its real server.
         for port in [1u16, 53, 8080, 65535] {
@@ -307,7 +308,6 @@ fn fragments_are_passed() {
         fix_ip_checksum(&mut df, 14);
         let want = dr_rewritten(&df, SEG_A[2].1, A0_MAC);
         expect(dp, ifs.a0, &df, XDP_TX, Verdict::FwdNew, &want);
-        assert_checksums_ok(&want);
     });
 }
 
@@ -348,7 +348,6 @@ fn vlan_tag_and_ip_options_are_parsed() {
         fix_ip_checksum(&mut opt, 14);
         let want = dr_rewritten(&opt, SEG_A[1].1, A0_MAC);
         expect(dp, ifs.a0, &opt, XDP_TX, Verdict::FwdNew, &want);
-        assert_checksums_ok(&want);
     });
 }
 
@@ -421,7 +420,7 @@ fn redirects_to_the_egress_interface_and_drops_without_neighbour() {
 }
 
 #[test]
-fn literal_syn_frame_byte_for_byte() {
+fn a_literal_syn_leaves_with_only_its_macs_rewritten() {
     if !root() {
         return;
     }
@@ -532,7 +531,6 @@ fn one_packet_scheduling_keeps_no_entry() {
         "protocol = \"udp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\none_packet = true\n",
         1,
     );
-    assert!(text.contains("one_packet = true"));
     env.with_dataplane(&text, |dp, ifs| {
         let dgram = udp_frame(client(1, 5353), (VIP, 80), b"q");
         for want in [2usize, 1, 0, 2] {

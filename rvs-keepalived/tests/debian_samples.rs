@@ -41,7 +41,10 @@ fn samples() -> Vec<PathBuf> {
 fn every_debian_sample_loads() {
     let files = samples();
     if files.is_empty() {
-        eprintln!("SKIPPED: no keepalived samples in {SAMPLES} (install the keepalived package)");
+        rvs_lab::skip_or_fail(
+            "every_debian_sample_loads",
+            &format!("needs keepalived's samples in {SAMPLES} (apt-get install keepalived)"),
+        );
         return;
     }
     let mut report = Vec::new();

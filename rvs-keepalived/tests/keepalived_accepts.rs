@@ -27,7 +27,10 @@ fn keepalived() -> Option<PathBuf> {
 #[test]
 fn keepalived_config_test_accepts_the_valid_corpus() {
     let Some(bin) = keepalived() else {
-        eprintln!("SKIPPED: keepalived is not installed (apt-get install keepalived)");
+        rvs_lab::skip_or_fail(
+            "keepalived_config_test_accepts_the_valid_corpus",
+            "needs keepalived (apt-get install keepalived)",
+        );
         return;
     };
     if !rvs_lab::root_or_skip("keepalived --config-test in a namespace") {

@@ -27,7 +27,8 @@ pub use client::{HttpSession, http_get, http_get_path, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
 pub use fib::FibNs;
 pub use netns::{
-    ChildGuard, Netns, cleanup_stale, list_netns, root_or_skip, run_prefix, unique_prefix,
+    ChildGuard, Netns, SKIP_ROOT_TESTS, cleanup_stale, list_netns, root_or_skip, run_prefix,
+    skip_or_fail, unique_prefix,
 };
 pub use responder::{HttpResponder, UdpResponder};
 pub use rvsd::Rvsd;

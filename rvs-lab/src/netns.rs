@@ -72,13 +72,29 @@ pub fn unique_prefix() -> String {
     format!("{}{}", run_prefix(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Whether this process runs as root, which the lab needs; prints a skip notice if not.
+/// The environment switch that lets tests needing root (or a tool such as keepalived)
+/// be skipped: `RVS_SKIP_ROOT_TESTS=1`. Without it such a test fails, so a green run
+/// means every test ran.
+pub const SKIP_ROOT_TESTS: &str = "RVS_SKIP_ROOT_TESTS";
+
+/// Whether a test that needs root can run: true as root; otherwise false (skip, with a
+/// notice) when [`SKIP_ROOT_TESTS`] is set to 1, and a panic naming the switch when not.
 pub fn root_or_skip(what: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("SKIPPED {what}: needs root (creates network namespaces)");
+    if nix::unistd::geteuid().is_root() {
+        return true;
     }
-    root
+    skip_or_fail(what, "needs root (creates network namespaces)")
+}
+
+/// A test's prerequisite is missing (`why`): returns false (skip, with a notice) when
+/// [`SKIP_ROOT_TESTS`] is set to 1, and panics otherwise, so a skipped test is never
+/// counted as a pass by accident.
+pub fn skip_or_fail(what: &str, why: &str) -> bool {
+    if std::env::var(SKIP_ROOT_TESTS).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {what}: {why} ({SKIP_ROOT_TESTS}=1)");
+        return false;
+    }
+    panic!("{what} {why}: run the tests as root, or set {SKIP_ROOT_TESTS}=1 to skip it");
 }
 
 /// The pid encoded in a lab namespace name (`rvs<pid>x<seq>-<role>`), if it is one.

@@ -960,7 +960,10 @@ vrrp_instance VI_2 {
     fn every_debian_sample_with_vrrp_maps() {
         let files = samples();
         if files.is_empty() {
-            eprintln!("SKIPPED: no keepalived samples in {SAMPLES} (install keepalived)");
+            rvs_lab::skip_or_fail(
+                "every_debian_sample_with_vrrp_maps",
+                &format!("needs keepalived's samples in {SAMPLES} (apt-get install keepalived)"),
+            );
             return;
         }
         let mut with_vrrp = 0;
