@@ -113,10 +113,12 @@ impl Mapper<'_> {
     }
 
     fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
-        self.warnings.push(Warning {
-            loc: loc.clone(),
-            message: message.into(),
-        });
+        self.warnings.push(Warning::problem(loc, message));
+    }
+
+    /// A warning about something that runs as under keepalived anyway.
+    fn note(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.warnings.push(Warning::note(loc, message));
     }
 
     fn global(&mut self) -> Result<(), SyntaxError> {
@@ -155,7 +157,7 @@ impl Mapper<'_> {
                 // Unknown keywords were already reported by the model.
                 _ => continue,
             };
-            self.warn(&kw.loc, format!("global_defs: `{}`: {why}", kw.value));
+            self.note(&kw.loc, format!("global_defs: `{}`: {why}", kw.value));
         }
         Ok(())
     }
@@ -331,7 +333,7 @@ impl Mapper<'_> {
             }
             match &mut persistence {
                 Some(p) => p.netmask = mask,
-                None => self.warn(
+                None => self.note(
                     &g.loc,
                     "persistence_granularity without persistence_timeout has no effect; ignored",
                 ),
@@ -363,6 +365,14 @@ impl Mapper<'_> {
                 continue;
             };
             reals.push(pair);
+        }
+        if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+            // keepalived 2.2.7: "Virtual server ... has no real servers - ignoring".
+            self.warn(
+                &vs.loc,
+                "this virtual_server has no real servers; keepalived ignores it, and so does rvs",
+            );
+            return Ok(());
         }
         let sorry = self.sorry_server(vs, vs_kind)?;
         let quorum = vs.quorum.unwrap_or(1);

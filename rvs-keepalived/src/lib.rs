@@ -22,7 +22,7 @@ use rvs_config::{Config, ConfigError};
 use rvs_health::HealthModel;
 
 pub use model::KeepalivedConf;
-pub use syntax::{Loc, SyntaxError, Warning};
+pub use syntax::{Loc, SyntaxError, Warning, WarningKind};
 
 /// Why a keepalived.conf cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,9 @@ use crate::syntax::{Loc, Node, SyntaxError, Warning, Word};
 /// Largest timer value accepted, in seconds (keepalived's timers are far below this).
 const MAX_TIMER_SECS: f64 = 1e7;
 
+/// The smallest timer keepalived takes where 0 is refused (its `read_decimal` minimum).
+const MIN_TIMER_SECS: f64 = 0.000_001;
+
 /// A whole keepalived.conf.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeepalivedConf {
@@ -644,42 +647,48 @@ pub fn build(nodes: &[Node], warnings: &mut Vec<Warning>) -> Result<KeepalivedCo
     let mut cx = Cx { warnings };
     let mut conf = KeepalivedConf::default();
     for node in nodes {
-        match node.name() {
-            "global_defs" => {
-                cx.block(node)?;
-                cx.global_defs(node, &mut conf.global_defs)?;
+        let r = (|| -> Result<(), SyntaxError> {
+            match node.name() {
+                "global_defs" => {
+                    cx.block(node)?;
+                    cx.global_defs(node, &mut conf.global_defs)?;
+                }
+                "virtual_server_group" => {
+                    cx.block(node)?;
+                    let g = cx.vsg(node)?;
+                    conf.virtual_server_groups.push(g);
+                }
+                "virtual_server" => {
+                    cx.block(node)?;
+                    let vs = cx.virtual_server(node)?;
+                    conf.virtual_servers.push(vs);
+                }
+                "vrrp_instance" => {
+                    cx.block(node)?;
+                    let i = cx.vrrp_instance(node)?;
+                    conf.vrrp_instances.push(i);
+                }
+                "vrrp_script" => {
+                    cx.block(node)?;
+                    let s = cx.vrrp_script(node)?;
+                    conf.vrrp_scripts.push(s);
+                }
+                "vrrp_sync_group" => {
+                    cx.block(node)?;
+                    let g = cx.vrrp_sync_group(node)?;
+                    conf.vrrp_sync_groups.push(g);
+                }
+                "SSL" => {
+                    cx.block(node)?;
+                    conf.ssl = Some(cx.ssl(node)?);
+                }
+                _ => cx.unsupported(node, "at top level"),
             }
-            "virtual_server_group" => {
-                cx.block(node)?;
-                let g = cx.vsg(node)?;
-                conf.virtual_server_groups.push(g);
-            }
-            "virtual_server" => {
-                cx.block(node)?;
-                let vs = cx.virtual_server(node)?;
-                conf.virtual_servers.push(vs);
-            }
-            "vrrp_instance" => {
-                cx.block(node)?;
-                let i = cx.vrrp_instance(node)?;
-                conf.vrrp_instances.push(i);
-            }
-            "vrrp_script" => {
-                cx.block(node)?;
-                let s = cx.vrrp_script(node)?;
-                conf.vrrp_scripts.push(s);
-            }
-            "vrrp_sync_group" => {
-                cx.block(node)?;
-                let g = cx.vrrp_sync_group(node)?;
-                conf.vrrp_sync_groups.push(g);
-            }
-            "SSL" => {
-                cx.block(node)?;
-                conf.ssl = Some(cx.ssl(node)?);
-            }
-            _ => cx.unsupported(node, "at top level"),
-        }
+            Ok(())
+        })();
+        // keepalived skips a block it cannot read (a bad address, a missing block) and
+        // runs the rest.
+        cx.tolerate(r, &format!("this `{}` is left out", node.name()));
     }
     Ok(conf)
 }
@@ -765,9 +774,9 @@ fn parse_port(word: &Word, what: &str) -> Result<u16, SyntaxError> {
     parse_uint(word, what, 0, 65535).map(|p| p as u16)
 }
 
-/// Parses `NAT|DR|TUN` (case-insensitive, as keepalived).
+/// Parses `NAT|DR|TUN` (upper case only: keepalived 2.2.7 calls `dr` an unknown method).
 fn parse_lb_kind(word: &Word) -> Result<LbKind, SyntaxError> {
-    match word.text.to_ascii_uppercase().as_str() {
+    match word.text.as_str() {
         "NAT" => Ok(LbKind::Nat),
         "DR" => Ok(LbKind::Dr),
         "TUN" => Ok(LbKind::Tun),
@@ -895,10 +904,15 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
-        self.warnings.push(Warning {
-            loc: loc.clone(),
-            message: message.into(),
-        });
+        self.warnings.push(Warning::problem(loc, message));
+    }
+
+    /// keepalived's tolerance: a keyword (or block) it cannot use is reported and ignored,
+    /// its default applies, and the rest of the file runs.
+    fn tolerate(&mut self, r: Result<(), SyntaxError>, what: &str) {
+        if let Err(e) = r {
+            self.warn(&e.loc, format!("{}; {what}, as keepalived does", e.message));
+        }
     }
 
     /// Warns that `node` is not supported where it is.
@@ -990,6 +1004,22 @@ impl Cx<'_> {
         parse_timer(w, &format!("`{}`", node.name()))
     }
 
+    /// A timer keepalived only takes in `lo..=hi` seconds.
+    fn timer_in(&mut self, node: &Node, lo: f64, hi: f64) -> Result<Duration, SyntaxError> {
+        let d = self.timer(node)?;
+        if !(lo..=hi).contains(&d.as_secs_f64()) {
+            return err(
+                node.loc(),
+                format!(
+                    "`{}` {} is outside keepalived's range [{lo}, {hi}]",
+                    node.name(),
+                    node.args.first().map_or("", |w| w.text.as_str())
+                ),
+            );
+        }
+        Ok(d)
+    }
+
     fn ip(&mut self, node: &Node) -> Result<IpAddr, SyntaxError> {
         let w = self.one(node)?;
         parse_ip(w, &format!("`{}`", node.name()))
@@ -1024,9 +1054,14 @@ impl Cx<'_> {
     /// returns false if `node` is not one.
     fn check_default(&mut self, node: &Node, d: &mut CheckDefaults) -> Result<bool, SyntaxError> {
         match node.name() {
-            "delay_loop" => d.delay_loop = Some(self.timer(node)?),
-            "connect_timeout" => d.connect_timeout = Some(self.timer(node)?),
-            "retry" | "nb_get_retry" => d.retry = Some(self.u32v(node)?),
+            // keepalived 2.2.7 refuses 0 for both (the default applies).
+            "delay_loop" => {
+                d.delay_loop = Some(self.timer_in(node, MIN_TIMER_SECS, MAX_TIMER_SECS)?)
+            }
+            "connect_timeout" => {
+                d.connect_timeout = Some(self.timer_in(node, MIN_TIMER_SECS, MAX_TIMER_SECS)?)
+            }
+            "retry" => d.retry = Some(self.u32v(node)?),
             "delay_before_retry" => d.delay_before_retry = Some(self.timer(node)?),
             "warmup" => d.warmup = Some(self.timer(node)?),
             "alpha" => d.alpha = Some(self.flag(node)?),
@@ -1040,92 +1075,102 @@ impl Cx<'_> {
             g.loc = Some(node.loc().clone());
         }
         for n in node.children() {
-            g.keywords.push(At {
-                value: n.name().to_owned(),
-                loc: n.loc().clone(),
-            });
-            match n.name() {
-                "router_id" => g.router_id = Some(self.text(n)?),
-                "notification_email" => {
-                    self.block(n)?;
-                    for e in n.children() {
-                        g.notification_email.push(e.keyword.text.clone());
+            let r = (|| -> Result<(), SyntaxError> {
+                g.keywords.push(At {
+                    value: n.name().to_owned(),
+                    loc: n.loc().clone(),
+                });
+                match n.name() {
+                    "router_id" => g.router_id = Some(self.text(n)?),
+                    "notification_email" => {
+                        self.block(n)?;
+                        for e in n.children() {
+                            g.notification_email.push(e.keyword.text.clone());
+                        }
                     }
-                }
-                "notification_email_from" => g.notification_email_from = Some(self.text(n)?),
-                "smtp_server" => {
-                    self.no_block(n);
-                    let host = self.arg(n, 0)?.text.clone();
-                    let port = match n.args.get(1) {
-                        Some(w) => Some(parse_port(w, "smtp_server port")?),
-                        None => None,
-                    };
-                    self.extra(n, 2);
-                    g.smtp_server = Some((host, port));
-                }
-                "smtp_helo_name" => g.smtp_helo_name = Some(self.text(n)?),
-                "smtp_connect_timeout" => g.smtp_connect_timeout = Some(self.u32v(n)?),
-                "lvs_timeouts" => {
-                    self.no_block(n);
-                    let mut t = LvsTimeouts::default();
-                    let mut i = 0;
-                    while i < n.args.len() {
-                        let key = &n.args[i];
-                        let Some(val) = n.args.get(i + 1) else {
-                            return err(
-                                &key.loc,
-                                format!("`lvs_timeouts {}` needs a number of seconds", key.text),
-                            );
+                    "notification_email_from" => g.notification_email_from = Some(self.text(n)?),
+                    "smtp_server" => {
+                        self.no_block(n);
+                        let host = self.arg(n, 0)?.text.clone();
+                        let port = match n.args.get(1) {
+                            Some(w) => Some(parse_port(w, "smtp_server port")?),
+                            None => None,
                         };
-                        let secs = parse_uint(val, "an lvs timeout", 1, 86400 * 365)? as u32;
-                        match key.text.as_str() {
-                            "tcp" => t.tcp = Some(secs),
-                            "tcpfin" => t.tcpfin = Some(secs),
-                            "udp" => t.udp = Some(secs),
-                            _ => {
+                        self.extra(n, 2);
+                        g.smtp_server = Some((host, port));
+                    }
+                    "smtp_helo_name" => g.smtp_helo_name = Some(self.text(n)?),
+                    "smtp_connect_timeout" => g.smtp_connect_timeout = Some(self.u32v(n)?),
+                    "lvs_timeouts" => {
+                        self.no_block(n);
+                        let mut t = LvsTimeouts::default();
+                        let mut i = 0;
+                        while i < n.args.len() {
+                            let key = &n.args[i];
+                            let Some(val) = n.args.get(i + 1) else {
                                 return err(
                                     &key.loc,
                                     format!(
-                                        "lvs_timeouts takes tcp, tcpfin and udp, not {:?}",
+                                        "`lvs_timeouts {}` needs a number of seconds",
                                         key.text
                                     ),
                                 );
+                            };
+                            let secs = parse_uint(val, "an lvs timeout", 1, 86400 * 365)? as u32;
+                            match key.text.as_str() {
+                                "tcp" => t.tcp = Some(secs),
+                                "tcpfin" => t.tcpfin = Some(secs),
+                                "udp" => t.udp = Some(secs),
+                                _ => {
+                                    return err(
+                                        &key.loc,
+                                        format!(
+                                            "lvs_timeouts takes tcp, tcpfin and udp, not {:?}",
+                                            key.text
+                                        ),
+                                    );
+                                }
                             }
+                            i += 2;
                         }
-                        i += 2;
+                        if t == LvsTimeouts::default() {
+                            return err(
+                                n.loc(),
+                                "lvs_timeouts needs at least one of tcp, tcpfin, udp",
+                            );
+                        }
+                        g.lvs_timeouts = Some(t);
                     }
-                    if t == LvsTimeouts::default() {
-                        return err(
-                            n.loc(),
-                            "lvs_timeouts needs at least one of tcp, tcpfin, udp",
-                        );
+                    "lvs_flush" => g.lvs_flush = self.flag(n)?,
+                    "vrrp_version" => g.vrrp_version = Some(self.uint(n, 2, 3)? as u8),
+                    "vrrp_strict" => g.vrrp_strict = self.flag(n)?,
+                    "vrrp_mcast_group4" => match self.ip(n)? {
+                        IpAddr::V4(a) => g.vrrp_mcast_group4 = Some(a),
+                        IpAddr::V6(_) => {
+                            return err(n.loc(), "vrrp_mcast_group4 must be an IPv4 address");
+                        }
+                    },
+                    "vrrp_garp_master_delay" => g.vrrp_garp_master_delay = Some(self.u32v(n)?),
+                    "vrrp_garp_master_repeat" => g.vrrp_garp_master_repeat = Some(self.u32v(n)?),
+                    "vrrp_garp_master_refresh" => g.vrrp_garp_master_refresh = Some(self.u32v(n)?),
+                    "vrrp_garp_master_refresh_repeat" => {
+                        g.vrrp_garp_master_refresh_repeat = Some(self.u32v(n)?)
                     }
-                    g.lvs_timeouts = Some(t);
+                    "vrrp_garp_interval" => {
+                        g.vrrp_garp_interval =
+                            Some(self.timer_in(n, MIN_TIMER_SECS, MAX_TIMER_SECS)?)
+                    }
+                    "vrrp_gna_interval" => g.vrrp_gna_interval = Some(self.timer(n)?),
+                    "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = self.flag(n)?,
+                    "enable_script_security" => g.enable_script_security = self.flag(n)?,
+                    "script_user" => g.script_user = Some(self.user(n)?),
+                    "default_interface" => g.default_interface = Some(self.text(n)?),
+                    "checker_log_all_failures" => g.checker_log_all_failures = Some(self.flag(n)?),
+                    _ => self.unsupported(n, "in global_defs"),
                 }
-                "lvs_flush" => g.lvs_flush = self.flag(n)?,
-                "vrrp_version" => g.vrrp_version = Some(self.uint(n, 2, 3)? as u8),
-                "vrrp_strict" => g.vrrp_strict = self.flag(n)?,
-                "vrrp_mcast_group4" => match self.ip(n)? {
-                    IpAddr::V4(a) => g.vrrp_mcast_group4 = Some(a),
-                    IpAddr::V6(_) => {
-                        return err(n.loc(), "vrrp_mcast_group4 must be an IPv4 address");
-                    }
-                },
-                "vrrp_garp_master_delay" => g.vrrp_garp_master_delay = Some(self.u32v(n)?),
-                "vrrp_garp_master_repeat" => g.vrrp_garp_master_repeat = Some(self.u32v(n)?),
-                "vrrp_garp_master_refresh" => g.vrrp_garp_master_refresh = Some(self.u32v(n)?),
-                "vrrp_garp_master_refresh_repeat" => {
-                    g.vrrp_garp_master_refresh_repeat = Some(self.u32v(n)?)
-                }
-                "vrrp_garp_interval" => g.vrrp_garp_interval = Some(self.timer(n)?),
-                "vrrp_gna_interval" => g.vrrp_gna_interval = Some(self.timer(n)?),
-                "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = self.flag(n)?,
-                "enable_script_security" => g.enable_script_security = self.flag(n)?,
-                "script_user" => g.script_user = Some(self.user(n)?),
-                "default_interface" => g.default_interface = Some(self.text(n)?),
-                "checker_log_all_failures" => g.checker_log_all_failures = Some(self.flag(n)?),
-                _ => self.unsupported(n, "in global_defs"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         Ok(())
     }
@@ -1211,106 +1256,110 @@ impl Cx<'_> {
             real_servers: Vec::new(),
         };
         for n in node.children() {
-            if self.check_default(n, &mut vs.defaults)? {
-                continue;
-            }
-            let at = |value| At {
-                value,
-                loc: n.loc().clone(),
-            };
-            match n.name() {
-                "lb_algo" | "lvs_sched" => vs.lb_algo = Some(at(self.text(n)?)),
-                "lb_kind" | "lvs_method" => {
-                    let w = self.arg(n, 0)?;
-                    let kind = parse_lb_kind(w)?;
-                    self.tun_options(n, kind);
-                    vs.lb_kind = Some(At {
-                        value: kind,
-                        loc: n.loc().clone(),
-                    });
+            let r = (|| -> Result<(), SyntaxError> {
+                if self.check_default(n, &mut vs.defaults)? {
+                    return Ok(());
                 }
-                "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
-                | "mh-fallback" | "ops" => {
-                    self.no_block(n);
-                    self.extra(n, 0);
-                    vs.sched_flags.push(at(n.name().to_owned()));
+                let at = |value| At {
+                    value,
+                    loc: n.loc().clone(),
+                };
+                match n.name() {
+                    "lb_algo" | "lvs_sched" => vs.lb_algo = Some(at(self.text(n)?)),
+                    "lb_kind" | "lvs_method" => {
+                        let w = self.arg(n, 0)?;
+                        let kind = parse_lb_kind(w)?;
+                        self.tun_options(n, kind);
+                        vs.lb_kind = Some(At {
+                            value: kind,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+                    | "mh-fallback" | "ops" => {
+                        self.no_block(n);
+                        self.extra(n, 0);
+                        vs.sched_flags.push(at(n.name().to_owned()));
+                    }
+                    "persistence_timeout" => {
+                        self.no_block(n);
+                        let secs = match n.args.first() {
+                            Some(w) => {
+                                parse_uint(w, "persistence_timeout", 1, u64::from(u32::MAX))? as u32
+                            }
+                            None => 360,
+                        };
+                        self.extra(n, 1);
+                        vs.persistence_timeout = Some(At {
+                            value: secs,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "persistence_granularity" => {
+                        vs.persistence_granularity = Some(At {
+                            value: self.text(n)?,
+                            loc: n.loc().clone(),
+                        })
+                    }
+                    "protocol" => {
+                        let w = self.one(n)?;
+                        let p = match w.text.to_ascii_uppercase().as_str() {
+                            "TCP" => VsProtocol::Tcp,
+                            "UDP" => VsProtocol::Udp,
+                            "SCTP" => VsProtocol::Sctp,
+                            _ => {
+                                return err(
+                                    &w.loc,
+                                    format!("protocol must be TCP, UDP or SCTP, not {:?}", w.text),
+                                );
+                            }
+                        };
+                        vs.protocol = Some(At {
+                            value: p,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "sorry_server" => {
+                        self.no_block(n);
+                        let address = parse_ip(self.arg(n, 0)?, "sorry_server")?;
+                        let port = match n.args.get(1) {
+                            Some(w) => Some(parse_port(w, "sorry_server port")?),
+                            None => None,
+                        };
+                        self.extra(n, 2);
+                        vs.sorry_server = Some(SorryServerConf {
+                            address,
+                            port,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "sorry_server_inhibit" => vs.sorry_server_inhibit = self.flag(n)?,
+                    "sorry_server_lvs_method" => {
+                        let w = self.arg(n, 0)?;
+                        let kind = parse_lb_kind(w)?;
+                        self.tun_options(n, kind);
+                        vs.sorry_server_lb_kind = Some(At {
+                            value: kind,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "quorum" => vs.quorum = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
+                    "hysteresis" => vs.hysteresis = Some(self.u32v(n)?),
+                    "quorum_up" => vs.quorum_up = Some(self.script(n)?),
+                    "quorum_down" => vs.quorum_down = Some(self.script(n)?),
+                    "inhibit_on_failure" => vs.inhibit_on_failure = self.flag(n)?,
+                    "omega" => vs.omega = self.flag(n)?,
+                    "virtualhost" => vs.virtualhost = Some(self.text(n)?),
+                    "real_server" => {
+                        self.block(n)?;
+                        let rs = self.real_server(n)?;
+                        vs.real_servers.push(rs);
+                    }
+                    _ => self.unsupported(n, "in virtual_server"),
                 }
-                "persistence_timeout" => {
-                    self.no_block(n);
-                    let secs = match n.args.first() {
-                        Some(w) => {
-                            parse_uint(w, "persistence_timeout", 1, u64::from(u32::MAX))? as u32
-                        }
-                        None => 360,
-                    };
-                    self.extra(n, 1);
-                    vs.persistence_timeout = Some(At {
-                        value: secs,
-                        loc: n.loc().clone(),
-                    });
-                }
-                "persistence_granularity" => {
-                    vs.persistence_granularity = Some(At {
-                        value: self.text(n)?,
-                        loc: n.loc().clone(),
-                    })
-                }
-                "protocol" => {
-                    let w = self.one(n)?;
-                    let p = match w.text.to_ascii_uppercase().as_str() {
-                        "TCP" => VsProtocol::Tcp,
-                        "UDP" => VsProtocol::Udp,
-                        "SCTP" => VsProtocol::Sctp,
-                        _ => {
-                            return err(
-                                &w.loc,
-                                format!("protocol must be TCP, UDP or SCTP, not {:?}", w.text),
-                            );
-                        }
-                    };
-                    vs.protocol = Some(At {
-                        value: p,
-                        loc: n.loc().clone(),
-                    });
-                }
-                "sorry_server" => {
-                    self.no_block(n);
-                    let address = parse_ip(self.arg(n, 0)?, "sorry_server")?;
-                    let port = match n.args.get(1) {
-                        Some(w) => Some(parse_port(w, "sorry_server port")?),
-                        None => None,
-                    };
-                    self.extra(n, 2);
-                    vs.sorry_server = Some(SorryServerConf {
-                        address,
-                        port,
-                        loc: n.loc().clone(),
-                    });
-                }
-                "sorry_server_inhibit" => vs.sorry_server_inhibit = self.flag(n)?,
-                "sorry_server_lvs_method" => {
-                    let w = self.arg(n, 0)?;
-                    let kind = parse_lb_kind(w)?;
-                    self.tun_options(n, kind);
-                    vs.sorry_server_lb_kind = Some(At {
-                        value: kind,
-                        loc: n.loc().clone(),
-                    });
-                }
-                "quorum" => vs.quorum = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
-                "hysteresis" => vs.hysteresis = Some(self.u32v(n)?),
-                "quorum_up" => vs.quorum_up = Some(self.script(n)?),
-                "quorum_down" => vs.quorum_down = Some(self.script(n)?),
-                "inhibit_on_failure" => vs.inhibit_on_failure = self.flag(n)?,
-                "omega" => vs.omega = self.flag(n)?,
-                "virtualhost" => vs.virtualhost = Some(self.text(n)?),
-                "real_server" => {
-                    self.block(n)?;
-                    let rs = self.real_server(n)?;
-                    vs.real_servers.push(rs);
-                }
-                _ => self.unsupported(n, "in virtual_server"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         Ok(vs)
     }
@@ -1352,40 +1401,44 @@ impl Cx<'_> {
             checkers: Vec::new(),
         };
         for n in node.children() {
-            if self.check_default(n, &mut rs.defaults)? {
-                continue;
-            }
-            match n.name() {
-                "weight" => {
-                    let w = self.one(n)?;
-                    rs.weight = Some(At {
-                        value: parse_int(w, "weight", 0, i64::from(i32::MAX))?,
-                        loc: n.loc().clone(),
-                    });
+            let r = (|| -> Result<(), SyntaxError> {
+                if self.check_default(n, &mut rs.defaults)? {
+                    return Ok(());
                 }
-                "lb_kind" | "lvs_method" => {
-                    let w = self.arg(n, 0)?;
-                    let kind = parse_lb_kind(w)?;
-                    self.tun_options(n, kind);
-                    rs.lb_kind = Some(At {
-                        value: kind,
-                        loc: n.loc().clone(),
-                    });
+                match n.name() {
+                    "weight" => {
+                        let w = self.one(n)?;
+                        rs.weight = Some(At {
+                            value: parse_int(w, "weight", 0, i64::from(i32::MAX))?,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "lb_kind" | "lvs_method" => {
+                        let w = self.arg(n, 0)?;
+                        let kind = parse_lb_kind(w)?;
+                        self.tun_options(n, kind);
+                        rs.lb_kind = Some(At {
+                            value: kind,
+                            loc: n.loc().clone(),
+                        });
+                    }
+                    "notify_up" => rs.notify_up = Some(self.script(n)?),
+                    "notify_down" => rs.notify_down = Some(self.script(n)?),
+                    "inhibit_on_failure" => rs.inhibit_on_failure = Some(self.flag(n)?),
+                    "virtualhost" => rs.virtualhost = Some(self.text(n)?),
+                    "uthreshold" => rs.uthreshold = Some(self.u32v(n)?),
+                    "lthreshold" => rs.lthreshold = Some(self.u32v(n)?),
+                    "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "DNS_CHECK"
+                    | "SMTP_CHECK" | "UDP_CHECK" | "PING_CHECK" => {
+                        self.block(n)?;
+                        let c = self.checker(n)?;
+                        rs.checkers.push(c);
+                    }
+                    _ => self.unsupported(n, "in real_server"),
                 }
-                "notify_up" => rs.notify_up = Some(self.script(n)?),
-                "notify_down" => rs.notify_down = Some(self.script(n)?),
-                "inhibit_on_failure" => rs.inhibit_on_failure = Some(self.flag(n)?),
-                "virtualhost" => rs.virtualhost = Some(self.text(n)?),
-                "uthreshold" => rs.uthreshold = Some(self.u32v(n)?),
-                "lthreshold" => rs.lthreshold = Some(self.u32v(n)?),
-                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "DNS_CHECK"
-                | "SMTP_CHECK" | "UDP_CHECK" | "PING_CHECK" => {
-                    self.block(n)?;
-                    let c = self.checker(n)?;
-                    rs.checkers.push(c);
-                }
-                _ => self.unsupported(n, "in real_server"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         Ok(rs)
     }
@@ -1411,46 +1464,68 @@ impl Cx<'_> {
         let mut defaults = CheckDefaults::default();
         let is_misc = matches!(kind, CheckerKindConf::Misc(_));
         for n in node.children() {
-            if self.check_default(n, &mut defaults)? {
-                if is_misc && n.name() == "connect_timeout" {
+            let r = (|| -> Result<(), SyntaxError> {
+                // keepalived 2.2.7 knows nb_get_retry in HTTP_GET and SSL_GET only
+                // (deprecated there, and applied as retry); elsewhere it is unknown.
+                if n.name() == "nb_get_retry"
+                    && matches!(
+                        kind,
+                        CheckerKindConf::HttpGet(_) | CheckerKindConf::SslGet(_)
+                    )
+                {
+                    let retry = self.u32v(n)?;
                     self.warn(
                         n.loc(),
-                        "MISC_CHECK has no connect_timeout (use misc_timeout); ignored",
+                        "nb_get_retry is deprecated (use retry); applied as retry, as keepalived does",
                     );
-                    defaults.connect_timeout = None;
+                    defaults.retry = Some(retry);
+                    return Ok(());
                 }
-                continue;
-            }
-            if !is_misc && self.conn_opt(n, &mut conn)? {
-                continue;
-            }
-            let handled = match &mut kind {
-                CheckerKindConf::HttpGet(h) | CheckerKindConf::SslGet(h) => self.http_opt(n, h)?,
-                CheckerKindConf::Misc(m) => self.misc_opt(n, m)?,
-                CheckerKindConf::Dns(d) => match n.name() {
-                    "type" => {
-                        d.qtype = Some(self.text(n)?);
-                        true
+                if self.check_default(n, &mut defaults)? {
+                    if is_misc && n.name() == "connect_timeout" {
+                        self.warn(
+                            n.loc(),
+                            "MISC_CHECK has no connect_timeout (use misc_timeout); ignored",
+                        );
+                        defaults.connect_timeout = None;
                     }
-                    "name" => {
-                        d.name = Some(self.text(n)?);
-                        true
+                    return Ok(());
+                }
+                if !is_misc && self.conn_opt(n, &mut conn)? {
+                    return Ok(());
+                }
+                let handled = match &mut kind {
+                    CheckerKindConf::HttpGet(h) | CheckerKindConf::SslGet(h) => {
+                        self.http_opt(n, h)?
                     }
-                    _ => false,
-                },
-                CheckerKindConf::Smtp(s) => match n.name() {
-                    "helo_name" => {
-                        s.helo_name = Some(self.text(n)?);
-                        true
-                    }
-                    _ => false,
-                },
-                CheckerKindConf::Udp(u) => self.udp_opt(n, u)?,
-                CheckerKindConf::Tcp | CheckerKindConf::Ping => false,
-            };
-            if !handled {
-                self.unsupported(n, &format!("in {}", node.name()));
-            }
+                    CheckerKindConf::Misc(m) => self.misc_opt(n, m)?,
+                    CheckerKindConf::Dns(d) => match n.name() {
+                        "type" => {
+                            d.qtype = Some(self.text(n)?);
+                            true
+                        }
+                        "name" => {
+                            d.name = Some(self.text(n)?);
+                            true
+                        }
+                        _ => false,
+                    },
+                    CheckerKindConf::Smtp(s) => match n.name() {
+                        "helo_name" => {
+                            s.helo_name = Some(self.text(n)?);
+                            true
+                        }
+                        _ => false,
+                    },
+                    CheckerKindConf::Udp(u) => self.udp_opt(n, u)?,
+                    CheckerKindConf::Tcp | CheckerKindConf::Ping => false,
+                };
+                if !handled {
+                    self.unsupported(n, &format!("in {}", node.name()));
+                }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         if let CheckerKindConf::Misc(m) = &kind
             && m.misc_path.is_none()
@@ -1676,147 +1751,161 @@ impl Cx<'_> {
             ..VrrpInstance::default()
         };
         for n in node.children() {
-            if self.vrrp_notify(n, &mut v.notify)? {
-                continue;
-            }
-            match n.name() {
-                "state" => {
-                    let w = self.one(n)?;
-                    v.state = Some(match w.text.to_ascii_uppercase().as_str() {
-                        "MASTER" => VrrpState::Master,
-                        "BACKUP" => VrrpState::Backup,
-                        _ => {
-                            return err(
-                                &w.loc,
-                                format!("state must be MASTER or BACKUP, not {:?}", w.text),
-                            );
-                        }
-                    });
+            let r = (|| -> Result<(), SyntaxError> {
+                if self.vrrp_notify(n, &mut v.notify)? {
+                    return Ok(());
                 }
-                "interface" => v.interface = Some(self.text(n)?),
-                "virtual_router_id" => v.virtual_router_id = Some(self.uint(n, 1, 255)? as u8),
-                "priority" => v.priority = Some(self.uint(n, 1, 255)? as u8),
-                "advert_int" => v.advert_int = Some(self.timer(n)?),
-                "authentication" => {
-                    self.block(n)?;
-                    let mut a = Authentication {
-                        auth_type: None,
-                        auth_pass: None,
-                    };
-                    for m in n.children() {
-                        match m.name() {
-                            "auth_type" => {
-                                let w = self.one(m)?;
-                                a.auth_type = Some(match w.text.to_ascii_uppercase().as_str() {
-                                    "PASS" => AuthType::Pass,
-                                    "AH" => AuthType::Ah,
+                match n.name() {
+                    "state" => {
+                        let w = self.one(n)?;
+                        v.state = Some(match w.text.to_ascii_uppercase().as_str() {
+                            "MASTER" => VrrpState::Master,
+                            "BACKUP" => VrrpState::Backup,
+                            _ => {
+                                return err(
+                                    &w.loc,
+                                    format!("state must be MASTER or BACKUP, not {:?}", w.text),
+                                );
+                            }
+                        });
+                    }
+                    "interface" => v.interface = Some(self.text(n)?),
+                    "virtual_router_id" => v.virtual_router_id = Some(self.uint(n, 1, 255)? as u8),
+                    "priority" => v.priority = Some(self.uint(n, 1, 255)? as u8),
+                    "advert_int" => v.advert_int = Some(self.timer_in(n, 0.01, 255.0)?),
+                    "authentication" => {
+                        self.block(n)?;
+                        let mut a = Authentication {
+                            auth_type: None,
+                            auth_pass: None,
+                        };
+                        for m in n.children() {
+                            match m.name() {
+                                "auth_type" => {
+                                    let w = self.one(m)?;
+                                    a.auth_type =
+                                        Some(match w.text.to_ascii_uppercase().as_str() {
+                                            "PASS" => AuthType::Pass,
+                                            "AH" => AuthType::Ah,
+                                            _ => {
+                                                return err(
+                                                    &w.loc,
+                                                    format!(
+                                                        "auth_type must be PASS or AH, not {:?}",
+                                                        w.text
+                                                    ),
+                                                );
+                                            }
+                                        });
+                                }
+                                "auth_pass" => a.auth_pass = Some(self.text(m)?),
+                                _ => self.unsupported(m, "in authentication"),
+                            }
+                        }
+                        v.authentication = Some(a);
+                    }
+                    "virtual_ipaddress" => {
+                        self.block(n)?;
+                        v.virtual_ipaddress = self.vips(n)?;
+                    }
+                    "virtual_ipaddress_excluded" => {
+                        self.block(n)?;
+                        v.virtual_ipaddress_excluded = self.vips(n)?;
+                    }
+                    "track_interface" => v.track_interface = self.tracked(n, -253, 253)?,
+                    "track_script" => v.track_script = self.tracked(n, -253, 253)?,
+                    "nopreempt" => v.nopreempt = self.flag(n)?,
+                    "preempt" => {
+                        self.no_block(n);
+                        v.nopreempt = false;
+                    }
+                    "preempt_delay" => {
+                        let d = self.timer(n)?;
+                        if d > Duration::from_secs(1000) {
+                            return err(n.loc(), "preempt_delay must be at most 1000 seconds");
+                        }
+                        v.preempt_delay = Some(d);
+                    }
+                    "mcast_src_ip" => v.mcast_src_ip = Some(self.ip(n)?),
+                    "unicast_src_ip" => v.unicast_src_ip = Some(self.ip(n)?),
+                    "unicast_peer" => {
+                        self.block(n)?;
+                        for m in n.children() {
+                            self.no_block(m);
+                            let mut p = UnicastPeer {
+                                address: parse_ip(&m.keyword, "a unicast peer")?,
+                                min_ttl: None,
+                                max_ttl: None,
+                            };
+                            let mut i = 0;
+                            while i < m.args.len() {
+                                let w = &m.args[i];
+                                let Some(val) = m.args.get(i + 1) else {
+                                    return err(&w.loc, format!("`{}` needs a value", w.text));
+                                };
+                                let ttl = parse_uint(val, "a TTL", 0, 255)? as u8;
+                                match w.text.as_str() {
+                                    "min_ttl" => p.min_ttl = Some(ttl),
+                                    "max_ttl" => p.max_ttl = Some(ttl),
                                     _ => {
                                         return err(
                                             &w.loc,
                                             format!(
-                                                "auth_type must be PASS or AH, not {:?}",
+                                                "unicast_peer takes min_ttl and max_ttl, not {:?}",
                                                 w.text
                                             ),
                                         );
                                     }
-                                });
-                            }
-                            "auth_pass" => a.auth_pass = Some(self.text(m)?),
-                            _ => self.unsupported(m, "in authentication"),
-                        }
-                    }
-                    v.authentication = Some(a);
-                }
-                "virtual_ipaddress" => {
-                    self.block(n)?;
-                    v.virtual_ipaddress = self.vips(n)?;
-                }
-                "virtual_ipaddress_excluded" => {
-                    self.block(n)?;
-                    v.virtual_ipaddress_excluded = self.vips(n)?;
-                }
-                "track_interface" => v.track_interface = self.tracked(n, -253, 253)?,
-                "track_script" => v.track_script = self.tracked(n, -253, 253)?,
-                "nopreempt" => v.nopreempt = self.flag(n)?,
-                "preempt" => {
-                    self.no_block(n);
-                    v.nopreempt = false;
-                }
-                "preempt_delay" => {
-                    let d = self.timer(n)?;
-                    if d > Duration::from_secs(1000) {
-                        return err(n.loc(), "preempt_delay must be at most 1000 seconds");
-                    }
-                    v.preempt_delay = Some(d);
-                }
-                "mcast_src_ip" => v.mcast_src_ip = Some(self.ip(n)?),
-                "unicast_src_ip" => v.unicast_src_ip = Some(self.ip(n)?),
-                "unicast_peer" => {
-                    self.block(n)?;
-                    for m in n.children() {
-                        self.no_block(m);
-                        let mut p = UnicastPeer {
-                            address: parse_ip(&m.keyword, "a unicast peer")?,
-                            min_ttl: None,
-                            max_ttl: None,
-                        };
-                        let mut i = 0;
-                        while i < m.args.len() {
-                            let w = &m.args[i];
-                            let Some(val) = m.args.get(i + 1) else {
-                                return err(&w.loc, format!("`{}` needs a value", w.text));
-                            };
-                            let ttl = parse_uint(val, "a TTL", 0, 255)? as u8;
-                            match w.text.as_str() {
-                                "min_ttl" => p.min_ttl = Some(ttl),
-                                "max_ttl" => p.max_ttl = Some(ttl),
-                                _ => {
-                                    return err(
-                                        &w.loc,
-                                        format!(
-                                            "unicast_peer takes min_ttl and max_ttl, not {:?}",
-                                            w.text
-                                        ),
-                                    );
                                 }
+                                i += 2;
                             }
-                            i += 2;
-                        }
-                        v.unicast_peer.push(p);
-                    }
-                }
-                "version" => v.version = Some(self.uint(n, 2, 3)? as u8),
-                "accept" => {
-                    self.no_block(n);
-                    v.accept = Some(true);
-                }
-                "no_accept" => {
-                    self.no_block(n);
-                    v.accept = Some(false);
-                }
-                "dont_track_primary" => v.dont_track_primary = self.flag(n)?,
-                "use_vmac" => {
-                    self.no_block(n);
-                    let mut u = UseVmac::default();
-                    for w in &n.args {
-                        if w.text.contains(':') {
-                            u.mac = Some(w.text.clone());
-                        } else {
-                            u.name = Some(w.text.clone());
+                            v.unicast_peer.push(p);
                         }
                     }
-                    v.use_vmac = Some(u);
+                    "version" => v.version = Some(self.uint(n, 2, 3)? as u8),
+                    "accept" => {
+                        self.no_block(n);
+                        v.accept = Some(true);
+                    }
+                    "no_accept" => {
+                        self.no_block(n);
+                        v.accept = Some(false);
+                    }
+                    "dont_track_primary" => v.dont_track_primary = self.flag(n)?,
+                    "use_vmac" => {
+                        self.no_block(n);
+                        let mut u = UseVmac::default();
+                        for w in &n.args {
+                            if w.text.contains(':') {
+                                u.mac = Some(w.text.clone());
+                            } else {
+                                u.name = Some(w.text.clone());
+                            }
+                        }
+                        v.use_vmac = Some(u);
+                    }
+                    "vmac_xmit_base" => v.vmac_xmit_base = self.flag(n)?,
+                    "garp_master_delay" => v.garp_master_delay = Some(self.u32v(n)?),
+                    "garp_master_repeat" => v.garp_master_repeat = Some(self.u32v(n)?),
+                    "garp_master_refresh" => v.garp_master_refresh = Some(self.u32v(n)?),
+                    "garp_master_refresh_repeat" => {
+                        v.garp_master_refresh_repeat = Some(self.u32v(n)?)
+                    }
+                    "garp_lower_prio_delay" => v.garp_lower_prio_delay = Some(self.u32v(n)?),
+                    "garp_lower_prio_repeat" => v.garp_lower_prio_repeat = Some(self.u32v(n)?),
+                    "strict_mode" => v.strict_mode = Some(self.flag(n)?),
+                    _ => self.unsupported(n, "in vrrp_instance"),
                 }
-                "vmac_xmit_base" => v.vmac_xmit_base = self.flag(n)?,
-                "garp_master_delay" => v.garp_master_delay = Some(self.u32v(n)?),
-                "garp_master_repeat" => v.garp_master_repeat = Some(self.u32v(n)?),
-                "garp_master_refresh" => v.garp_master_refresh = Some(self.u32v(n)?),
-                "garp_master_refresh_repeat" => v.garp_master_refresh_repeat = Some(self.u32v(n)?),
-                "garp_lower_prio_delay" => v.garp_lower_prio_delay = Some(self.u32v(n)?),
-                "garp_lower_prio_repeat" => v.garp_lower_prio_repeat = Some(self.u32v(n)?),
-                "strict_mode" => v.strict_mode = Some(self.flag(n)?),
-                _ => self.unsupported(n, "in vrrp_instance"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
+        }
+        if v.virtual_ipaddress.is_empty() {
+            // keepalived 2.2.7: "No VIP specified; at least one is sensible" (a complaint).
+            self.warn(
+                node.loc(),
+                "vrrp_instance has no virtual_ipaddress; at least one is sensible (keepalived complains too)",
+            );
         }
         Ok(v)
     }
@@ -1934,26 +2023,30 @@ impl Cx<'_> {
             ..VrrpScript::default()
         };
         for n in node.children() {
-            match n.name() {
-                "script" => s.script = Some(self.script(n)?),
-                "interval" => s.interval = Some(self.timer(n)?),
-                "timeout" => s.timeout = Some(self.timer(n)?),
-                "weight" => {
-                    self.no_block(n);
-                    s.weight = Some(parse_int(self.arg(n, 0)?, "weight", -253, 253)? as i32);
-                    match n.args.get(1).map(|w| w.text.as_str()) {
-                        None => {}
-                        Some("reverse") => s.weight_reverse = true,
-                        Some("noreverse") | Some("no_reverse") => s.weight_reverse = false,
-                        Some(_) => self.extra(n, 1),
+            let r = (|| -> Result<(), SyntaxError> {
+                match n.name() {
+                    "script" => s.script = Some(self.script(n)?),
+                    "interval" => s.interval = Some(self.timer(n)?),
+                    "timeout" => s.timeout = Some(self.timer(n)?),
+                    "weight" => {
+                        self.no_block(n);
+                        s.weight = Some(parse_int(self.arg(n, 0)?, "weight", -253, 253)? as i32);
+                        match n.args.get(1).map(|w| w.text.as_str()) {
+                            None => {}
+                            Some("reverse") => s.weight_reverse = true,
+                            Some("noreverse") | Some("no_reverse") => s.weight_reverse = false,
+                            Some(_) => self.extra(n, 1),
+                        }
                     }
+                    "rise" => s.rise = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
+                    "fall" => s.fall = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
+                    "user" => s.user = Some(self.user(n)?),
+                    "init_fail" => s.init_fail = self.flag(n)?,
+                    _ => self.unsupported(n, "in vrrp_script"),
                 }
-                "rise" => s.rise = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
-                "fall" => s.fall = Some(self.uint(n, 1, u64::from(u32::MAX))? as u32),
-                "user" => s.user = Some(self.user(n)?),
-                "init_fail" => s.init_fail = self.flag(n)?,
-                _ => self.unsupported(n, "in vrrp_script"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         Ok(s)
     }
@@ -1965,24 +2058,28 @@ impl Cx<'_> {
             ..VrrpSyncGroup::default()
         };
         for n in node.children() {
-            if self.vrrp_notify(n, &mut g.notify)? {
-                continue;
-            }
-            match n.name() {
-                "group" => {
-                    self.block(n)?;
-                    for m in n.children() {
-                        self.no_block(m);
-                        g.group.push(m.keyword.text.clone());
-                        for w in &m.args {
-                            g.group.push(w.text.clone());
+            let r = (|| -> Result<(), SyntaxError> {
+                if self.vrrp_notify(n, &mut g.notify)? {
+                    return Ok(());
+                }
+                match n.name() {
+                    "group" => {
+                        self.block(n)?;
+                        for m in n.children() {
+                            self.no_block(m);
+                            g.group.push(m.keyword.text.clone());
+                            for w in &m.args {
+                                g.group.push(w.text.clone());
+                            }
                         }
                     }
+                    "track_interface" => g.track_interface = self.tracked(n, -253, 253)?,
+                    "track_script" => g.track_script = self.tracked(n, -253, 253)?,
+                    _ => self.unsupported(n, "in vrrp_sync_group"),
                 }
-                "track_interface" => g.track_interface = self.tracked(n, -253, 253)?,
-                "track_script" => g.track_script = self.tracked(n, -253, 253)?,
-                _ => self.unsupported(n, "in vrrp_sync_group"),
-            }
+                Ok(())
+            })();
+            self.tolerate(r, "ignored");
         }
         Ok(g)
     }
@@ -2141,21 +2238,26 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_are_located_errors() {
-        let e = build_str("virtual_server 198.18.0.1 80 {\n  delay_loop soon\n}\n").unwrap_err();
+    fn bad_values_are_located_warnings_and_ignored_as_keepalived_does() {
+        let (conf, w) =
+            build_str("virtual_server 198.18.0.1 80 {\n  delay_loop soon\n}\n").unwrap();
+        assert_eq!(conf.virtual_servers[0].defaults.delay_loop, None);
         assert_eq!(
-            e.to_string(),
-            "m.conf:2:14: `delay_loop` must be a number of seconds (e.g. 3 or 1.5), not \"soon\""
+            w[0].to_string(),
+            "m.conf:2:14: warning: `delay_loop` must be a number of seconds (e.g. 3 or 1.5), not \"soon\"; ignored, as keepalived does"
         );
-        let e = build_str("virtual_server 198.18.0.1 99999 {\n}\n").unwrap_err();
+        let (conf, w) = build_str("virtual_server 198.18.0.1 99999 {\n}\n").unwrap();
+        assert!(conf.virtual_servers.is_empty());
         assert!(
-            e.to_string()
-                .starts_with("m.conf:1:27: a virtual server port must be an integer")
+            w[0].to_string()
+                .starts_with("m.conf:1:27: warning: a virtual server port must be an integer"),
+            "{w:?}"
         );
-        let e = build_str("virtual_server 198.18.0.1 80\n").unwrap_err();
+        let (conf, w) = build_str("virtual_server 198.18.0.1 80\n").unwrap();
+        assert!(conf.virtual_servers.is_empty());
         assert_eq!(
-            e.to_string(),
-            "m.conf:1:1: `virtual_server` needs a { ... } block"
+            w[0].to_string(),
+            "m.conf:1:1: warning: `virtual_server` needs a { ... } block; this `virtual_server` is left out, as keepalived does"
         );
     }
 }

@@ -61,6 +61,17 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// How much a warning matters to whoever switches from keepalived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum WarningKind {
+    /// keepalived complains about it too (its `--config-test` fails), or rvs does not run
+    /// something keepalived would: `rvsd --check-config` fails.
+    #[default]
+    Problem,
+    /// Nothing that changes traffic: the file still runs as it does under keepalived.
+    Note,
+}
+
 /// Something that was read but is not acted upon, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -68,11 +79,37 @@ pub struct Warning {
     pub loc: Loc,
     /// What and why.
     pub message: String,
+    /// Whether it fails `--check-config`.
+    pub kind: WarningKind,
+}
+
+impl Warning {
+    /// A warning that fails `--check-config` (see [`WarningKind::Problem`]).
+    pub fn problem(loc: &Loc, message: impl Into<String>) -> Warning {
+        Warning {
+            loc: loc.clone(),
+            message: message.into(),
+            kind: WarningKind::Problem,
+        }
+    }
+
+    /// A note that does not change what runs (see [`WarningKind::Note`]).
+    pub fn note(loc: &Loc, message: impl Into<String>) -> Warning {
+        Warning {
+            loc: loc.clone(),
+            message: message.into(),
+            kind: WarningKind::Note,
+        }
+    }
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: warning: {}", self.loc, self.message)
+        let what = match self.kind {
+            WarningKind::Problem => "warning",
+            WarningKind::Note => "note",
+        };
+        write!(f, "{}: {what}: {}", self.loc, self.message)
     }
 }
 
@@ -145,7 +182,7 @@ pub struct Document {
 pub fn parse_file(path: &Path) -> Result<Document, SyntaxError> {
     let mut reader = Reader::default();
     let file: Arc<Path> = Arc::from(path);
-    let text = std::fs::read_to_string(path).map_err(|e| SyntaxError {
+    let bytes = std::fs::read(path).map_err(|e| SyntaxError {
         loc: Loc {
             file: file.clone(),
             line: 0,
@@ -153,6 +190,8 @@ pub fn parse_file(path: &Path) -> Result<Document, SyntaxError> {
         },
         message: format!("cannot read the configuration: {e}"),
     })?;
+    // keepalived reads bytes: non-UTF-8 text (a Latin-1 comment) is no error there.
+    let text = String::from_utf8_lossy(&bytes);
     reader.files.push(path.to_path_buf());
     reader.lex(&file, &text, 0)?;
     reader.finish()
@@ -197,7 +236,8 @@ impl Reader {
                         "conditional configuration (`{}`) is not supported by rvs; the line is ignored",
                         first.text
                     ),
-                });
+                kind: WarningKind::Problem,
+            });
                 self.toks.push(Tok::Eol);
                 continue;
             }
@@ -206,7 +246,8 @@ impl Reader {
                     loc: first.loc.clone(),
                     message: "parameter definitions (`$NAME=value`) are not supported by rvs; the line is ignored"
                         .into(),
-                });
+                kind: WarningKind::Problem,
+            });
                 self.toks.push(Tok::Eol);
                 continue;
             }
@@ -243,7 +284,8 @@ impl Reader {
                             "`{}` looks like a parameter substitution, which rvs does not support; it is used literally",
                             w.text
                         ),
-                    });
+                kind: WarningKind::Problem,
+            });
                 }
             }
             self.toks.extend(toks);
@@ -273,6 +315,7 @@ impl Reader {
                 loc: loc.clone(),
                 message: "brace expansion in include patterns is not supported by rvs; the pattern is used as a plain glob"
                     .into(),
+                kind: WarningKind::Problem,
             });
         }
         let base = from.parent().unwrap_or(Path::new("."));
@@ -305,6 +348,7 @@ impl Reader {
             self.warnings.push(Warning {
                 loc,
                 message: format!("include {:?} matches no file", pattern.text),
+                kind: WarningKind::Problem,
             });
             return Ok(());
         }
@@ -315,10 +359,11 @@ impl Reader {
                     message: format!("more than {MAX_FILES} files are included"),
                 });
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| SyntaxError {
+            let bytes = std::fs::read(&path).map_err(|e| SyntaxError {
                 loc: loc.clone(),
                 message: format!("cannot read included file {}: {e}", path.display()),
             })?;
+            let text = String::from_utf8_lossy(&bytes);
             self.files.push(path.clone());
             let file: Arc<Path> = Arc::from(path.as_path());
             self.lex(&file, &text, depth + 1)?;

@@ -67,18 +67,41 @@ pub fn read_keepalived(
     rvs_health::HealthModel,
     rvs_keepalived::model::KeepalivedConf,
 )> {
-    let import = rvs_keepalived::load(path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("invalid keepalived config {}", path.display()))?;
+    let import = import_keepalived(path, interfaces, pin_path)?;
     for w in &import.warnings {
         tracing::warn!("{w}");
     }
-    let mut config = import.config;
-    config.daemon.interfaces = interfaces.to_vec();
+    Ok((import.config, import.health, import.keepalived))
+}
+
+/// The one reading of a keepalived.conf that the daemon and `--check-config` share: the
+/// import with the interfaces and pin path of the command line applied.
+pub fn import_keepalived(
+    path: &Path,
+    interfaces: &[String],
+    pin_path: Option<&Path>,
+) -> Result<rvs_keepalived::Import> {
+    let mut import = rvs_keepalived::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("invalid keepalived config {}", path.display()))?;
+    import.config.daemon.interfaces = interfaces.to_vec();
     if let Some(p) = pin_path {
-        config.daemon.pin_path = p.to_owned();
+        import.config.daemon.pin_path = p.to_owned();
     }
-    Ok((config, import.health, import.keepalived))
+    Ok(import)
+}
+
+/// The VRRP side of a keepalived.conf as the daemon runs it (none without
+/// `vrrp_instance` blocks), with the mapping's warnings.
+pub fn map_vrrp(
+    conf: &rvs_keepalived::model::KeepalivedConf,
+) -> Result<Option<(rvs_vrrp::config::VrrpConfig, Vec<String>)>> {
+    if conf.vrrp_instances.is_empty() {
+        return Ok(None);
+    }
+    rvs_vrrp::keepalived::from_keepalived(conf)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The VRRP side of a keepalived.conf, running inside rvsd.
@@ -94,11 +117,9 @@ struct Vrrp {
 impl Vrrp {
     /// Starts the keepalived.conf's vrrp_instance blocks, if it has any.
     fn start(conf: &rvs_keepalived::model::KeepalivedConf) -> Result<Option<Vrrp>> {
-        if conf.vrrp_instances.is_empty() {
+        let Some((config, warnings)) = map_vrrp(conf)? else {
             return Ok(None);
-        }
-        let (config, warnings) =
-            rvs_vrrp::keepalived::from_keepalived(conf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        };
         for w in &warnings {
             tracing::warn!("{w}");
         }

@@ -10,6 +10,7 @@
 //!   so forwarding goes on; the next rvsd adopts them; `rvsd --cleanup` removes them.
 
 mod api;
+mod check;
 mod daemon;
 mod metrics;
 mod ops;
@@ -46,10 +47,16 @@ struct Args {
     /// Path of the API socket.
     #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// Validate a configuration file and exit (0 = valid): rvs's TOML when the name ends
-    /// in .toml, a keepalived.conf otherwise (its warnings are printed).
+    /// Validate a configuration file and exit: rvs's TOML when the name ends in .toml, a
+    /// keepalived.conf otherwise, read as the daemon reads it. Exit 0 exactly when the file
+    /// runs as under keepalived (keepalived --config-test would pass and rvs runs all of
+    /// it); 5 otherwise, as keepalived. Every problem is printed with file and line.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    /// With --check-config: also print the table the file builds at start (before any
+    /// health check result) in `ipvsadm -Ln` form.
+    #[arg(long, requires = "check_config")]
+    table: bool,
     /// Detach the balancer and unpin every map under the pin path, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -70,23 +77,9 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        let config = if path.extension().is_some_and(|e| e == "toml") {
-            read_config(&path)?
-        } else {
-            let (config, _, warnings) =
-                rvs_keepalived::check_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            for w in &warnings {
-                println!("{w}");
-            }
-            config
-        };
-        println!(
-            "{}: valid ({} services, {} real servers)",
-            path.display(),
-            config.services.len(),
-            config.services.iter().map(|s| s.reals.len()).sum::<usize>()
-        );
-        return Ok(());
+        let verdict = check::check(&path, args.table);
+        print!("{}", verdict.output);
+        std::process::exit(verdict.code);
     }
     if args.cleanup {
         let pin_dir = match (args.pin_path, &args.config) {
