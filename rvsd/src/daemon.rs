@@ -91,6 +91,29 @@ pub fn import_keepalived(
     Ok(import)
 }
 
+/// Why a reloaded keepalived.conf must not replace the running one, if it must not: a file
+/// with no service at all (an empty or truncated file would delete every live service),
+/// or one where rvs leaves a service or real server out (it would be deleted although
+/// keepalived would run it). The TOML path refuses invalid files the same way.
+pub fn reload_refusal(import: &rvs_keepalived::Import) -> Option<String> {
+    if let Some(w) = import
+        .warnings
+        .iter()
+        .find(|w| w.kind == rvs_keepalived::WarningKind::Problem && w.message.contains("left out"))
+    {
+        return Some(format!(
+            "reload refused: {w} (rvs would delete what keepalived runs; fix the file or restart rvsd to accept it)"
+        ));
+    }
+    if import.config.services.is_empty() {
+        return Some(
+            "reload refused: the file has no virtual_server rvs can run, which would delete every service (restart rvsd to run it)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
 /// The VRRP side of a keepalived.conf as the daemon runs it (none without
 /// `vrrp_instance` blocks), with the mapping's warnings.
 pub fn map_vrrp(
@@ -361,23 +384,34 @@ impl Daemon {
                 pin_path,
             } => {
                 // VRRP keeps running as started: its blocks change with a restart.
-                let (config, model, _) =
-                    read_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
+                let import =
+                    import_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
+                if let Some(why) = reload_refusal(&import) {
+                    return Err(ApiError::new(ErrorKind::Invalid, why));
+                }
+                for w in &import.warnings {
+                    tracing::warn!("{w}");
+                }
+                let (config, model) = (import.config, import.health);
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
                         "[daemon] only changes with a restart",
                     ));
                 }
+                // The new file's start state (before any check result) is applied first;
+                // only then does its health engine start, so a refused file never leaves
+                // a new engine running against the old state.
+                let (state, _) =
+                    rvs_health::state::HealthState::new(model.clone(), Instant::now(), 0);
+                let applied = self.apply(state.effective_config(&config))?;
                 let handle = rvs_health::HealthEngine::spawn(config, model)
                     .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
-                let rx = handle.config();
-                let effective = (**rx.borrow()).clone();
+                self.health_config = Some(handle.config());
                 if let Some(old) = self.health.replace(handle) {
                     old.shutdown().await;
                 }
-                self.health_config = Some(rx);
-                effective
+                return Ok(applied);
             }
         };
         if next.daemon != self.desired.daemon {
@@ -755,5 +789,38 @@ impl Daemon {
             "rvsd exiting; the balancer stays attached (rvsd --cleanup removes it)"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reload_refusal;
+
+    fn import(text: &str) -> rvs_keepalived::Import {
+        rvs_keepalived::load_str(std::path::Path::new("k.conf"), text).expect("loads")
+    }
+
+    const ONE: &str = "virtual_server 198.18.0.10 80 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.2.11 80 {\n        weight 1\n    }\n}\n";
+
+    #[test]
+    fn a_reload_to_an_empty_file_is_refused() {
+        let why = reload_refusal(&import("")).expect("refused");
+        assert!(why.contains("delete every service"), "{why}");
+        assert!(reload_refusal(&import("# truncated\n")).is_some());
+    }
+
+    #[test]
+    fn a_reload_that_would_leave_a_service_out_is_refused_naming_it() {
+        let text = format!(
+            "{ONE}virtual_server 198.18.0.11 80 {{\n    lb_algo rr\n    lb_kind DR\n    protocol SCTP\n    real_server 198.18.2.11 80 {{\n        weight 1\n    }}\n}}\n"
+        );
+        let why = reload_refusal(&import(&text)).expect("refused");
+        assert!(why.contains("k.conf:12:"), "{why}");
+        assert!(why.contains("SCTP"), "{why}");
+    }
+
+    #[test]
+    fn a_reload_of_a_file_rvs_runs_whole_is_accepted() {
+        assert_eq!(reload_refusal(&import(ONE)), None);
     }
 }
