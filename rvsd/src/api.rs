@@ -4,10 +4,7 @@
 //! dataplane and answers on a oneshot channel, so every change is applied in one place,
 //! in order. Routes and bodies are documented in the `rvs-api` crate and docs/api.md.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
@@ -52,9 +49,12 @@ pub struct Request {
     pub reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
 }
 
-/// Binds the socket (mode 0600 in a 0700 directory) and serves until the process ends.
-pub async fn serve(socket: PathBuf, calls: mpsc::Sender<Request>) -> Result<()> {
-    let listener = bind(&socket)?;
+/// Serves the bound API socket (see [`bind`]) until the process ends.
+pub async fn serve(
+    listener: UnixListener,
+    socket: &Path,
+    calls: mpsc::Sender<Request>,
+) -> Result<()> {
     tracing::info!(socket = %socket.display(), "API listening");
     loop {
         let (stream, _) = match listener.accept().await {
@@ -139,7 +139,8 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, calls: mpsc::Sender<Reque
     }
 }
 
-fn bind(socket: &Path) -> Result<UnixListener> {
+/// Binds the API socket (mode 0600 in a 0700 directory).
+pub fn bind(socket: &Path) -> Result<UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

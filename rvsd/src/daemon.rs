@@ -198,8 +198,58 @@ pub fn read_config(path: &Path) -> Result<Config> {
     Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// Where rvsd keeps one lock per pin path (bpffs holds no regular files).
+pub const LOCK_DIR: &str = "/run/rvs";
+
+/// The lock that makes one rvsd the owner of a pin path: an exclusive `flock` on
+/// `/run/rvs/pin-<path>.lock` holding the owner's pid, released when the process ends
+/// (even by SIGKILL), so a second rvsd refuses to start instead of rewriting the first's
+/// maps.
+pub struct PinLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl PinLock {
+    /// Takes the lock for `pin_path` under `dir`, or names the pid that holds it.
+    pub fn take(dir: &Path, pin_path: &Path) -> Result<PinLock> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = pin_path.display().to_string().replace('/', "%");
+        let path = dir.join(format!("pin-{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut file = match nix::fcntl::Flock::lock(
+            file,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(f) => f,
+            Err((mut file, _)) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                anyhow::bail!(
+                    "another rvsd (pid {}) owns the pin path {} (lock {}): stop it, or use another --pin-path",
+                    pid.trim(),
+                    pin_path.display(),
+                    path.display()
+                );
+            }
+        };
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(PinLock { _file: file })
+    }
+}
+
 /// The running daemon.
 pub struct Daemon {
+    /// Held for the daemon's life: this rvsd owns its pin path.
+    _lock: PinLock,
     dp: Dataplane,
     /// The desired state; the dataplane holds exactly this after every successful change.
     desired: Config,
@@ -212,6 +262,8 @@ pub struct Daemon {
     /// Where the periodic neighbour refresh goes on.
     neigh_cursor: usize,
     source: Source,
+    /// `--pin-path`, which wins over the file's `[daemon] pin_path` (also on reload).
+    pin_override: Option<PathBuf>,
     /// The health engine when the state comes from a keepalived.conf.
     health: Option<rvs_health::HealthHandle>,
     /// The engine's effective configuration (real servers in or out by their checks).
@@ -250,7 +302,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
 
 impl Daemon {
     /// Loads (or adopts) the dataplane, applies the config file if any, attaches.
-    pub async fn start(source: Source) -> Result<Daemon> {
+    pub async fn start(source: Source, pin_path: Option<PathBuf>) -> Result<Daemon> {
         let (file, model) = match &source {
             Source::Toml(path) => (path.as_deref().map(read_config).transpose()?, None),
             Source::Keepalived {
@@ -262,7 +314,15 @@ impl Daemon {
                 (Some(config), Some((model, conf)))
             }
         };
-        let base = file.clone().unwrap_or_default();
+        let mut file = file;
+        if let (Some(p), Some(f)) = (&pin_path, &mut file) {
+            f.daemon.pin_path = p.clone();
+        }
+        let mut base = file.clone().unwrap_or_default();
+        if let Some(p) = &pin_path {
+            base.daemon.pin_path = p.clone();
+        }
+        let lock = PinLock::take(Path::new(LOCK_DIR), &base.daemon.pin_path)?;
         rvs_dataplane::ensure_bpffs()?;
         let dp = Dataplane::load(&base.daemon.pin_path, base.limits)?;
         // Without a file, the adopted maps are the desired state (as IPVS's table is for
@@ -287,6 +347,8 @@ impl Daemon {
             None => (None, None, desired, None),
         };
         let mut daemon = Daemon {
+            _lock: lock,
+            pin_override: pin_path,
             dp,
             desired: Config::default(),
             index: Index::default(),
@@ -377,7 +439,13 @@ impl Daemon {
                     "rvsd runs without --config: nothing to reload",
                 ));
             }
-            Source::Toml(Some(path)) => read_config(path).map_err(invalid)?,
+            Source::Toml(Some(path)) => {
+                let mut c = read_config(path).map_err(invalid)?;
+                if let Some(p) = &self.pin_override {
+                    c.daemon.pin_path = p.clone();
+                }
+                c
+            }
             Source::Keepalived {
                 path,
                 interfaces,

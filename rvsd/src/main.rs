@@ -63,7 +63,8 @@ struct Args {
     /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
     #[arg(long, default_value = "127.0.0.1:9595")]
     metrics: String,
-    /// bpffs directory (for --cleanup without a config file, and with --keepalived).
+    /// bpffs directory: wins over the file's `[daemon] pin_path` in every mode (and for
+    /// --cleanup). One rvsd per pin path: a second one refuses to start.
     #[arg(long)]
     pin_path: Option<PathBuf>,
 }
@@ -101,11 +102,13 @@ fn main() -> Result<()> {
                 Some(path) => Source::Keepalived {
                     path,
                     interfaces: args.interfaces,
-                    pin_path: args.pin_path,
+                    pin_path: args.pin_path.clone(),
                 },
                 None => Source::Toml(args.config),
             };
-            let daemon = Daemon::start(source).await?;
+            let daemon = Daemon::start(source, args.pin_path).await?;
+            // A socket that cannot be bound is fatal at start, not a log line later.
+            let listener = api::bind(&args.socket)?;
             let (tx, rx) = mpsc::channel(64);
             if args.metrics != "off" {
                 let addr: std::net::SocketAddr = args.metrics.parse().with_context(|| {
@@ -120,7 +123,7 @@ fn main() -> Result<()> {
             }
             let socket = args.socket;
             tokio::spawn(async move {
-                if let Err(e) = api::serve(socket, tx).await {
+                if let Err(e) = api::serve(listener, &socket, tx).await {
                     tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
             });
