@@ -3,7 +3,7 @@
 //! Everything that changes state is a batch of [`Op`]s sent to `POST /v1/ops`: rvsd applies
 //! the ops in order to a copy of its desired state, validates the result and writes it to
 //! the dataplane as a diff; if any op fails, nothing changes and the error names the op.
-//! `rvsadm` is a client of this API; `docs/api.md` and `docs/openapi.yaml` describe it.
+//! `rvsadm` is a client of this API; `docs/api.md` describes it.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|

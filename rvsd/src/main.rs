@@ -32,8 +32,8 @@ struct Args {
     /// IPVS keeps its table) and is driven through the API and rvsadm.
     #[arg(short, long, conflicts_with = "keepalived")]
     config: Option<PathBuf>,
-    /// Run from an existing keepalived.conf instead: its virtual servers, real servers and
-    /// health checks (its VRRP blocks are reported, not run, by rvsd).
+    /// Run from an existing keepalived.conf instead: its virtual servers, real servers,
+    /// health checks and VRRP instances.
     #[arg(short = 'k', long, value_name = "KEEPALIVED_CONF")]
     keepalived: Option<PathBuf>,
     /// With --keepalived: an interface to attach the balancer to (repeat for several).
