@@ -680,21 +680,65 @@ fn sum_verdicts(map: &PerCpuArray<MapData, u64>) -> Result<Vec<(Verdict, u64)>> 
         .collect()
 }
 
-/// Detaches and unpins everything under `pin_dir` (links first, so traffic stops being
-/// balanced, then maps).
+/// Detaches and unpins what rvs pinned under `pin_dir` (links first, so traffic stops
+/// being balanced, then maps). Only on a bpffs mount, and only the names rvs creates
+/// (`link_IFACE`, `RVS_*` maps): `--cleanup --pin-path` pointed at the wrong directory
+/// deletes nothing of anyone else's. Foreign entries are left and named in the error.
 pub fn cleanup(pin_dir: &Path) -> Result<()> {
+    /// bpffs's `f_type` (linux/magic.h).
+    const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
     if !pin_dir.exists() {
         return Ok(());
     }
+    let refuse = |why: String| DataplaneError::Io {
+        what: why,
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    };
+    let c_path = std::ffi::CString::new(pin_dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| refuse(format!("{}: a NUL in the path", pin_dir.display())))?;
+    // SAFETY: a valid NUL-terminated path and a zeroed out-struct for the kernel to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(DataplaneError::Io {
+            what: format!("statfs {}", pin_dir.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // f_type's width differs between targets; the magic fits in 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    if st.f_type as u32 != BPF_FS_MAGIC {
+        return Err(refuse(format!(
+            "{} is not on a bpffs mount: rvs pins only live on bpffs, nothing removed",
+            pin_dir.display()
+        )));
+    }
     let entries =
         fs::read_dir(pin_dir).map_err(io_err(format!("reading {}", pin_dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort_by_key(|p| {
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().is_ok_and(|t| !t.is_dir());
+        if is_file && (name.starts_with("link_") || name.starts_with("RVS_")) {
+            ours.push(e.path());
+        } else {
+            foreign.push(name);
+        }
+    }
+    ours.sort_by_key(|p| {
         !p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
     });
-    for p in paths {
+    for p in ours {
         fs::remove_file(&p).map_err(io_err(format!("unpinning {}", p.display())))?;
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        return Err(refuse(format!(
+            "{}: rvs's pins removed; left what rvs did not create: {}",
+            pin_dir.display(),
+            foreign.join(", ")
+        )));
     }
     fs::remove_dir(pin_dir).map_err(io_err(format!("removing {}", pin_dir.display())))
 }

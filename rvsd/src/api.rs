@@ -141,13 +141,25 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, calls: mpsc::Sender<Reque
 
 /// Binds the API socket (mode 0600 in a 0700 directory).
 pub fn bind(socket: &Path) -> Result<UnixListener> {
-    if let Some(dir) = socket.parent() {
+    // A directory rvsd creates is private (0700); an existing one (say /tmp) keeps its
+    // mode: the socket itself is 0600.
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
-    if socket.exists() {
-        // Only one rvsd per socket: a live one answers connections.
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            anyhow::bail!(
+                "{} exists and is not a socket: rvsd does not replace it (use another --socket)",
+                socket.display()
+            );
+        }
+        // Only one rvsd per socket: a live one answers connections; a socket nobody
+        // listens on is a stale one left by a killed rvsd.
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             anyhow::bail!(
                 "another rvsd is serving {} (stop it, or use --socket)",

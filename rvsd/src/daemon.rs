@@ -246,6 +246,88 @@ impl PinLock {
     }
 }
 
+/// Where rvsd records the forwarding sysctls it turned on for a pin path, so that
+/// `--cleanup` puts them back: `/run/rvs/forwarding-<path>` with `NETNS IFACE VALUE`
+/// lines (NETNS: the network namespace's inode, so a cleanup run elsewhere never writes
+/// another namespace's interface of the same name).
+fn forwarding_record(dir: &Path, pin_path: &Path) -> PathBuf {
+    let name = pin_path.display().to_string().replace('/', "%");
+    dir.join(format!("forwarding-{name}"))
+}
+
+/// Records `interface`'s IPv4 forwarding sysctl before rvsd turns it on (the first
+/// value recorded is the one before any rvsd, and is kept across restarts).
+pub fn record_forwarding(dir: &Path, pin_path: &Path, interface: &str) -> Result<()> {
+    anyhow::ensure!(
+        !interface.contains('/') && !interface.starts_with('.') && !interface.is_empty(),
+        "bad interface name {interface:?}"
+    );
+    let sysctl = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+    let value = std::fs::read_to_string(&sysctl)
+        .with_context(|| format!("reading {sysctl} (does the interface exist?)"))?;
+    let record = forwarding_record(dir, pin_path);
+    let known = std::fs::read_to_string(&record).unwrap_or_default();
+    let netns = netns_id()?;
+    if known.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some(netns.as_str()) && w.next() == Some(interface)
+    }) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut text = known;
+    text.push_str(&format!("{netns} {interface} {}\n", value.trim()));
+    std::fs::write(&record, text).with_context(|| format!("writing {}", record.display()))
+}
+
+/// Puts back the forwarding sysctls recorded for `pin_path` (for `--cleanup`); returns
+/// the interfaces restored. An interface that is gone is skipped.
+pub fn restore_forwarding(dir: &Path, pin_path: &Path) -> Result<Vec<String>> {
+    let record = forwarding_record(dir, pin_path);
+    let Ok(text) = std::fs::read_to_string(&record) else {
+        return Ok(Vec::new());
+    };
+    let netns = netns_id()?;
+    let mut restored = Vec::new();
+    let mut elsewhere = String::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(ns), Some(iface), Some(value)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if ns != netns {
+            // Another namespace's: kept for a cleanup run there.
+            elsewhere.push_str(line);
+            elsewhere.push('\n');
+            continue;
+        }
+        if iface.contains('/') || iface.starts_with('.') || !matches!(value, "0" | "1") {
+            continue;
+        }
+        let sysctl = format!("/proc/sys/net/ipv4/conf/{iface}/forwarding");
+        if std::fs::write(&sysctl, value).is_ok() {
+            restored.push(format!("{iface}.forwarding={value}"));
+        }
+    }
+    if elsewhere.is_empty() {
+        std::fs::remove_file(&record).with_context(|| format!("removing {}", record.display()))?;
+    } else {
+        std::fs::write(&record, elsewhere)
+            .with_context(|| format!("writing {}", record.display()))?;
+    }
+    Ok(restored)
+}
+
+/// This process's network namespace, as its inode number.
+fn netns_id() -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata("/proc/self/ns/net")
+        .context("reading /proc/self/ns/net")?
+        .ino()
+        .to_string())
+}
+
 /// The running daemon.
 pub struct Daemon {
     /// Held for the daemon's life: this rvsd owns its pin path.
@@ -367,6 +449,7 @@ impl Daemon {
         tracing::info!(services = applied.services, "config applied");
         daemon.resolve_neighbours().await;
         for iface in daemon.desired.daemon.interfaces.clone() {
+            record_forwarding(Path::new(LOCK_DIR), &daemon.desired.daemon.pin_path, &iface)?;
             daemon.dp.attach(&iface, daemon.desired.daemon.xdp_mode)?;
             tracing::info!(interface = %iface, mode = ?daemon.desired.daemon.xdp_mode, "balancer attached");
         }

@@ -88,8 +88,14 @@ fn main() -> Result<()> {
             (None, Some(c)) => read_config(c)?.daemon.pin_path,
             (None, None) => rvs_config::Daemon::default().pin_path,
         };
-        rvs_dataplane::cleanup(&pin_dir)
-            .with_context(|| format!("cleaning up {}", pin_dir.display()))?;
+        let cleaned = rvs_dataplane::cleanup(&pin_dir)
+            .with_context(|| format!("cleaning up {}", pin_dir.display()));
+        // The links are gone (or never were): the forwarding sysctls rvsd turned on go
+        // back to what they were.
+        for r in daemon::restore_forwarding(std::path::Path::new(daemon::LOCK_DIR), &pin_dir)? {
+            println!("restored net.ipv4.conf.{r}");
+        }
+        cleaned?;
         println!("detached and unpinned {}", pin_dir.display());
         return Ok(());
     }
@@ -106,9 +112,16 @@ fn main() -> Result<()> {
                 },
                 None => Source::Toml(args.config),
             };
-            let daemon = Daemon::start(source, args.pin_path).await?;
-            // A socket that cannot be bound is fatal at start, not a log line later.
+            // A socket that cannot be bound is fatal at start (before any map is touched),
+            // not a log line later.
             let listener = api::bind(&args.socket)?;
+            let daemon = match Daemon::start(source, args.pin_path).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&args.socket);
+                    return Err(e);
+                }
+            };
             let (tx, rx) = mpsc::channel(64);
             if args.metrics != "off" {
                 let addr: std::net::SocketAddr = args.metrics.parse().with_context(|| {

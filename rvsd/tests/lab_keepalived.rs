@@ -69,7 +69,10 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
         .expect("rvsd --check-config");
     let _ = std::fs::remove_file(&conf);
     assert!(check.status.success(), "{check:?}");
-    assert!(String::from_utf8_lossy(&check.stdout).contains("valid (1 services, 3 real servers)"));
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("valid (1 services, 3 real servers, 0 VRRP instances)")
+    );
     let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
     let rvsd = Rvsd::start_keepalived(lab.lb(), rvsd_bin, &text, lab.lb_uplink(), &pin)
         .expect("rvsd starts");
