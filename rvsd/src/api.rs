@@ -4,7 +4,12 @@
 //! dataplane and answers on a oneshot channel, so every change is applied in one place,
 //! in order. Routes and bodies are documented in the `rvs-api` crate and docs/api.md.
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
@@ -15,7 +20,7 @@ use rvs_config::Config;
 use serde::de::DeserializeOwned;
 use tokio::{
     net::UnixListener,
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
 };
 
 /// Largest request body accepted (a `-R` of 100 000 services is a few tens of MB).
@@ -49,6 +54,92 @@ pub struct Request {
     pub reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
 }
 
+/// How much of rvsd one listener's clients may hold: a local user opening thousands of
+/// idle connections must not exhaust rvsd's file descriptors nor its attention.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections served at once; more wait in the kernel's backlog (no fd each).
+    pub max_conns: usize,
+    /// Longest wait for a request's headers, also between keep-alive requests.
+    pub header_timeout: Duration,
+    /// Longest life of one connection.
+    pub max_lifetime: Duration,
+}
+
+/// The API socket's limits (rvsadm opens one connection per command).
+pub const API_LIMITS: ConnLimits = ConnLimits {
+    max_conns: 64,
+    header_timeout: Duration::from_secs(10),
+    max_lifetime: Duration::from_secs(300),
+};
+
+/// The metrics listener's limits (a scraper asks every few seconds).
+pub const METRICS_LIMITS: ConnLimits = ConnLimits {
+    max_conns: 32,
+    header_timeout: Duration::from_secs(5),
+    max_lifetime: Duration::from_secs(30),
+};
+
+/// Accepts connections from `accept` and serves each with `serve` under `limits`; accept
+/// errors (EMFILE, say) back off from 10 ms to 1 s and are logged at most every 10 s with
+/// how many were suppressed, so a flood neither spins nor fills the log.
+pub async fn accept_loop<S, A, AF, H, HF>(
+    what: &'static str,
+    limits: ConnLimits,
+    mut accept: A,
+    serve: H,
+) where
+    A: FnMut() -> AF,
+    AF: std::future::Future<Output = std::io::Result<S>>,
+    H: Fn(S) -> HF,
+    HF: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_conns));
+    let mut backoff = Duration::ZERO;
+    let mut last_log: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    loop {
+        // Wait for a free slot before accepting, so excess clients cost rvsd nothing.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        match accept().await {
+            Ok(stream) => {
+                backoff = Duration::ZERO;
+                let conn = serve(stream);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if tokio::time::timeout(limits.max_lifetime, conn)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(listener = what, "connection closed: lifetime limit");
+                    }
+                });
+            }
+            Err(e) => {
+                if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(listener = what, error = %e, suppressed, "accept failed; backing off");
+                    last_log = Some(Instant::now());
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+/// hyper's HTTP/1 server with the header timeout of `limits`.
+pub fn http1_builder(limits: ConnLimits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    b
+}
+
 /// Serves the bound API socket (see [`bind`]) until the process ends.
 pub async fn serve(
     listener: UnixListener,
@@ -56,25 +147,25 @@ pub async fn serve(
     calls: mpsc::Sender<Request>,
 ) -> Result<()> {
     tracing::info!(socket = %socket.display(), "API listening");
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "API accept failed");
-                continue;
+    accept_loop(
+        "api",
+        API_LIMITS,
+        || async { listener.accept().await.map(|(s, _)| s) },
+        |stream| {
+            let calls = calls.clone();
+            async move {
+                let service = service_fn(move |req| handle(req, calls.clone()));
+                if let Err(e) = http1_builder(API_LIMITS)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "API connection ended");
+                }
             }
-        };
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, calls.clone()));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "API connection ended");
-            }
-        });
-    }
+        },
+    )
+    .await;
+    Ok(())
 }
 
 /// Serves `GET /metrics` in the OpenMetrics text format on a TCP address.
@@ -83,12 +174,10 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, calls: mpsc::Sender<Reque
         .await
         .with_context(|| format!("binding the metrics listener {addr}"))?;
     tracing::info!(%addr, "metrics listening");
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    accept_loop("metrics", METRICS_LIMITS, accept, |stream| {
         let calls = calls.clone();
-        tokio::spawn(async move {
+        async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let calls = calls.clone();
                 async move {
@@ -132,11 +221,13 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, calls: mpsc::Sender<Reque
                     })
                 }
             });
-            let _ = http1::Builder::new()
+            let _ = http1_builder(METRICS_LIMITS)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-        });
-    }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Binds the API socket (mode 0600 in a 0700 directory).
@@ -196,6 +287,19 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("invalid JSON body: {e}")))
 }
 
+/// Decodes a body on the blocking pool: a batch of tens of MB takes seconds to parse, and
+/// the runtime's one thread must go on serving `/v1/status` meanwhile.
+async fn decode_aside<T: DeserializeOwned + Send + 'static>(body: Bytes) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || decode(&body))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                ErrorKind::Internal,
+                format!("decoding the body: {e}"),
+            ))
+        })
+}
+
 async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
     calls: mpsc::Sender<Request>,
@@ -214,8 +318,10 @@ async fn handle(
     let call = match (method, path.as_str()) {
         (Method::GET, "/v1/status") => Ok(Call::Status),
         (Method::GET, "/v1/config") => Ok(Call::GetConfig),
-        (Method::PUT, "/v1/config") => decode(&body).map(|c| Call::PutConfig(Box::new(c))),
-        (Method::POST, "/v1/ops") => decode(&body).map(Call::Ops),
+        (Method::PUT, "/v1/config") => decode_aside(body)
+            .await
+            .map(|c| Call::PutConfig(Box::new(c))),
+        (Method::POST, "/v1/ops") => decode_aside(body).await.map(Call::Ops),
         (Method::POST, "/v1/reload") => Ok(Call::Reload),
         (Method::GET, "/v1/services") => Ok(Call::Services),
         (Method::GET, "/v1/connections") => Ok(Call::Connections),
