@@ -28,6 +28,26 @@ use crate::{
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
 };
 
+/// Where SIGUSR1 writes the state (keepalived writes /tmp/keepalived.data).
+pub const DATA_FILE: &str = "/tmp/rvsd.data";
+/// Where SIGUSR2 writes the statistics (keepalived writes /tmp/keepalived.stats).
+pub const STATS_FILE: &str = "/tmp/rvsd.stats";
+
+/// Writes `text` to `path` through a fresh file renamed over it: a symlink planted at
+/// `path` (in /tmp, by anyone) is replaced, never followed.
+fn write_dump(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Counter sets sampled per slice of a rate round (a slice every 20 ms).
 const RATE_SLICE: usize = 2_000;
 /// How often real servers' neighbour entries are refreshed.
@@ -353,6 +373,10 @@ pub struct Daemon {
     /// VRRP from the keepalived.conf: services of VIPs this node is not MASTER for stand by.
     vrrp: Option<Vrrp>,
     resolver: NeighbourResolver,
+    /// Real servers whose next hop failed to resolve last time (logged once per failure).
+    unresolved: HashSet<std::net::Ipv4Addr>,
+    /// The VIPs on standby as last logged (VRRP state is logged when it changes).
+    logged_standby: Option<HashSet<std::net::Ipv4Addr>>,
     estimator: Estimator,
     scan: ConnScan,
 }
@@ -442,6 +466,8 @@ impl Daemon {
             health_config,
             vrrp,
             resolver: NeighbourResolver::new()?,
+            unresolved: HashSet::new(),
+            logged_standby: None,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
         };
@@ -588,7 +614,7 @@ impl Daemon {
     }
 
     /// Asks the kernel to resolve every real server's next hop.
-    async fn resolve_neighbours(&self) {
+    async fn resolve_neighbours(&mut self) {
         self.resolve(self.real_addresses()).await;
     }
 
@@ -604,12 +630,23 @@ impl Daemon {
         self.resolve(slice).await;
     }
 
-    async fn resolve(&self, mut addrs: Vec<std::net::Ipv4Addr>) {
+    /// Resolves `addrs`; a failure is logged when it starts and its end when it ends, not
+    /// on every attempt (an API call or refresh tick would repeat it).
+    async fn resolve(&mut self, mut addrs: Vec<std::net::Ipv4Addr>) {
         addrs.sort();
         addrs.dedup();
         for addr in addrs {
-            if let Err(e) = self.resolver.resolve(addr).await {
-                tracing::warn!(real = %addr, error = %e, "cannot resolve real server's next hop");
+            match self.resolver.resolve(addr).await {
+                Err(e) => {
+                    if self.unresolved.insert(addr) {
+                        tracing::warn!(real = %addr, error = %e, "cannot resolve real server's next hop (logged again only after it resolves)");
+                    }
+                }
+                Ok(_) => {
+                    if self.unresolved.remove(&addr) {
+                        tracing::info!(real = %addr, "real server's next hop resolves again");
+                    }
+                }
             }
         }
     }
@@ -662,10 +699,14 @@ impl Daemon {
             tracing::debug!(instance = %i.name, state = ?i.state, "VRRP state");
         }
         let standby = vrrp.standby();
-        if standby.is_empty() {
-            tracing::info!("VRRP: MASTER for every managed VIP; balancing them");
-        } else {
-            tracing::info!(standby = ?standby, "VRRP: not MASTER for some VIPs; their new connections pass");
+        // Logged when it changes, not on every VRRP status update.
+        if self.logged_standby.as_ref() != Some(&standby) {
+            if standby.is_empty() {
+                tracing::info!("VRRP: MASTER for every managed VIP; balancing them");
+            } else {
+                tracing::info!(standby = ?standby, "VRRP: not MASTER for some VIPs; their new connections pass");
+            }
+            self.logged_standby = Some(standby.clone());
         }
         if let Err(e) = self.dp.set_standby(standby) {
             tracing::error!(error = %e, "cannot apply the VRRP state to the dataplane");
@@ -859,11 +900,46 @@ impl Daemon {
         }
     }
 
+    /// SIGUSR1: the state (status, VRRP, the desired configuration) as JSON in
+    /// [`DATA_FILE`], as keepalived writes /tmp/keepalived.data.
+    fn dump_data(&mut self) {
+        let dump = self.status().and_then(|status| {
+            to_value(&serde_json::json!({
+                "status": status,
+                "config": &self.desired,
+            }))
+        });
+        let written = dump.map_err(|e| anyhow::anyhow!("{e}")).and_then(|v| {
+            let text = serde_json::to_string_pretty(&v)?;
+            write_dump(Path::new(DATA_FILE), &(text + "\n"))
+        });
+        match written {
+            Ok(()) => tracing::info!(file = DATA_FILE, "state written (SIGUSR1)"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot write the state"),
+        }
+    }
+
+    /// SIGUSR2: the statistics (every counter, as the metrics listener serves them) in
+    /// [`STATS_FILE`], as keepalived writes /tmp/keepalived.stats.
+    fn dump_stats(&mut self) {
+        let written = match self.call(Call::Metrics) {
+            Ok(Value::String(text)) => write_dump(Path::new(STATS_FILE), &text),
+            Ok(_) => Err(anyhow::anyhow!("unexpected metrics value")),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        match written {
+            Ok(()) => tracing::info!(file = STATS_FILE, "statistics written (SIGUSR2)"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot write the statistics"),
+        }
+    }
+
     /// Serves until SIGTERM/SIGINT; the balancer stays attached afterwards.
     pub async fn run(mut self, mut calls: mpsc::Receiver<Request>) -> Result<()> {
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
         let mut rate_tick = tokio::time::interval(Duration::from_secs(ESTIMATOR_INTERVAL_SECS));
         let mut next_scan = Instant::now();
@@ -928,6 +1004,8 @@ impl Daemon {
                     }
                     next_scan = Instant::now() + CONN_SCAN_MIN.max(started.elapsed() * 4);
                 }
+                _ = usr1.recv() => self.dump_data(),
+                _ = usr2.recv() => self.dump_stats(),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }

@@ -63,20 +63,39 @@ struct Args {
     /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
     #[arg(long, default_value = "127.0.0.1:9595")]
     metrics: String,
+    /// Log format: `text` (default) or `json` (one object per line). The level is
+    /// RUST_LOG's (default `info`; e.g. `RUST_LOG=rvsd=debug`).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// bpffs directory: wins over the file's `[daemon] pin_path` in every mode (and for
     /// --cleanup). One rvsd per pin path: a second one refuses to start.
     #[arg(long)]
     pin_path: Option<PathBuf>,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
     if let Some(path) = args.check_config {
         let verdict = check::check(&path, args.table);
         print!("{}", verdict.output);
