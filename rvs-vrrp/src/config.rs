@@ -436,6 +436,12 @@ impl VrrpInstanceConfig {
             .unwrap_or(Family::V4)
     }
 
+    /// The instance's VRRP virtual MAC (`use_vmac`): 00:00:5e:00:01:VRID for IPv4,
+    /// 00:00:5e:00:02:VRID for IPv6 (RFC 5798 §7.3, as keepalived).
+    pub fn virtual_mac(&self) -> [u8; 6] {
+        crate::wire::virtual_mac(self.family(), self.virtual_router_id)
+    }
+
     /// The VMAC interface name.
     pub fn vmac_ifname(&self) -> String {
         self.vmac_name
@@ -795,6 +801,16 @@ virtual_ipaddress = ["198.18.0.20"]
 name = "G1"
 group = ["VI_1", "VI_2"]
 "#;
+
+    #[test]
+    fn an_ipv6_instance_s_vmac_is_00_00_5e_00_02_vrid() {
+        let mut v6 = VrrpInstanceConfig::new("VI_6", "eth0", 51);
+        v6.virtual_ipaddress = vec!["2001:db8::10".parse().expect("vip")];
+        assert_eq!(v6.virtual_mac(), [0, 0, 0x5e, 0, 2, 51]);
+        let mut v4 = VrrpInstanceConfig::new("VI_4", "eth0", 51);
+        v4.virtual_ipaddress = vec!["198.18.0.10".parse().expect("vip")];
+        assert_eq!(v4.virtual_mac(), [0, 0, 0x5e, 0, 1, 51]);
+    }
 
     #[test]
     fn parses_example_with_keepalived_defaults() {

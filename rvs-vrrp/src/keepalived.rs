@@ -582,7 +582,7 @@ fn instance(
         if let Some(mac) = &v.mac {
             w.at(
                 loc,
-                format!("vrrp_instance {name}: use_vmac MAC {mac}: rvs-vrrp always uses the VRRP virtual MAC 00:00:5e:00:01:VRID; ignored"),
+                format!("vrrp_instance {name}: use_vmac MAC {mac}: rvs-vrrp always uses the VRRP virtual MAC (00:00:5e:00:01:VRID, 00:00:5e:00:02:VRID for IPv6); ignored"),
             );
         }
     }

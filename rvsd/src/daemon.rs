@@ -59,6 +59,17 @@ const NEIGHBOUR_SLICE: usize = 1_000;
 /// a large table is scanned less often (four times the last pass's duration).
 const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
 
+/// How the balancer is attached (`--xdp-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpChoice {
+    /// Driver mode; an interface whose driver has none is an error.
+    Native,
+    /// skb mode: any interface, slower.
+    Generic,
+    /// Native, falling back to generic with a warning where the driver has no XDP.
+    Auto,
+}
+
 /// Where the desired state comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -408,7 +419,11 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
 
 impl Daemon {
     /// Loads (or adopts) the dataplane, applies the config file if any, attaches.
-    pub async fn start(source: Source, pin_path: Option<PathBuf>) -> Result<Daemon> {
+    pub async fn start(
+        source: Source,
+        pin_path: Option<PathBuf>,
+        xdp: Option<XdpChoice>,
+    ) -> Result<Daemon> {
         let (file, model) = match &source {
             Source::Toml(path) => (path.as_deref().map(read_config).transpose()?, None),
             Source::Keepalived {
@@ -471,16 +486,46 @@ impl Daemon {
             estimator: Estimator::default(),
             scan: ConnScan::default(),
         };
+        // Attached before the file's state is written: an interface the balancer cannot
+        // attach to stops rvsd with the maps as they were (nothing half-applied).
+        let mode = xdp.unwrap_or(match desired.daemon.xdp_mode {
+            rvs_config::XdpMode::Native => XdpChoice::Native,
+            rvs_config::XdpMode::Generic => XdpChoice::Generic,
+        });
+        for iface in desired.daemon.interfaces.clone() {
+            record_forwarding(Path::new(LOCK_DIR), &desired.daemon.pin_path, &iface)?;
+            daemon.attach(&iface, mode)?;
+        }
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
         daemon.resolve_neighbours().await;
-        for iface in daemon.desired.daemon.interfaces.clone() {
-            record_forwarding(Path::new(LOCK_DIR), &daemon.desired.daemon.pin_path, &iface)?;
-            daemon.dp.attach(&iface, daemon.desired.daemon.xdp_mode)?;
-            tracing::info!(interface = %iface, mode = ?daemon.desired.daemon.xdp_mode, "balancer attached");
-        }
         daemon.follow_vrrp();
         Ok(daemon)
+    }
+
+    /// Attaches the balancer to `iface` in `mode`; `Auto` tries native (driver) XDP and
+    /// falls back to generic (skb) mode with a warning saying why.
+    fn attach(&mut self, iface: &str, mode: XdpChoice) -> Result<()> {
+        use rvs_config::XdpMode;
+        let used = match mode {
+            XdpChoice::Native => XdpMode::Native,
+            XdpChoice::Generic => XdpMode::Generic,
+            XdpChoice::Auto => match self.dp.attach(iface, XdpMode::Native) {
+                Ok(()) => {
+                    tracing::info!(interface = %iface, mode = "native", "balancer attached");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %iface, error = %e, "native XDP is not available on this interface; falling back to generic (skb) XDP, which is slower (--xdp-mode native makes this an error)");
+                    XdpMode::Generic
+                }
+            },
+        };
+        self.dp
+            .attach(iface, used)
+            .with_context(|| format!("attaching the balancer to {iface} ({used:?} XDP)"))?;
+        tracing::info!(interface = %iface, mode = ?used, "balancer attached");
+        Ok(())
     }
 
     /// Makes `next` the desired state: planned and written as a diff, or nothing changes.

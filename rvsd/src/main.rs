@@ -63,6 +63,11 @@ struct Args {
     /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
     #[arg(long, default_value = "127.0.0.1:9595")]
     metrics: String,
+    /// XDP attach mode: native (driver), generic (skb, any NIC, slower) or auto (native,
+    /// falling back to generic with a warning). Default: the TOML file's `xdp_mode`;
+    /// with --keepalived, auto.
+    #[arg(long, value_enum)]
+    xdp_mode: Option<daemon::XdpChoice>,
     /// Log format: `text` (default) or `json` (one object per line). The level is
     /// RUST_LOG's (default `info`; e.g. `RUST_LOG=rvsd=debug`).
     #[arg(long, value_enum, default_value = "text")]
@@ -123,6 +128,15 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(async {
+            if args.keepalived.is_some() && args.interfaces.is_empty() {
+                anyhow::bail!(
+                    "--keepalived needs --interface IFACE (repeat for several): the interfaces that receive the VIPs' traffic, which keepalived.conf does not name"
+                );
+            }
+            let xdp = args.xdp_mode.or(args
+                .keepalived
+                .is_some()
+                .then_some(daemon::XdpChoice::Auto));
             let source = match args.keepalived {
                 Some(path) => Source::Keepalived {
                     path,
@@ -134,7 +148,7 @@ fn main() -> Result<()> {
             // A socket that cannot be bound is fatal at start (before any map is touched),
             // not a log line later.
             let listener = api::bind(&args.socket)?;
-            let daemon = match Daemon::start(source, args.pin_path).await {
+            let daemon = match Daemon::start(source, args.pin_path, xdp).await {
                 Ok(d) => d,
                 Err(e) => {
                     let _ = std::fs::remove_file(&args.socket);

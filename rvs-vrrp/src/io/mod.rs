@@ -145,13 +145,7 @@ pub async fn run(
             }
             let (send_ifname, send_ifindex, vmac) = if c.use_vmac {
                 let name = c.vmac_ifname();
-                let idx = net
-                    .create_vmac(
-                        &name,
-                        link.index,
-                        wire::virtual_mac(Family::V4, c.virtual_router_id),
-                    )
-                    .await?;
+                let idx = net.create_vmac(&name, link.index, c.virtual_mac()).await?;
                 cleanup.vmacs.push(idx);
                 // As keepalived: the VMAC answers ARP only for its own VIPs and hears
                 // the group; the base interface stops answering for addresses it does
