@@ -106,6 +106,10 @@ pub struct Applied {
     pub services_deleted: usize,
     /// Real-server entries written.
     pub reals_written: usize,
+    /// On a reload: services changed through the API or rvsadm since the file was last
+    /// loaded, whose changes the file replaced (the file is the truth, as keepalived's).
+    #[serde(default)]
+    pub runtime_edits_dropped: usize,
 }
 
 /// Machine-readable error kinds; rvsadm maps them to ipvsadm's messages.

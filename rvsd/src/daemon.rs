@@ -28,6 +28,41 @@ use crate::{
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
 };
 
+/// Services whose configuration differs between `a` and `b` (present in one only, or
+/// changed), by (protocol, VIP, port).
+fn edited_services(a: &Config, b: &Config) -> usize {
+    let index = |c: &Config| {
+        c.services
+            .iter()
+            .map(|s| (s.id(), s.clone()))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let (ia, ib) = (index(a), index(b));
+    let changed = ia.iter().filter(|(id, s)| ib.get(id) != Some(s)).count();
+    changed + ib.keys().filter(|id| !ia.contains_key(id)).count()
+}
+
+/// The reload's log line; dropped runtime edits are said so.
+fn log_reload(a: &Applied) {
+    if a.runtime_edits_dropped > 0 {
+        tracing::warn!(
+            services = a.services,
+            written = a.services_written,
+            deleted = a.services_deleted,
+            runtime_edits_dropped = a.runtime_edits_dropped,
+            "config reloaded: the file replaced runtime changes (API/rvsadm) to {} services since it was last loaded",
+            a.runtime_edits_dropped
+        );
+    } else {
+        tracing::info!(
+            services = a.services,
+            written = a.services_written,
+            deleted = a.services_deleted,
+            "config reloaded"
+        );
+    }
+}
+
 /// Where SIGUSR1 writes the state (keepalived writes /tmp/keepalived.data).
 pub const DATA_FILE: &str = "/tmp/rvsd.data";
 /// Where SIGUSR2 writes the statistics (keepalived writes /tmp/keepalived.stats).
@@ -377,6 +412,8 @@ pub struct Daemon {
     source: Source,
     /// `--pin-path`, which wins over the file's `[daemon] pin_path` (also on reload).
     pin_override: Option<PathBuf>,
+    /// The TOML file's state as last loaded, to tell a reload what runtime edits it drops.
+    loaded: Option<Config>,
     /// The health engine when the state comes from a keepalived.conf.
     health: Option<rvs_health::HealthHandle>,
     /// The engine's effective configuration (real servers in or out by their checks).
@@ -470,6 +507,7 @@ impl Daemon {
         let mut daemon = Daemon {
             _lock: lock,
             pin_override: pin_path,
+            loaded: None,
             dp,
             desired: Config::default(),
             index: Index::default(),
@@ -495,6 +533,9 @@ impl Daemon {
         for iface in desired.daemon.interfaces.clone() {
             record_forwarding(Path::new(LOCK_DIR), &desired.daemon.pin_path, &iface)?;
             daemon.attach(&iface, mode)?;
+        }
+        if matches!(daemon.source, Source::Toml(Some(_))) {
+            daemon.loaded = Some(desired.clone());
         }
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
@@ -578,6 +619,7 @@ impl Daemon {
             services_written: plan.upsert_services.len(),
             services_deleted: plan.delete_services.len(),
             reals_written: plan.reals.len() + plan.retire_reals.len(),
+            runtime_edits_dropped: 0,
         }
     }
 
@@ -642,7 +684,15 @@ impl Daemon {
                 "[daemon] only changes with a restart",
             ));
         }
-        self.apply(next)
+        // The file is the truth: API/rvsadm changes since the last load are replaced.
+        let edited = self
+            .loaded
+            .as_ref()
+            .map_or(0, |l| edited_services(l, &self.desired));
+        let mut applied = self.apply(next.clone())?;
+        self.loaded = Some(next);
+        applied.runtime_edits_dropped = edited;
+        Ok(applied)
     }
 
     /// Every real server address, sorted, once.
@@ -994,7 +1044,7 @@ impl Daemon {
             tokio::select! {
                 _ = hup.recv() => match self.reload().await {
                     Ok(a) => {
-                        tracing::info!(services = a.services, written = a.services_written, deleted = a.services_deleted, "config reloaded");
+                        log_reload(&a);
                         self.resolve_neighbours().await;
                     }
                     Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
@@ -1002,7 +1052,10 @@ impl Daemon {
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
                     let answer = if matches!(req.call, Call::Reload) {
-                        self.reload().await.and_then(|a| to_value(&a))
+                        self.reload().await.and_then(|a| {
+                            log_reload(&a);
+                            to_value(&a)
+                        })
                     } else {
                         self.call(req.call)
                     };

@@ -178,6 +178,7 @@ impl Api for Model {
             services_written: 0,
             services_deleted: 0,
             reals_written: 0,
+            runtime_edits_dropped: 0,
         })
     }
 
