@@ -11,7 +11,7 @@ use rvs_api::{RealStatus, ServiceList, ServiceStatus};
 use rvs_config::Config;
 use rvs_keepalived::WarningKind;
 
-use crate::daemon::{import_keepalived, map_vrrp, read_config};
+use crate::daemon::{check_daemon_settings, import_keepalived, map_vrrp, read_config};
 
 /// keepalived's exit status when `--config-test` finds a problem.
 pub const EXIT_CONFIG: i32 = 5;
@@ -30,6 +30,13 @@ pub struct Verdict {
 pub fn check(path: &Path, table: bool) -> Verdict {
     if path.extension().is_some_and(|e| e == "toml") {
         return match read_config(path) {
+            Ok(config) if !check_daemon_settings(&config.daemon).is_empty() => Verdict {
+                output: check_daemon_settings(&config.daemon)
+                    .iter()
+                    .map(|p| format!("{}: [daemon] {p}\n", path.display()))
+                    .collect(),
+                code: 1,
+            },
             Ok(config) => {
                 let mut output = format!(
                     "{}: valid ({} services, {} real servers)\n",

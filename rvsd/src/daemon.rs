@@ -264,6 +264,39 @@ pub fn read_config(path: &Path) -> Result<Config> {
     Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// What is wrong with the daemon settings' paths and names, if anything: the pin path must
+/// be an absolute path under a bpffs mount point (`/sys/fs/bpf/...`) without `..`, and
+/// each interface a Linux interface name (1–15 bytes, no `/`, blank or `:`, not `.`/`..`).
+/// The daemon refuses to start on any of these and `--check-config` reports them.
+pub fn check_daemon_settings(d: &rvs_config::Daemon) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pin = &d.pin_path;
+    if !pin.is_absolute()
+        || pin
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        || !pin.starts_with("/sys/fs/bpf")
+        || pin == Path::new("/sys/fs/bpf")
+    {
+        problems.push(format!(
+            "pin_path {}: must be a directory under /sys/fs/bpf (absolute, without ..)",
+            pin.display()
+        ));
+    }
+    for i in &d.interfaces {
+        let bad = i.is_empty()
+            || i.len() > 15
+            || i == "."
+            || i == ".."
+            || i.bytes()
+                .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+        if bad {
+            problems.push(format!("interface {i:?}: not a Linux interface name"));
+        }
+    }
+    problems
+}
+
 /// Where rvsd keeps one lock per pin path (bpffs holds no regular files).
 pub const LOCK_DIR: &str = "/run/rvs";
 
@@ -480,6 +513,12 @@ impl Daemon {
         if let Some(p) = &pin_path {
             base.daemon.pin_path = p.clone();
         }
+        let mut settings = base.daemon.clone();
+        if let Source::Keepalived { interfaces, .. } = &source {
+            settings.interfaces = interfaces.clone();
+        }
+        let problems = check_daemon_settings(&settings);
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
         let lock = PinLock::take(Path::new(LOCK_DIR), &base.daemon.pin_path)?;
         rvs_dataplane::ensure_bpffs()?;
         let dp = Dataplane::load(&base.daemon.pin_path, base.limits)?;

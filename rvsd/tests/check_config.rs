@@ -103,3 +103,20 @@ fn a_file_whose_services_are_all_left_out_is_not_valid() {
     assert!(out.contains("0 services"), "{out}");
     assert!(out.contains("fwmark.conf:4:"), "{out}");
 }
+
+#[test]
+fn check_config_refuses_a_pin_path_off_bpffs_and_a_bad_interface_name() {
+    let dir = std::env::temp_dir().join(format!("rvsd-check-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("rvs.toml");
+    std::fs::write(
+        &file,
+        "[daemon]\npin_path = \"/etc\"\ninterfaces = [\"eth0/../x\"]\n",
+    )
+    .expect("write");
+    let (code, out) = check(&file, &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("pin_path /etc"), "{out}");
+    assert!(out.contains("eth0/../x"), "{out}");
+}
