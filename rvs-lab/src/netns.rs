@@ -210,7 +210,7 @@ fn delete_netns(name: &str) -> Result<()> {
 }
 
 /// Moves the calling thread into the network namespace at `path`.
-fn enter(path: &Path) -> Result<()> {
+pub(crate) fn enter(path: &Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     setns(&file, CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("setns(CLONE_NEWNET) into {}", path.display()))

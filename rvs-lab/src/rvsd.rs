@@ -156,10 +156,21 @@ impl Drop for Rvsd {
         }
         let bin = self.binary.to_string_lossy().into_owned();
         let pin = self.pin_path.to_string_lossy().into_owned();
-        match std::process::Command::new(&bin)
-            .args(["--cleanup", "--pin-path", &pin])
-            .output()
-        {
+        // In rvsd's network namespace (only that: the pins are in the host's bpffs), so
+        // the forwarding sysctls it recorded there are put back.
+        let ns_path = Path::new("/run/netns").join(&self.ns_name);
+        let cleaned = std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::netns::enter(&ns_path)?;
+                std::process::Command::new(&bin)
+                    .args(["--cleanup", "--pin-path", &pin])
+                    .output()
+                    .map_err(anyhow::Error::from)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("cleanup thread panicked")))
+        });
+        match cleaned {
             Ok(out) if out.status.success() => {}
             Ok(out) => tracing::warn!(
                 stderr = %String::from_utf8_lossy(&out.stderr),

@@ -343,6 +343,20 @@ impl PinLock {
         writeln!(file, "{}", std::process::id())?;
         Ok(PinLock { _file: file })
     }
+
+    /// Removes the lock file of `pin_path` unless an rvsd holds it (for `--cleanup`).
+    pub fn remove_if_free(dir: &Path, pin_path: &Path) {
+        let name = pin_path.display().to_string().replace('/', "%");
+        let path = dir.join(format!("pin-{name}.lock"));
+        if let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            && nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Where rvsd records the forwarding sysctls it turned on for a pin path, so that

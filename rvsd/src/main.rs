@@ -120,6 +120,7 @@ fn main() -> Result<()> {
             println!("restored net.ipv4.conf.{r}");
         }
         cleaned?;
+        daemon::PinLock::remove_if_free(std::path::Path::new(daemon::LOCK_DIR), &pin_dir);
         println!("detached and unpinned {}", pin_dir.display());
         return Ok(());
     }

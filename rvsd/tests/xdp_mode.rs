@@ -55,9 +55,12 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .args(["--cleanup", "--pin-path", &self.pin])
-            .output();
+        // In the namespace: the forwarding sysctl rvsd recorded there is put back.
+        let _ = self.ns.run(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
+                .args(["--cleanup", "--pin-path", &self.pin])
+                .output()
+        });
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
