@@ -23,6 +23,9 @@ use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod caps;
+pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT};
+
 /// Everything rvsd is told to do.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,19 +184,19 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Scheduler of a virtual service: every name IPVS knows. rvs's dataplane runs
-/// [`Scheduler::is_supported`] ones; the others are refused with a clear error.
+/// Scheduler of a virtual service: every name IPVS knows. What rvs's data path runs is in
+/// [`caps::SCHEDULERS`]; the others are refused with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin (rvs's default; ipvsadm's is wlc, which rvs lacks yet).
-    #[default]
+    /// Weighted round robin.
     Wrr,
     /// Least connection.
     Lc,
-    /// Weighted least connection.
+    /// Weighted least connection (IPVS's default).
+    #[default]
     Wlc,
     /// Locality-based least connection.
     Lblc,
@@ -237,7 +240,7 @@ impl Scheduler {
     ];
 
     /// IPVS's name for it.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Scheduler::Rr => "rr",
             Scheduler::Wrr => "wrr",
@@ -261,9 +264,9 @@ impl Scheduler {
         Scheduler::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Whether rvs's dataplane implements it today.
+    /// Whether rvs's data path runs it today ([`caps::SchedulerCaps::in_dataplane`]).
     pub fn is_supported(self) -> bool {
-        matches!(self, Scheduler::Rr | Scheduler::Wrr | Scheduler::Mh)
+        self.caps().in_dataplane
     }
 }
 
@@ -359,7 +362,7 @@ pub struct VirtualService {
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
     pub port: u16,
-    /// Scheduler (default wrr; ipvsadm defaults to wlc, which rvs does not have yet).
+    /// Scheduler (default wlc, as in IPVS).
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
@@ -383,13 +386,14 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
-    /// A service with rvs's defaults (wrr, no flags, no persistence, no servers).
+    /// A wrr service with no flags, no persistence and no servers (set `scheduler` for
+    /// another; a TOML service without one gets IPVS's wlc).
     pub fn new(protocol: Protocol, address: Ipv4Addr, port: u16) -> Self {
         Self {
             protocol,
             address,
             port,
-            scheduler: Scheduler::default(),
+            scheduler: Scheduler::Wrr,
             mh_table_size: None,
             sched_flags: Vec::new(),
             persistence: None,
@@ -423,7 +427,8 @@ pub struct RealServer {
     /// Port; defaults to the service's port (DR and TUN cannot change it).
     #[serde(default)]
     pub port: Option<u16>,
-    /// Weight 0..=65535; 0 quiesces (no new connections, existing ones continue).
+    /// Weight 0..=2147483647 (IPVS's range); 0 quiesces (no new connections, existing ones
+    /// continue).
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Forwarding method (default dr).
@@ -455,9 +460,6 @@ fn default_weight() -> u32 {
     1
 }
 
-/// Largest weight ipvsadm accepts.
-pub const MAX_WEIGHT: u32 = 65_535;
-
 /// A configuration that cannot be applied, with what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -478,7 +480,9 @@ pub enum ConfigError {
         port: u16,
     },
     /// A weight is out of range.
-    #[error("service {service}: real server {address} has weight {weight}; weights are 0..=65535")]
+    #[error(
+        "service {service}: real server {address} has weight {weight}; weights are 0..=2147483647"
+    )]
     Weight {
         /// Service.
         service: ServiceId,
@@ -519,15 +523,16 @@ pub enum ConfigError {
         /// The size given.
         size: u32,
     },
-    /// The scheduler exists in IPVS but not in rvs's dataplane yet.
-    #[error(
-        "service {service}: scheduler {scheduler} is not supported by rvs yet (supported: rr, wrr, mh)"
-    )]
+    /// The scheduler, or one of its flags, exists in IPVS but not in rvs's data path yet
+    /// ([`caps::SchedulerCaps`]).
+    #[error("service {service}: {reason}")]
     UnsupportedScheduler {
         /// Service.
         service: ServiceId,
         /// The scheduler asked for.
         scheduler: Scheduler,
+        /// What is missing ([`Scheduler::refusal`]).
+        reason: String,
     },
     /// An option only applies to another scheduler.
     #[error("service {service}: {option} only applies to scheduler mh")]
@@ -587,16 +592,15 @@ impl Config {
     /// Checks everything that parsing alone does not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = HashSet::new();
-        let mut reals = 0usize;
         for svc in &self.services {
             let id = svc.id();
             if !seen.insert(id) {
                 return Err(ConfigError::DuplicateService(id));
             }
-            validate_service(svc)?;
-            reals += svc.reals.len();
         }
-        self.validate_totals(self.services.len(), reals)
+        let reals = self.services.iter().map(|s| s.reals.len()).sum();
+        self.validate_totals(self.services.len(), reals)?;
+        self.services.iter().try_for_each(validate_service)
     }
 
     /// The checks that concern the whole state: counts against `[limits]`, timeouts.
@@ -632,12 +636,6 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(format!(
             "service {id}: the virtual address must not be 0.0.0.0"
         )));
-    }
-    if !svc.scheduler.is_supported() {
-        return Err(ConfigError::UnsupportedScheduler {
-            service: id,
-            scheduler: svc.scheduler,
-        });
     }
     if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
         return Err(ConfigError::MhOnly {
@@ -713,6 +711,14 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             });
         }
     }
+    // IPVS's own checks first; what IPVS accepts but rvs's data path cannot run yet last.
+    if let Some(reason) = svc.scheduler.refusal(&svc.sched_flags) {
+        return Err(ConfigError::UnsupportedScheduler {
+            service: id,
+            scheduler: svc.scheduler,
+            reason,
+        });
+    }
     Ok(())
 }
 
@@ -770,6 +776,21 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
+    fn no_scheduler_is_wlc_and_weights_go_to_int_max() {
+        let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
+        let c: Config = toml::from_str(svc).expect("parses");
+        assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
+        // Until the data path runs wlc, it is refused where configured, by name.
+        let e = Config::from_toml(svc).expect_err("wlc not in the data path yet");
+        assert!(e.to_string().contains("scheduler wlc"), "{e}");
+        let big = format!(
+            "{svc}scheduler = \"wrr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483647\n\n[[service.real]]\naddress = \"198.18.2.2\"\nweight = 70000\n"
+        );
+        let c = Config::from_toml(&big).expect("IPVS accepts weights up to INT_MAX");
+        assert_eq!(c.services[0].reals[0].weight, 2_147_483_647);
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let c = Config::from_toml(SAMPLE).expect("valid");
         let again = Config::from_toml(&c.to_toml()).expect("valid");
@@ -787,9 +808,9 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
         assert!(err(&format!("{svc}scheduler = \"xyz\"\n")).contains("unknown variant `xyz`"));
         assert!(
             err(&format!(
-                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nweight = 70000\n"
+                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483648\n"
             ))
-            .contains("weights are 0..=65535")
+            .contains("weights are 0..=2147483647")
         );
         assert!(err(&format!("{svc}port2 = 1\n")).contains("unknown field"));
         assert!(
@@ -815,8 +836,15 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
         );
         assert!(
-            err(&format!("{svc}scheduler = \"lc\"\n"))
-                .contains("scheduler lc is not supported by rvs yet")
+            err(&format!("{svc}scheduler = \"lc\"\n")).contains(
+                "scheduler lc (least-connection) is not supported by rvs's data path yet"
+            )
+        );
+        assert!(
+            err(&format!(
+                "{svc}scheduler = \"mh\"\nsched_flags = [\"mh-fallback\"]\n"
+            ))
+            .contains("scheduler flag mh-fallback of mh is not supported")
         );
         assert!(err(&format!("{svc}one_packet = true\n")).contains("UDP services only"));
         assert!(
@@ -836,7 +864,7 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
 
     #[test]
     fn nat_may_map_ports() {
-        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
         assert!(Config::from_toml(text).is_ok());
     }
 

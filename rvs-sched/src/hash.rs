@@ -86,9 +86,11 @@ pub fn sh_pick(
         .find_map(|i| i.filter(|&i| !sh_unavailable(&loads[i])))
 }
 
-/// ip_vs_dh.c `ip_vs_dh_hashkey`: `(addr * 2654435761) & 255`, address in host order.
+/// ip_vs_dh.c `ip_vs_dh_hashkey`: `hash_32(addr, 8)`, address in host order. (Older kernels
+/// multiplied by 2654435761 and kept the low byte; Linux 6.1 hashes as sh does, which the
+/// golden test confirms.)
 pub fn dh_hashkey(addr: Ipv4Addr) -> usize {
-    (u64::from(u32::from(addr)).wrapping_mul(2_654_435_761) & (HASH_TAB_SIZE as u64 - 1)) as usize
+    hash_32(u32::from(addr), SH_TAB_BITS) as usize
 }
 
 /// IPVS's dh table for `n` servers: bucket `i` holds server `i % n`; empty for none.

@@ -210,12 +210,13 @@ impl Lblcr {
             en.lastuse = now;
             let set = members(&en.set, servers);
             let dest = set_min(&set, servers);
-            if en.set.len() > 1 && now > en.lastmod + exp {
-                if let Some(m) = set_max(&set, servers) {
-                    let id = servers[m].id;
-                    en.set.retain(|&x| x != id);
-                    en.lastmod = now;
-                }
+            if en.set.len() > 1
+                && now > en.lastmod + exp
+                && let Some(m) = set_max(&set, servers)
+            {
+                let id = servers[m].id;
+                en.set.retain(|&x| x != id);
+                en.lastmod = now;
             }
             if let Some(d) = dest.filter(|&d| !is_overloaded(&servers[d].load, servers)) {
                 return Some(d);

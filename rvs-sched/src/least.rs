@@ -177,7 +177,7 @@ mod tests {
     fn quiesced_and_overloaded_are_skipped() {
         let mut o = l(5, 0, 0);
         o.overloaded = true;
-        let loads = [l(0, 0, 0), o, l(1, 9, 9)];
+        let loads = [l(0, 0, 0), o, l(1, 1, 9)];
         for f in [lc, wlc, sed, nq, fo, ovf] {
             assert_eq!(f(&loads), Some(2));
         }
