@@ -11,6 +11,8 @@
 //!   lists them as `flag-1`..`flag-3`;
 //! - weights are an `int`: 0..=2147483647.
 
+use std::net::Ipv4Addr;
+
 use crate::{ForwardMethod, SchedFlag, Scheduler};
 
 /// What rvs knows about one scheduler.
@@ -187,6 +189,21 @@ impl ForwardMethod {
     /// This method's entry of [`FORWARDS`].
     pub fn caps(self) -> &'static ForwardCaps {
         &FORWARDS[self as usize]
+    }
+}
+
+/// What a non-unicast address is, by the kernel's `inet_addr_type` rules that need no routing
+/// table: None for a unicast one (including 0.0.0.1 and 240/4, which Linux 6.1 treats as
+/// unicast). A subnet's broadcast address is only known from the host's routes.
+pub fn not_unicast(a: Ipv4Addr) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("0.0.0.0")
+    } else if a.is_broadcast() {
+        Some("the limited broadcast address")
+    } else if a.is_multicast() {
+        Some("a multicast address")
+    } else {
+        None
     }
 }
 

@@ -24,7 +24,7 @@ use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod caps;
-pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT};
+pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
 
 /// Everything rvsd is told to do.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -552,6 +552,19 @@ pub enum ConfigError {
         /// The limit.
         limit: u32,
     },
+    /// A real server address that is not unicast: multicast, the limited broadcast address or
+    /// 0.0.0.0 (the kernel's `inet_addr_type` check; IPVS answers EINVAL).
+    #[error(
+        "service {service}: real server {address} is not a unicast address ({class}); IPVS refuses it"
+    )]
+    NotUnicast {
+        /// Service.
+        service: ServiceId,
+        /// The address.
+        address: Ipv4Addr,
+        /// What it is instead.
+        class: &'static str,
+    },
     /// A zero address or a timeout of zero.
     #[error("{0}")]
     Invalid(String),
@@ -637,6 +650,14 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             "service {id}: the virtual address must not be 0.0.0.0"
         )));
     }
+    // IPVS takes any VIP; rvs balances connections that arrive on its interfaces, and a
+    // multicast or broadcast destination is never a client's connection to a service.
+    if let Some(class) = not_unicast(svc.address) {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: the virtual address {} is not a unicast address ({class}); rvs balances unicast VIPs only",
+            svc.address
+        )));
+    }
     if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
         return Err(ConfigError::MhOnly {
             service: id,
@@ -669,9 +690,19 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     }
     let mut seen_reals = HashSet::new();
     for real in &svc.reals {
-        if real.address.is_unspecified() {
+        if let Some(class) = not_unicast(real.address) {
+            return Err(ConfigError::NotUnicast {
+                service: id,
+                address: real.address,
+                class,
+            });
+        }
+        // IPVS accepts this and delivers to the director itself (the VIP is local there);
+        // rvs's XDP path only forwards out, so a service that is its own server is refused.
+        if real.address == svc.address {
             return Err(ConfigError::Invalid(format!(
-                "service {id}: a real server address must not be 0.0.0.0"
+                "service {id}: real server {} is the service's own address; rvs cannot forward a service to itself",
+                real.address
             )));
         }
         if real.l_threshold > real.u_threshold && real.u_threshold != 0 {
@@ -788,6 +819,33 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
         );
         let c = Config::from_toml(&big).expect("IPVS accepts weights up to INT_MAX");
         assert_eq!(c.services[0].reals[0].weight, 2_147_483_647);
+    }
+
+    #[test]
+    fn addresses_are_checked_as_ipvs_does() {
+        let svc = |vip: &str, rs: &str| {
+            format!(
+                "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"{rs}\"\n"
+            )
+        };
+        // Recorded in the ipvs-vm (rvsadm/tests/fixtures/validate.out): the kernel refuses
+        // these real servers with EINVAL ...
+        for rs in ["224.0.0.5", "239.255.255.250", "255.255.255.255", "0.0.0.0"] {
+            let e = Config::from_toml(&svc("198.18.0.10", rs)).expect_err(rs);
+            assert!(matches!(e, ConfigError::NotUnicast { .. }), "{rs}: {e}");
+        }
+        // ... and takes these.
+        for rs in ["0.0.0.1", "240.0.0.1", "198.18.2.0", "127.0.0.1"] {
+            Config::from_toml(&svc("198.18.0.10", rs)).expect(rs);
+        }
+        // rvs refuses more: a service that is its own real server, non-unicast VIPs.
+        let e = err(&svc("198.18.0.10", "198.18.0.10"));
+        assert!(e.contains("the service's own address"), "{e}");
+        let e = err(&svc("224.0.0.5", "198.18.2.1"));
+        assert!(
+            e.contains("not a unicast address (a multicast address)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -247,7 +247,13 @@ pub fn plan_ops(
             e
         })?;
     }
-    let invalid = |e: rvs_config::ConfigError| ApiError::new(ErrorKind::Invalid, e.to_string());
+    let invalid = |e: rvs_config::ConfigError| {
+        let kind = match e {
+            rvs_config::ConfigError::NotUnicast { .. } => ErrorKind::NotUnicast,
+            _ => ErrorKind::Invalid,
+        };
+        ApiError::new(kind, e.to_string())
+    };
     let (mut services, mut reals) = (config.services.len(), index.reals);
     for (id, svc) in &ed.touched {
         if let Some(old) = ed.base_service(id) {
@@ -460,7 +466,7 @@ mod tests {
                 Op::AddService { service: svc(90) },
                 Op::AddReal {
                     service: id,
-                    real: real(11, 70_000),
+                    real: real(11, 2_147_483_648),
                 },
                 Op::AddReal {
                     service: svc(90).id(),
@@ -475,7 +481,7 @@ mod tests {
             Some(1),
             "the op that made the service invalid is named"
         );
-        assert!(err.message.contains("weights are 0..=65535"), "{err}");
+        assert!(err.message.contains("weights are 0..=2147483647"), "{err}");
         let err = apply_ops(
             &base,
             &[Op::EditService {
@@ -487,7 +493,8 @@ mod tests {
         )
         .expect_err("unsupported scheduler");
         assert!(
-            err.message.contains("scheduler lc is not supported"),
+            err.message
+                .contains("scheduler lc (least-connection) is not supported"),
             "{err}"
         );
     }
