@@ -24,6 +24,7 @@ use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod caps;
+pub mod fwmark;
 pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
 
 /// Everything rvsd is told to do.
