@@ -93,8 +93,21 @@ pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
 /// Largest weight IPVS accepts (an `int`).
 pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 
-/// Largest connection threshold (`-x`/`-y`, a `u32` in IPVS).
-pub const MAX_THRESHOLD: u32 = u32::MAX;
+/// Largest connection threshold ipvsadm accepts for `-x`/`-y` (it parses an `int`).
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// Whether the data path enforces `-x`/`-y` connection thresholds (it needs the per-server
+/// connection accounting of phase 2); until then a threshold is refused where configured.
+pub const THRESHOLDS_IN_DATAPLANE: bool = false;
+
+/// Why rvs cannot run a real server with these thresholds today, None when it can.
+pub fn threshold_refusal(upper: u32, lower: u32) -> Option<String> {
+    ((upper != 0 || lower != 0) && !THRESHOLDS_IN_DATAPLANE).then(|| {
+        format!(
+            "connection thresholds (-x {upper} -y {lower}, keepalived uthreshold/lthreshold) are not enforced by rvs's data path yet"
+        )
+    })
+}
 
 impl Scheduler {
     /// This scheduler's entry of [`SCHEDULERS`].

@@ -751,6 +751,14 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             reason,
         });
     }
+    for real in &svc.reals {
+        if let Some(why) = caps::threshold_refusal(real.u_threshold, real.l_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "service {id}: real server {}: {why}",
+                real.address
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -513,6 +513,13 @@ impl Mapper<'_> {
             self.warn(&rs.loc, why);
             return Ok(None);
         }
+        if let Some(why) = rvs_config::caps::threshold_refusal(
+            rs.uthreshold.unwrap_or(0),
+            rs.lthreshold.unwrap_or(0),
+        ) {
+            self.warn(&rs.loc, format!("real_server {address}: {why}; left out"));
+            return Ok(None);
+        }
         let kind = rs.lb_kind.as_ref().map_or(vs_kind, |k| k.value);
         let fwd = forward(kind);
         let weight = match &rs.weight {
