@@ -192,12 +192,15 @@ impl fmt::Display for Protocol {
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin.
+    /// Weighted round robin: the TOML format's default while the data path lacks wlc (a
+    /// TOML service without `scheduler` then keeps working); it becomes IPVS's wlc
+    /// ([`DEFAULT_SCHEDULER`]) when wlc is in the data path.
+    #[default]
     Wrr,
     /// Least connection.
     Lc,
-    /// Weighted least connection (IPVS's default).
-    #[default]
+    /// Weighted least connection (IPVS's default: `ipvsadm -A` without `-s`, keepalived
+    /// without `lb_algo`).
     Wlc,
     /// Locality-based least connection.
     Lblc,
@@ -363,7 +366,7 @@ pub struct VirtualService {
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
     pub port: u16,
-    /// Scheduler (default wlc, as in IPVS).
+    /// Scheduler (default wrr until the data path runs IPVS's default, wlc).
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
@@ -387,14 +390,13 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
-    /// A wrr service with no flags, no persistence and no servers (set `scheduler` for
-    /// another; a TOML service without one gets IPVS's wlc).
+    /// A service with the TOML defaults (wrr, no flags, no persistence, no servers).
     pub fn new(protocol: Protocol, address: Ipv4Addr, port: u16) -> Self {
         Self {
             protocol,
             address,
             port,
-            scheduler: Scheduler::Wrr,
+            scheduler: Scheduler::default(),
             mh_table_size: None,
             sched_flags: Vec::new(),
             persistence: None,
@@ -643,6 +645,30 @@ impl Config {
     }
 }
 
+/// What a valid service asks of the data path that it cannot do yet, beyond the scheduler
+/// (which [`validate_service`] already refuses): today, connection thresholds. rvsd calls this
+/// on every change it applies (API and config file); the planner's own tests build states
+/// with thresholds, which is why it is not part of [`validate_service`].
+pub fn check_dataplane_service(svc: &VirtualService) -> Result<(), ConfigError> {
+    for real in &svc.reals {
+        if let Some(why) = caps::threshold_refusal(real.u_threshold, real.l_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "service {}: real server {}: {why}",
+                svc.id(),
+                real.address
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// [`check_dataplane_service`] for every service.
+    pub fn check_dataplane(&self) -> Result<(), ConfigError> {
+        self.services.iter().try_for_each(check_dataplane_service)
+    }
+}
+
 /// Checks one service on its own (everything but duplicates and totals).
 pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     let id = svc.id();
@@ -751,14 +777,6 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             reason,
         });
     }
-    for real in &svc.reals {
-        if let Some(why) = caps::threshold_refusal(real.u_threshold, real.l_threshold) {
-            return Err(ConfigError::Invalid(format!(
-                "service {id}: real server {}: {why}",
-                real.address
-            )));
-        }
-    }
     Ok(())
 }
 
@@ -816,12 +834,16 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
-    fn no_scheduler_is_wlc_and_weights_go_to_int_max() {
+    fn wlc_is_refused_by_name_and_weights_go_to_int_max() {
         let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
         let c: Config = toml::from_str(svc).expect("parses");
-        assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
-        // Until the data path runs wlc, it is refused where configured, by name.
-        let e = Config::from_toml(svc).expect_err("wlc not in the data path yet");
+        assert_eq!(
+            c.services[0].scheduler,
+            Scheduler::Wrr,
+            "the TOML default for now"
+        );
+        // Until the data path runs wlc (IPVS's default), it is refused where configured.
+        let e = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect_err("wlc");
         assert!(e.to_string().contains("scheduler wlc"), "{e}");
         let big = format!(
             "{svc}scheduler = \"wrr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483647\n\n[[service.real]]\naddress = \"198.18.2.2\"\nweight = 70000\n"
@@ -855,6 +877,17 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             e.contains("not a unicast address (a multicast address)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn thresholds_are_refused_until_the_data_path_enforces_them() {
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\n";
+        let c = Config::from_toml(text).expect("IPVS takes it");
+        let e = c
+            .check_dataplane()
+            .expect_err("not enforced yet")
+            .to_string();
+        assert!(e.contains("connection thresholds (-x 10 -y 0"), "{e}");
     }
 
     #[test]

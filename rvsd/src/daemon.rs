@@ -151,7 +151,12 @@ async fn vrrp_changed(vrrp: &mut Option<Vrrp>) -> Result<(), watch::error::RecvE
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let config = Config::from_toml(&text)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    config
+        .check_dataplane()
+        .with_context(|| format!("config file {}", path.display()))?;
+    Ok(config)
 }
 
 /// The running daemon.

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use rvs_api::{ApiError, ErrorKind, Op};
-use rvs_config::{Config, ServiceId, Timeouts, VirtualService, validate_service};
+use rvs_config::{
+    Config, ServiceId, Timeouts, VirtualService, check_dataplane_service, validate_service,
+};
 
 /// What a batch asks for besides the new configuration.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -261,10 +263,12 @@ pub fn plan_ops(
             reals -= old.reals.len();
         }
         if let Some(svc) = svc {
-            validate_service(svc).map_err(|e| ApiError {
-                op: ed.last_op.get(id).copied(),
-                ..invalid(e)
-            })?;
+            validate_service(svc)
+                .and_then(|()| check_dataplane_service(svc))
+                .map_err(|e| ApiError {
+                    op: ed.last_op.get(id).copied(),
+                    ..invalid(e)
+                })?;
             services += 1;
             reals += svc.reals.len();
         }
