@@ -121,7 +121,7 @@ fn bad_requests_are_refused_and_change_nothing() {
                 .await,
         );
         assert_eq!(kind, ErrorKind::Invalid);
-        assert!(msg.contains("scheduler lblcr is not supported"), "{msg}");
+        assert!(msg.contains("scheduler lblcr (locality-based least-connection with replication) is not supported"), "{msg}");
         let (kind, _) = api_kind(
             client
                 .apply(vec![Op::DeleteReal {
