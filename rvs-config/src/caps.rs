@@ -87,6 +87,11 @@ const fn counting(scheduler: Scheduler, about: &'static str) -> SchedulerCaps {
     }
 }
 
+/// Most servers a service of a connection-count scheduler may have: the XDP program walks the
+/// list on every new connection (PHASE2.md: ~4-5 ns per server, so 256 servers cost about
+/// 1.2 µs per new connection), and the walk must have a bound the verifier accepts.
+pub const MAX_WALK_SERVERS: usize = 256;
+
 /// IPVS's default scheduler (ipvsadm `-A` without `-s`, keepalived without `lb_algo`).
 pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
 
@@ -114,6 +119,12 @@ impl Scheduler {
     pub fn caps(self) -> &'static SchedulerCaps {
         // SCHEDULERS lists every variant in Scheduler::ALL's order (checked by a test).
         &SCHEDULERS[self as usize]
+    }
+
+    /// Most real servers the data path takes for this scheduler (the walking ones are bounded
+    /// by [`MAX_WALK_SERVERS`]); None for the table schedulers.
+    pub fn server_limit(self) -> Option<usize> {
+        self.caps().counts_connections.then_some(MAX_WALK_SERVERS)
     }
 
     /// The name ipvsadm lists `flag` under for this scheduler.
@@ -241,6 +252,14 @@ mod tests {
         assert_eq!(Scheduler::Mh.flag_name(SchedFlag::Flag1), "mh-fallback");
         assert_eq!(Scheduler::Rr.flag_name(SchedFlag::Flag1), "flag-1");
         assert_eq!(Scheduler::Sh.flag_name(SchedFlag::Flag3), "flag-3");
+    }
+
+    #[test]
+    fn walking_schedulers_are_bounded() {
+        assert_eq!(Scheduler::Wlc.server_limit(), Some(256));
+        assert_eq!(Scheduler::Twos.server_limit(), Some(256));
+        assert_eq!(Scheduler::Sh.server_limit(), None);
+        assert_eq!(Scheduler::Rr.server_limit(), None);
     }
 
     #[test]

@@ -777,6 +777,15 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             reason,
         });
     }
+    if let Some(max) = svc.scheduler.server_limit()
+        && svc.reals.len() > max
+    {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: scheduler {} walks the real servers on every new connection and takes at most {max}; this service has {}",
+            svc.scheduler,
+            svc.reals.len()
+        )));
+    }
     Ok(())
 }
 
