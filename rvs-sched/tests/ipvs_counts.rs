@@ -284,7 +284,21 @@ impl Director {
     }
 }
 
+/// What a replay went through: new connections scheduled, and after each step the size of
+/// the VIP's lblcr set and the VIP's lblc entry.
+struct Replayed {
+    scheduled: usize,
+    lblcr_sets: Vec<usize>,
+    lblc_entries: Vec<Option<SocketAddrV4>>,
+    /// After each step or wait: how many servers were flagged overloaded.
+    overloaded: Vec<usize>,
+}
+
 fn replay(name: &str, lblcr_expiration_ms: Option<u64>) -> usize {
+    replay_all(name, lblcr_expiration_ms).scheduled
+}
+
+fn replay_all(name: &str, lblcr_expiration_ms: Option<u64>) -> Replayed {
     let sc = parse(name);
     let mut d = Director {
         sched: sc.sched.clone(),
@@ -299,6 +313,8 @@ fn replay(name: &str, lblcr_expiration_ms: Option<u64>) -> usize {
         d.lblcr.expiration_ms = ms;
     }
     let mut scheduled = 0;
+    let (mut lblcr_sets, mut lblc_entries) = (Vec::new(), Vec::new());
+    let mut overloaded = Vec::new();
     for (n, ev) in sc.events.iter().enumerate() {
         match ev {
             // The kernel inserts a new server at the head of the list.
@@ -317,15 +333,41 @@ fn replay(name: &str, lblcr_expiration_ms: Option<u64>) -> usize {
                     scheduled += d.conns.len() - before;
                 }
                 d.check(name, &format!("event {n}"), shown);
+                lblcr_sets.push(d.lblcr.set(*d.vip.ip()).len());
+                lblc_entries.push(d.lblc.entry(*d.vip.ip()));
+                overloaded.push(d.reals.iter().filter(|r| r.c.overloaded).count());
             }
             Event::Wait(secs, shown) => {
                 d.now += secs * 1000;
                 d.expire();
                 d.check(name, &format!("event {n} (wait)"), shown);
+                overloaded.push(d.reals.iter().filter(|r| r.c.overloaded).count());
             }
         }
     }
-    scheduled
+    Replayed {
+        scheduled,
+        lblcr_sets,
+        lblc_entries,
+        overloaded,
+    }
+}
+
+/// The overload flag was set at some step and cleared again later.
+fn overload_set_and_cleared(name: &str) {
+    let r = replay_all(name, None);
+    assert!(r.scheduled > 10);
+    let first = r.overloaded.iter().position(|&n| n > 0);
+    assert!(
+        first.is_some(),
+        "{name}: no server reached its upper threshold"
+    );
+    let later = &r.overloaded[first.unwrap_or(0)..];
+    assert!(
+        later.windows(2).any(|w| w[1] < w[0]),
+        "{name}: no server fell back below its lower threshold: {:?}",
+        r.overloaded
+    );
 }
 
 #[test]
@@ -377,22 +419,36 @@ fn ovf_overflows_by_active_connections() {
 
 #[test]
 fn upper_threshold_stops_lower_threshold_resumes() {
-    assert!(replay("thresh-fo", None) > 10);
+    overload_set_and_cleared("thresh-fo");
 }
 
 #[test]
 fn upper_threshold_without_lower_resumes_at_three_quarters() {
-    assert!(replay("thresh-lc", None) > 10);
+    overload_set_and_cleared("thresh-lc");
 }
 
 #[test]
 fn lblc_sticks_and_moves_when_overloaded() {
-    assert!(replay("lblc", None) > 20);
+    let r = replay_all("lblc", None);
+    assert!(r.scheduled > 20);
+    // The destination's server changed during the recording (overload, then quiesce).
+    let mut distinct = r.lblc_entries.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "{:?}", r.lblc_entries);
 }
 
 #[test]
 fn lblcr_grows_and_sheds_its_set() {
-    assert!(replay("lblcr", Some(5000)) > 20);
+    // The recording set lblcr_expiration to 5 s.
+    let r = replay_all("lblcr", Some(5000));
+    assert!(r.scheduled > 20);
+    let max = r.lblcr_sets.iter().copied().max().unwrap_or(0);
+    assert!(max >= 2, "the set grew: {:?}", r.lblcr_sets);
+    assert!(
+        r.lblcr_sets.windows(2).any(|w| w[1] < w[0]),
+        "the set shed a member after the expiration: {:?}",
+        r.lblcr_sets
+    );
 }
 
 /// One connection from each of 240 sources (synner), as recorded: source → (sport, server).
