@@ -274,12 +274,15 @@ use TcpState::{
 };
 const CL: TcpState = TcpState::Close;
 
-/// ip_vs_proto_tcp.c `tcp_states` (secure_tcp off), rows syn, fin, ack, rst; columns the
-/// current state in [`TcpState`] order.
+/// ip_vs_proto_tcp.c `tcp_states` (secure_tcp off) of Linux 5.x/6.x, rows syn, fin, ack,
+/// rst; columns the current state in [`TcpState`] order. (An ACK on a NONE entry, which only
+/// `sloppy_tcp` creates, goes to ESTABLISHED; older kernels went to CLOSE.) The INPUT-ONLY
+/// table is golden-tested (DR recordings); INPUT/OUTPUT, which NAT uses once a reply has
+/// passed, are taken from the source and not yet recorded.
 const INPUT: [[TcpState; 11]; 4] = [
     [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
     [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
-    [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+    [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
     [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
 ];
 const OUTPUT: [[TcpState; 11]; 4] = [
@@ -291,7 +294,7 @@ const OUTPUT: [[TcpState; 11]; 4] = [
 const INPUT_ONLY: [[TcpState; 11]; 4] = [
     [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
     [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-    [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+    [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
     [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
 ];
 
