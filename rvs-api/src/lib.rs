@@ -128,6 +128,10 @@ pub enum ErrorKind {
     NoReal,
     /// The resulting state is invalid (bad weight, unsupported scheduler, …).
     Invalid,
+    /// A real server address that is not unicast (multicast, broadcast, 0.0.0.0), which the
+    /// kernel refuses with EINVAL (ipvsadm: "Invalid operation.  Possibly wrong module
+    /// version, address not unicast, ...").
+    NotUnicast,
     /// The state is fine but the dataplane cannot hold it (limits, table space).
     Capacity,
     /// No such API path or method.
@@ -162,7 +166,7 @@ impl ApiError {
     /// The HTTP status this error is sent with.
     pub fn status(&self) -> u16 {
         match self.kind {
-            ErrorKind::BadRequest | ErrorKind::Invalid => 400,
+            ErrorKind::BadRequest | ErrorKind::Invalid | ErrorKind::NotUnicast => 400,
             ErrorKind::NotFound | ErrorKind::NoService | ErrorKind::NoReal => 404,
             ErrorKind::ServiceExists | ErrorKind::RealExists => 409,
             ErrorKind::Capacity => 507,

@@ -23,6 +23,10 @@ use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod caps;
+pub mod fwmark;
+pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
+
 /// Everything rvsd is told to do.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,19 +185,22 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Scheduler of a virtual service: every name IPVS knows. rvs's dataplane runs
-/// [`Scheduler::is_supported`] ones; the others are refused with a clear error.
+/// Scheduler of a virtual service: every name IPVS knows. What rvs's data path runs is in
+/// [`caps::SCHEDULERS`]; the others are refused with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin (rvs's default; ipvsadm's is wlc, which rvs lacks yet).
+    /// Weighted round robin: the TOML format's default while the data path lacks wlc (a
+    /// TOML service without `scheduler` then keeps working); it becomes IPVS's wlc
+    /// ([`DEFAULT_SCHEDULER`]) when wlc is in the data path.
     #[default]
     Wrr,
     /// Least connection.
     Lc,
-    /// Weighted least connection.
+    /// Weighted least connection (IPVS's default: `ipvsadm -A` without `-s`, keepalived
+    /// without `lb_algo`).
     Wlc,
     /// Locality-based least connection.
     Lblc,
@@ -237,7 +244,7 @@ impl Scheduler {
     ];
 
     /// IPVS's name for it.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Scheduler::Rr => "rr",
             Scheduler::Wrr => "wrr",
@@ -261,9 +268,9 @@ impl Scheduler {
         Scheduler::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Whether rvs's dataplane implements it today.
+    /// Whether rvs's data path runs it today ([`caps::SchedulerCaps::in_dataplane`]).
     pub fn is_supported(self) -> bool {
-        matches!(self, Scheduler::Rr | Scheduler::Wrr | Scheduler::Mh)
+        self.caps().in_dataplane
     }
 }
 
@@ -359,7 +366,7 @@ pub struct VirtualService {
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
     pub port: u16,
-    /// Scheduler (default wrr; ipvsadm defaults to wlc, which rvs does not have yet).
+    /// Scheduler (default wrr until the data path runs IPVS's default, wlc).
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Maglev table size for `mh` (a prime); default IPVS's 4093 so choices match IPVS.
@@ -383,7 +390,7 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
-    /// A service with rvs's defaults (wrr, no flags, no persistence, no servers).
+    /// A service with the TOML defaults (wrr, no flags, no persistence, no servers).
     pub fn new(protocol: Protocol, address: Ipv4Addr, port: u16) -> Self {
         Self {
             protocol,
@@ -423,7 +430,8 @@ pub struct RealServer {
     /// Port; defaults to the service's port (DR and TUN cannot change it).
     #[serde(default)]
     pub port: Option<u16>,
-    /// Weight 0..=65535; 0 quiesces (no new connections, existing ones continue).
+    /// Weight 0..=2147483647 (IPVS's range); 0 quiesces (no new connections, existing ones
+    /// continue).
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Forwarding method (default dr).
@@ -455,9 +463,6 @@ fn default_weight() -> u32 {
     1
 }
 
-/// Largest weight ipvsadm accepts.
-pub const MAX_WEIGHT: u32 = 65_535;
-
 /// A configuration that cannot be applied, with what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -478,7 +483,9 @@ pub enum ConfigError {
         port: u16,
     },
     /// A weight is out of range.
-    #[error("service {service}: real server {address} has weight {weight}; weights are 0..=65535")]
+    #[error(
+        "service {service}: real server {address} has weight {weight}; weights are 0..=2147483647"
+    )]
     Weight {
         /// Service.
         service: ServiceId,
@@ -519,15 +526,16 @@ pub enum ConfigError {
         /// The size given.
         size: u32,
     },
-    /// The scheduler exists in IPVS but not in rvs's dataplane yet.
-    #[error(
-        "service {service}: scheduler {scheduler} is not supported by rvs yet (supported: rr, wrr, mh)"
-    )]
+    /// The scheduler, or one of its flags, exists in IPVS but not in rvs's data path yet
+    /// ([`caps::SchedulerCaps`]).
+    #[error("service {service}: {reason}")]
     UnsupportedScheduler {
         /// Service.
         service: ServiceId,
         /// The scheduler asked for.
         scheduler: Scheduler,
+        /// What is missing ([`Scheduler::refusal`]).
+        reason: String,
     },
     /// An option only applies to another scheduler.
     #[error("service {service}: {option} only applies to scheduler mh")]
@@ -546,6 +554,19 @@ pub enum ConfigError {
         count: usize,
         /// The limit.
         limit: u32,
+    },
+    /// A real server address that is not unicast: multicast, the limited broadcast address or
+    /// 0.0.0.0 (the kernel's `inet_addr_type` check; IPVS answers EINVAL).
+    #[error(
+        "service {service}: real server {address} is not a unicast address ({class}); IPVS refuses it"
+    )]
+    NotUnicast {
+        /// Service.
+        service: ServiceId,
+        /// The address.
+        address: Ipv4Addr,
+        /// What it is instead.
+        class: &'static str,
     },
     /// A zero address or a timeout of zero.
     #[error("{0}")]
@@ -587,16 +608,15 @@ impl Config {
     /// Checks everything that parsing alone does not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = HashSet::new();
-        let mut reals = 0usize;
         for svc in &self.services {
             let id = svc.id();
             if !seen.insert(id) {
                 return Err(ConfigError::DuplicateService(id));
             }
-            validate_service(svc)?;
-            reals += svc.reals.len();
         }
-        self.validate_totals(self.services.len(), reals)
+        let reals = self.services.iter().map(|s| s.reals.len()).sum();
+        self.validate_totals(self.services.len(), reals)?;
+        self.services.iter().try_for_each(validate_service)
     }
 
     /// The checks that concern the whole state: counts against `[limits]`, timeouts.
@@ -625,6 +645,30 @@ impl Config {
     }
 }
 
+/// What a valid service asks of the data path that it cannot do yet, beyond the scheduler
+/// (which [`validate_service`] already refuses): today, connection thresholds. rvsd calls this
+/// on every change it applies (API and config file); the planner's own tests build states
+/// with thresholds, which is why it is not part of [`validate_service`].
+pub fn check_dataplane_service(svc: &VirtualService) -> Result<(), ConfigError> {
+    for real in &svc.reals {
+        if let Some(why) = caps::threshold_refusal(real.u_threshold, real.l_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "service {}: real server {}: {why}",
+                svc.id(),
+                real.address
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// [`check_dataplane_service`] for every service.
+    pub fn check_dataplane(&self) -> Result<(), ConfigError> {
+        self.services.iter().try_for_each(check_dataplane_service)
+    }
+}
+
 /// Checks one service on its own (everything but duplicates and totals).
 pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     let id = svc.id();
@@ -633,11 +677,13 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             "service {id}: the virtual address must not be 0.0.0.0"
         )));
     }
-    if !svc.scheduler.is_supported() {
-        return Err(ConfigError::UnsupportedScheduler {
-            service: id,
-            scheduler: svc.scheduler,
-        });
+    // IPVS takes any VIP; rvs balances connections that arrive on its interfaces, and a
+    // multicast or broadcast destination is never a client's connection to a service.
+    if let Some(class) = not_unicast(svc.address) {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: the virtual address {} is not a unicast address ({class}); rvs balances unicast VIPs only",
+            svc.address
+        )));
     }
     if svc.scheduler != Scheduler::Mh && svc.mh_table_size.is_some() {
         return Err(ConfigError::MhOnly {
@@ -671,9 +717,19 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     }
     let mut seen_reals = HashSet::new();
     for real in &svc.reals {
-        if real.address.is_unspecified() {
+        if let Some(class) = not_unicast(real.address) {
+            return Err(ConfigError::NotUnicast {
+                service: id,
+                address: real.address,
+                class,
+            });
+        }
+        // IPVS accepts this and delivers to the director itself (the VIP is local there);
+        // rvs's XDP path only forwards out, so a service that is its own server is refused.
+        if real.address == svc.address {
             return Err(ConfigError::Invalid(format!(
-                "service {id}: a real server address must not be 0.0.0.0"
+                "service {id}: real server {} is the service's own address; rvs cannot forward a service to itself",
+                real.address
             )));
         }
         if real.l_threshold > real.u_threshold && real.u_threshold != 0 {
@@ -712,6 +768,23 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
                 port,
             });
         }
+    }
+    // IPVS's own checks first; what IPVS accepts but rvs's data path cannot run yet last.
+    if let Some(reason) = svc.scheduler.refusal(&svc.sched_flags) {
+        return Err(ConfigError::UnsupportedScheduler {
+            service: id,
+            scheduler: svc.scheduler,
+            reason,
+        });
+    }
+    if let Some(max) = svc.scheduler.server_limit()
+        && svc.reals.len() > max
+    {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: scheduler {} walks the real servers on every new connection and takes at most {max}; this service has {}",
+            svc.scheduler,
+            svc.reals.len()
+        )));
     }
     Ok(())
 }
@@ -770,6 +843,63 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
+    fn wlc_is_refused_by_name_and_weights_go_to_int_max() {
+        let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
+        let c: Config = toml::from_str(svc).expect("parses");
+        assert_eq!(
+            c.services[0].scheduler,
+            Scheduler::Wrr,
+            "the TOML default for now"
+        );
+        // Until the data path runs wlc (IPVS's default), it is refused where configured.
+        let e = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect_err("wlc");
+        assert!(e.to_string().contains("scheduler wlc"), "{e}");
+        let big = format!(
+            "{svc}scheduler = \"wrr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483647\n\n[[service.real]]\naddress = \"198.18.2.2\"\nweight = 70000\n"
+        );
+        let c = Config::from_toml(&big).expect("IPVS accepts weights up to INT_MAX");
+        assert_eq!(c.services[0].reals[0].weight, 2_147_483_647);
+    }
+
+    #[test]
+    fn addresses_are_checked_as_ipvs_does() {
+        let svc = |vip: &str, rs: &str| {
+            format!(
+                "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"{rs}\"\n"
+            )
+        };
+        // Recorded in the ipvs-vm (rvsadm/tests/fixtures/validate.out): the kernel refuses
+        // these real servers with EINVAL ...
+        for rs in ["224.0.0.5", "239.255.255.250", "255.255.255.255", "0.0.0.0"] {
+            let e = Config::from_toml(&svc("198.18.0.10", rs)).expect_err(rs);
+            assert!(matches!(e, ConfigError::NotUnicast { .. }), "{rs}: {e}");
+        }
+        // ... and takes these.
+        for rs in ["0.0.0.1", "240.0.0.1", "198.18.2.0", "127.0.0.1"] {
+            Config::from_toml(&svc("198.18.0.10", rs)).expect(rs);
+        }
+        // rvs refuses more: a service that is its own real server, non-unicast VIPs.
+        let e = err(&svc("198.18.0.10", "198.18.0.10"));
+        assert!(e.contains("the service's own address"), "{e}");
+        let e = err(&svc("224.0.0.5", "198.18.2.1"));
+        assert!(
+            e.contains("not a unicast address (a multicast address)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn thresholds_are_refused_until_the_data_path_enforces_them() {
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\n";
+        let c = Config::from_toml(text).expect("IPVS takes it");
+        let e = c
+            .check_dataplane()
+            .expect_err("not enforced yet")
+            .to_string();
+        assert!(e.contains("connection thresholds (-x 10 -y 0"), "{e}");
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let c = Config::from_toml(SAMPLE).expect("valid");
         let again = Config::from_toml(&c.to_toml()).expect("valid");
@@ -787,9 +917,9 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
         assert!(err(&format!("{svc}scheduler = \"xyz\"\n")).contains("unknown variant `xyz`"));
         assert!(
             err(&format!(
-                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nweight = 70000\n"
+                "{svc}[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483648\n"
             ))
-            .contains("weights are 0..=65535")
+            .contains("weights are 0..=2147483647")
         );
         assert!(err(&format!("{svc}port2 = 1\n")).contains("unknown field"));
         assert!(
@@ -815,8 +945,15 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
         );
         assert!(
-            err(&format!("{svc}scheduler = \"lc\"\n"))
-                .contains("scheduler lc is not supported by rvs yet")
+            err(&format!("{svc}scheduler = \"lc\"\n")).contains(
+                "scheduler lc (least-connection) is not supported by rvs's data path yet"
+            )
+        );
+        assert!(
+            err(&format!(
+                "{svc}scheduler = \"mh\"\nsched_flags = [\"mh-fallback\"]\n"
+            ))
+            .contains("scheduler flag mh-fallback of mh is not supported")
         );
         assert!(err(&format!("{svc}one_packet = true\n")).contains("UDP services only"));
         assert!(
@@ -836,7 +973,7 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
 
     #[test]
     fn nat_may_map_ports() {
-        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
         assert!(Config::from_toml(text).is_ok());
     }
 

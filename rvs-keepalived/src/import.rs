@@ -34,7 +34,7 @@ pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 /// keepalived's `connect_timeout` default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// keepalived's scheduler when `lb_algo` is missing.
-pub const DEFAULT_SCHEDULER: &str = "wlc";
+pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER.name();
 /// keepalived's SMTP_CHECK HELO name.
 pub const DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 /// Most addresses one virtual_server_group range may expand to.
@@ -274,23 +274,11 @@ impl Mapper<'_> {
             return err(
                 &algo_loc,
                 format!(
-                    "lb_algo {algo:?} is not an IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)"
+                    "lb_algo {algo:?} is not an IPVS scheduler ({})",
+                    Scheduler::ALL.map(Scheduler::name).join(", ")
                 ),
             );
         };
-        if !scheduler.is_supported() {
-            let why = if vs.lb_algo.is_none() {
-                format!(
-                    "no lb_algo set: keepalived's default scheduler is {algo}, which rvs does not support yet (rr, wrr and mh are supported); the service is left out"
-                )
-            } else {
-                format!(
-                    "lb_algo {algo} is not supported by rvs yet (rr, wrr and mh are supported); the service is left out"
-                )
-            };
-            self.warn(&algo_loc, why);
-            return Ok(());
-        }
         let mut sched_flags = Vec::new();
         let mut one_packet = false;
         for flag in &vs.sched_flags {
@@ -310,6 +298,18 @@ impl Mapper<'_> {
             if !sched_flags.contains(&f) {
                 sched_flags.push(f);
             }
+        }
+        // What IPVS runs but rvs's data path does not yet (rvs_config::caps): left out, named.
+        if let Some(reason) = scheduler.refusal(&sched_flags) {
+            let why = if vs.lb_algo.is_none() {
+                format!(
+                    "no lb_algo set: keepalived's default scheduler is {algo}; {reason}; the service is left out"
+                )
+            } else {
+                format!("lb_algo {algo}: {reason}; the service is left out")
+            };
+            self.warn(&algo_loc, why);
+            return Ok(());
         }
         let mut persistence = vs.persistence_timeout.as_ref().map(|p| Persistence {
             timeout: p.value,
@@ -506,6 +506,30 @@ impl Mapper<'_> {
             );
             return Ok(None);
         };
+        // What IPVS refuses (keepalived logs the kernel's error and goes on without the
+        // server) and what rvs cannot forward to (the director itself): left out, named.
+        let unusable = if let Some(class) = rvs_config::caps::not_unicast(address) {
+            Some(format!(
+                "real_server {address} is not a unicast address ({class}): IPVS refuses it (\"Invalid operation.  Possibly wrong module version, address not unicast, ...\"); left out"
+            ))
+        } else if addresses.iter().any(|a| a.0 == address) {
+            Some(format!(
+                "real_server {address} is the virtual server's own address: IPVS would deliver to the director itself, which rvs does not do; left out"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = unusable {
+            self.warn(&rs.loc, why);
+            return Ok(None);
+        }
+        if let Some(why) = rvs_config::caps::threshold_refusal(
+            rs.uthreshold.unwrap_or(0),
+            rs.lthreshold.unwrap_or(0),
+        ) {
+            self.warn(&rs.loc, format!("real_server {address}: {why}; left out"));
+            return Ok(None);
+        }
         let kind = rs.lb_kind.as_ref().map_or(vs_kind, |k| k.value);
         let fwd = forward(kind);
         let weight = match &rs.weight {

@@ -1,12 +1,22 @@
-//! Scheduler tables computed in userspace with IPVS's exact semantics.
+//! Every IPVS scheduler, sans I/O, with IPVS's exact choices.
 //!
-//! The XDP program never runs a scheduler: it indexes a precomputed table of real-server
-//! indices. This crate computes those tables, sans I/O, so that rvs picks exactly the real
-//! server kernel IPVS would pick for the same rules:
+//! The table schedulers (rr, wrr, mh, sh, dh) compute tables the XDP program indexes; the
+//! connection-count ones (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) are models of the
+//! per-connection walk the kernel makes, which the data path must reproduce. Either way rvs
+//! picks exactly the real server kernel IPVS would pick for the same rules and the same
+//! sequence of connection opens and closes:
 //!
 //! - [`rr_ring`]: IPVS `rr` (ip_vs_rr.c), one cycle walked by the data path's cursor;
 //! - [`wrr_ring`]: IPVS `wrr` (ip_vs_wrr.c), one cycle, starting where a fresh service starts;
-//! - [`maglev_table`] and [`mh_pick`]: IPVS `mh` (ip_vs_mh.c) lookup table and lookup.
+//! - [`maglev_table`] and [`mh_pick`]: IPVS `mh` (ip_vs_mh.c) lookup table and lookup, and
+//!   [`mh_pick_fallback`] for its `mh-fallback` flag;
+//! - [`sh_table`]/[`sh_pick`] and [`dh_table`]/[`dh_pick`]: IPVS `sh` (with `sh-port` and
+//!   `sh-fallback`) and `dh`, 256 buckets each;
+//! - [`lc`], [`wlc`], [`sed`], [`nq`], [`fo`], [`ovf`], [`twos`]: the connection-count
+//!   schedulers, each one walk over the servers' [`Load`]s as the kernel walks its list;
+//! - [`Lblc`] and [`Lblcr`]: the locality schedulers' destination tables;
+//! - [`Counters`], [`tcp_next_state`]: IPVS's ActiveConn/InActConn accounting and the
+//!   overload flag of the `-x`/`-y` thresholds.
 //!
 //! **Order matters.** Every function takes the real servers in IPVS's list order. The kernel
 //! inserts a new real server at the *head* of the service's list (`list_add_rcu`), so that
@@ -21,11 +31,27 @@
 
 use std::net::Ipv4Addr;
 
+mod hash;
+mod lblc;
+mod least;
+mod load;
 mod mh;
 mod rr;
 mod wrr;
 
-pub use mh::{IPVS_MH_TAB_BITS, IPVS_MH_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, maglev_table, mh_pick};
+pub use hash::{
+    HASH_TAB_SIZE, SH_TAB_BITS, dh_hashkey, dh_pick, dh_table, hash_32, sh_hashkey, sh_pick,
+    sh_table,
+};
+pub use lblc::{DEFAULT_EXPIRATION_MS, ENTRY_TIMEOUT_MS, LBL_TAB_SIZE, Lblc, Lblcr, Server};
+pub use least::{fo, lc, nq, ovf, sed, twos, twos_draw_bound, wlc};
+pub use load::{
+    Counted, Counters, Direction, Load, TcpEvent, TcpState, Thresholds, tcp_counted, tcp_next_state,
+};
+pub use mh::{
+    IPVS_MH_TAB_BITS, IPVS_MH_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, maglev_table, mh_pick,
+    mh_pick_fallback,
+};
 pub use rr::rr_ring;
 pub use wrr::wrr_ring;
 

@@ -164,6 +164,37 @@ pub fn mh_pick(table: &[u32], src: Ipv4Addr, sport: u16, with_port: bool) -> u32
     table.get(slot as usize).copied().unwrap_or(NO_REAL)
 }
 
+/// IPVS `mh` with the `mh-fallback` flag: the entry's server when `usable(index)`, else the
+/// first usable one found by rehashing with offsets `ihash, ihash + 1, ...` (ip_vs_mh.c
+/// `ip_vs_mh_get_fallback`: `hsiphash(offset + port + addr) % size` for each offset). None for
+/// an empty table or when no server is usable (IPVS drops the packet).
+pub fn mh_pick_fallback(
+    table: &[u32],
+    usable: impl Fn(u32) -> bool,
+    src: Ipv4Addr,
+    sport: u16,
+    with_port: bool,
+) -> Option<u32> {
+    if table.is_empty() {
+        return None;
+    }
+    let size = table.len() as u32;
+    let port = if with_port { sport } else { 0 };
+    let addr = u32::from(src);
+    let slot = |offset: u32| {
+        let h = ipvs_mh_hashkey(addr.wrapping_add(offset), port, &IPVS_MH_KEY1) % size;
+        table.get(h as usize).copied().filter(|&i| i != NO_REAL)
+    };
+    let ihash = ipvs_mh_hashkey(addr, port, &IPVS_MH_KEY1) % size;
+    let first = slot(0)?;
+    if usable(first) {
+        return Some(first);
+    }
+    (0..size)
+        .filter_map(|offset| slot((offset + ihash) % size))
+        .find(|&i| usable(i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

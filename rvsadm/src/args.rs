@@ -27,7 +27,7 @@ pub const MAX_TIMEOUT: i64 = 86400 * 31;
 /// Persistence timeout of `-p` without a value.
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
 /// The scheduler ipvsadm 1.31 uses when `-s` is not given.
-pub const DEFAULT_SCHEDULER: &str = "wlc";
+pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER.name();
 
 /// ipvsadm's commands, in its order (the rows of its option table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -136,6 +136,9 @@ pub fn ipvs_message(op: &Op, kind: ErrorKind) -> Option<&'static str> {
         }
         (Op::AddReal { .. }, K::RealExists) => "Destination already exists",
         (Op::EditReal { .. } | Op::DeleteReal { .. }, K::NoReal) => "No such destination",
+        (Op::AddReal { .. } | Op::EditReal { .. }, K::NotUnicast) => {
+            "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+        }
         _ => return None,
     })
 }
@@ -149,6 +152,7 @@ pub fn api_error_text(op: Option<&Op>, err: &ApiError) -> String {
         // What IPVS says when it cannot allocate; rvsd says which limit.
         ErrorKind::Capacity => format!("Memory allocation problem ({})\n", err.message),
         ErrorKind::Invalid
+        | ErrorKind::NotUnicast
         | ErrorKind::ServiceExists
         | ErrorKind::NoService
         | ErrorKind::RealExists

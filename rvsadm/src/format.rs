@@ -188,27 +188,14 @@ pub fn title(f: Format) -> String {
 
 /// ipvsadm's `print_sched_flags`: the names depend on the scheduler.
 pub fn sched_flags(s: &VirtualService) -> String {
-    let names: [(SchedFlag, &str); 3] = match s.scheduler {
-        Scheduler::Sh => [
-            (SchedFlag::Flag1, "sh-fallback"),
-            (SchedFlag::Flag2, "sh-port"),
-            (SchedFlag::Flag3, ""),
-        ],
-        Scheduler::Mh => [
-            (SchedFlag::Flag1, "mh-fallback"),
-            (SchedFlag::Flag2, "mh-port"),
-            (SchedFlag::Flag3, ""),
-        ],
-        _ => [
-            (SchedFlag::Flag1, "flag-1"),
-            (SchedFlag::Flag2, "flag-2"),
-            (SchedFlag::Flag3, "flag-3"),
-        ],
+    // Names from the capability table; ipvsadm prints nothing for sh's and mh's third bit.
+    let hidden = |f: SchedFlag| {
+        f == SchedFlag::Flag3 && matches!(s.scheduler, Scheduler::Sh | Scheduler::Mh)
     };
-    names
-        .iter()
-        .filter(|(f, name)| !name.is_empty() && s.has_flag(*f))
-        .map(|(_, name)| *name)
+    [SchedFlag::Flag1, SchedFlag::Flag2, SchedFlag::Flag3]
+        .into_iter()
+        .filter(|&f| s.has_flag(f) && !hidden(f))
+        .map(|f| s.scheduler.flag_name(f))
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -42,6 +42,11 @@ fn sched() {
 }
 
 #[test]
+fn validate() {
+    check("validate");
+}
+
+#[test]
 fn forward() {
     check("forward");
 }

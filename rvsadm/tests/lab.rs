@@ -343,9 +343,9 @@ fn dr_lab_driven_by_rvsadm() {
     for (line, code, needle) in [
         ("-A -t 198.18.0.10:80 -s rr", 255, "Service already exists"),
         (
-            "-a -t 198.18.0.10:80 -r 198.18.2.99 -w 70000",
+            "-a -t 198.18.0.10:80 -r 224.0.0.5",
             255,
-            "weights are 0..=65535",
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ),
         (
             "-a -t 198.18.0.10:80 -r 198.18.2.99 -w -1",
@@ -370,7 +370,12 @@ fn dr_lab_driven_by_rvsadm() {
         (
             "-A -t 198.18.0.11:80 -s lc",
             255,
-            "scheduler lc is not supported by rvs yet",
+            "scheduler lc (least-connection) is not supported by rvs's data path yet",
+        ),
+        (
+            "-A -t 198.18.0.11:80",
+            255,
+            "scheduler wlc (weighted least-connection) is not supported by rvs's data path yet",
         ),
         (
             "-A -t 198.18.0.11:65536 -s rr",

@@ -261,7 +261,12 @@ async fn vrrp_changed(vrrp: &mut Option<Vrrp>) -> Result<(), watch::error::RecvE
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let config = Config::from_toml(&text)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    config
+        .check_dataplane()
+        .with_context(|| format!("config file {}", path.display()))?;
+    Ok(config)
 }
 
 /// What is wrong with the daemon settings' paths and names, if anything: the pin path must

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use rvs_api::{ApiError, ErrorKind, Op};
-use rvs_config::{Config, ServiceId, Timeouts, VirtualService, validate_service};
+use rvs_config::{
+    Config, ServiceId, Timeouts, VirtualService, check_dataplane_service, validate_service,
+};
 
 /// What a batch asks for besides the new configuration.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -247,7 +249,13 @@ pub fn plan_ops(
             e
         })?;
     }
-    let invalid = |e: rvs_config::ConfigError| ApiError::new(ErrorKind::Invalid, e.to_string());
+    let invalid = |e: rvs_config::ConfigError| {
+        let kind = match e {
+            rvs_config::ConfigError::NotUnicast { .. } => ErrorKind::NotUnicast,
+            _ => ErrorKind::Invalid,
+        };
+        ApiError::new(kind, e.to_string())
+    };
     let (mut services, mut reals) = (config.services.len(), index.reals);
     for (id, svc) in &ed.touched {
         if let Some(old) = ed.base_service(id) {
@@ -255,10 +263,12 @@ pub fn plan_ops(
             reals -= old.reals.len();
         }
         if let Some(svc) = svc {
-            validate_service(svc).map_err(|e| ApiError {
-                op: ed.last_op.get(id).copied(),
-                ..invalid(e)
-            })?;
+            validate_service(svc)
+                .and_then(|()| check_dataplane_service(svc))
+                .map_err(|e| ApiError {
+                    op: ed.last_op.get(id).copied(),
+                    ..invalid(e)
+                })?;
             services += 1;
             reals += svc.reals.len();
         }
@@ -460,7 +470,7 @@ mod tests {
                 Op::AddService { service: svc(90) },
                 Op::AddReal {
                     service: id,
-                    real: real(11, 70_000),
+                    real: real(11, 2_147_483_648),
                 },
                 Op::AddReal {
                     service: svc(90).id(),
@@ -475,7 +485,7 @@ mod tests {
             Some(1),
             "the op that made the service invalid is named"
         );
-        assert!(err.message.contains("weights are 0..=65535"), "{err}");
+        assert!(err.message.contains("weights are 0..=2147483647"), "{err}");
         let err = apply_ops(
             &base,
             &[Op::EditService {
@@ -487,7 +497,8 @@ mod tests {
         )
         .expect_err("unsupported scheduler");
         assert!(
-            err.message.contains("scheduler lc is not supported"),
+            err.message
+                .contains("scheduler lc (least-connection) is not supported"),
             "{err}"
         );
     }

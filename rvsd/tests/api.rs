@@ -106,10 +106,10 @@ fn bad_requests_are_refused_and_change_nothing() {
         );
         assert_eq!(kind, ErrorKind::ServiceExists, "{msg}");
         let mut heavy = RealServer::new(Ipv4Addr::new(198, 18, 2, 12));
-        heavy.weight = 70_000;
+        heavy.weight = 2_147_483_648;
         let (kind, msg) = api_kind(client.apply(vec![Op::AddReal { service: id, real: heavy }]).await);
         assert_eq!(kind, ErrorKind::Invalid);
-        assert!(msg.contains("weights are 0..=65535"), "{msg}");
+        assert!(msg.contains("weights are 0..=2147483647"), "{msg}");
         let (kind, msg) = api_kind(
             client
                 .apply(vec![Op::EditService {
@@ -121,7 +121,7 @@ fn bad_requests_are_refused_and_change_nothing() {
                 .await,
         );
         assert_eq!(kind, ErrorKind::Invalid);
-        assert!(msg.contains("scheduler lblcr is not supported"), "{msg}");
+        assert!(msg.contains("scheduler lblcr (locality-based least-connection with replication) is not supported"), "{msg}");
         let (kind, _) = api_kind(
             client
                 .apply(vec![Op::DeleteReal {

@@ -78,6 +78,11 @@ impl Model {
                 }) {
                     return Err(err(ErrorKind::RealExists, "exists", i));
                 }
+                // The kernel's inet_addr_type check (only the table-free part: the VM's
+                // subnet broadcast is not modelled).
+                if rvs_config::not_unicast(real.address).is_some() {
+                    return Err(err(ErrorKind::NotUnicast, "not unicast", i));
+                }
                 s.service.reals.push(real.clone());
                 s.reals.insert(
                     0,

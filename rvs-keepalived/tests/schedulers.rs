@@ -1,0 +1,74 @@
+//! keepalived's scheduler defaults and what rvs leaves out, each named in a located warning:
+//! no `lb_algo` is keepalived's wlc (its log: "no scheduler set, setting default 'wlc'"),
+//! flags and thresholds the data path cannot honour yet, and real servers IPVS itself refuses.
+
+use std::path::Path;
+
+fn import(text: &str) -> rvs_keepalived::Import {
+    rvs_keepalived::load_str(Path::new("k.conf"), text).expect("loads")
+}
+
+fn warnings(i: &rvs_keepalived::Import) -> String {
+    i.warnings
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const RS: &str = "    real_server 198.18.2.11 80 {\n        weight 1\n    }\n";
+
+#[test]
+fn no_lb_algo_is_wlc_and_left_out_by_name() {
+    let i = import(&format!(
+        "virtual_server 198.18.0.10 80 {{\n    lb_kind DR\n    protocol TCP\n{RS}}}\n"
+    ));
+    assert!(i.config.services.is_empty());
+    let w = warnings(&i);
+    assert!(
+        w.contains("no lb_algo set: keepalived's default scheduler is wlc")
+            && w.contains("scheduler wlc (weighted least-connection) is not supported"),
+        "{w}"
+    );
+}
+
+#[test]
+fn mh_fallback_is_left_out_mh_port_is_kept() {
+    let conf = |flags: &str| {
+        format!(
+            "virtual_server 198.18.0.10 80 {{\n    lb_algo mh\n{flags}    lb_kind DR\n    protocol TCP\n{RS}}}\n"
+        )
+    };
+    let i = import(&conf("    mh-port\n"));
+    assert_eq!(i.config.services.len(), 1, "{}", warnings(&i));
+    let i = import(&conf("    mh-fallback\n    mh-port\n"));
+    assert!(i.config.services.is_empty());
+    assert!(
+        warnings(&i).contains("scheduler flag mh-fallback of mh"),
+        "{}",
+        warnings(&i)
+    );
+}
+
+#[test]
+fn servers_ipvs_refuses_or_rvs_cannot_reach_are_left_out() {
+    let i = import(
+        "virtual_server 198.18.0.10 80 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 224.0.0.5 80 {\n        weight 1\n    }\n    real_server 198.18.0.10 80 {\n        weight 1\n    }\n    real_server 198.18.2.12 80 {\n        weight 2147483647\n        uthreshold 100\n    }\n    real_server 198.18.2.13 80 {\n        weight 70000\n    }\n}\n",
+    );
+    let w = warnings(&i);
+    assert!(
+        w.contains("k.conf:5:5: warning: real_server 224.0.0.5 is not a unicast address"),
+        "{w}"
+    );
+    assert!(
+        w.contains("real_server 198.18.0.10 is the virtual server's own address"),
+        "{w}"
+    );
+    assert!(
+        w.contains("real_server 198.18.2.12: connection thresholds (-x 100 -y 0"),
+        "{w}"
+    );
+    let reals = &i.config.services[0].reals;
+    assert_eq!(reals.len(), 1);
+    assert_eq!((reals[0].address.octets()[3], reals[0].weight), (13, 70000));
+}
