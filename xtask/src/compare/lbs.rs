@@ -29,9 +29,13 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Which balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// No balancer: the client talks to a real server's own address straight through the
-    /// router, never crossing the LB namespace (the CPU baseline).
+    /// No balancer: the client, from its second address, talks to the last real server's
+    /// own address straight through the router, never crossing the LB namespace (the CPU
+    /// baseline; no balancer's setup changes this path, so it runs beside each of them).
     Baseline,
+    /// The LB namespace as a plain kernel router on the DR path (requests through it to a
+    /// real server's own address, replies straight back): what forwarding alone costs.
+    Router,
     /// rvsd's XDP program, direct routing.
     RvsDr,
     /// iptables DNAT, `statistic --mode nth` round robin, a chain per service.
@@ -49,6 +53,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Baseline => "baseline (no LB)",
+            Kind::Router => "plain router (ref.)",
             Kind::RvsDr => "rvs DR (XDP)",
             Kind::Iptables => "iptables DNAT",
             Kind::Nftables => "nftables DNAT map",
@@ -119,9 +124,21 @@ impl<'a> Running<'a> {
         let ports = ports(services)?;
         let rs = reals(lab);
         match kind {
-            Kind::Baseline => {
-                let first = rs.first().context("the lab has no real server")?;
-                me.target = SocketAddr::from((*first, PORT));
+            Kind::Baseline => me.target = baseline_target(lab)?,
+            Kind::Router => {
+                // The router sends real server 1's own address to the LB, which forwards it
+                // onto the segment; the reply goes straight back through the router.
+                let first = *rs.first().context("the lab has no real server")?;
+                lb.sysctl("net.ipv4.ip_forward", "1")?;
+                lab.router().exec(&[
+                    "ip",
+                    "route",
+                    "add",
+                    &format!("{first}/32"),
+                    "via",
+                    &rvs_lab::dr::LB_UPLINK_ADDR.to_string(),
+                ])?;
+                me.target = SocketAddr::from((first, PORT));
             }
             Kind::RvsDr => {
                 let pin = PathBuf::from(format!("/sys/fs/bpf/{}-cmp", lab.prefix()));
@@ -130,9 +147,10 @@ impl<'a> Running<'a> {
             }
             Kind::Iptables | Kind::Nftables => {
                 // DNAT needs the replies back through the LB: forwarding on, and the real
-                // servers' default route via the LB (undone on drop).
+                // servers' route to the client via the LB (undone on drop; the baseline's
+                // second client address keeps its direct route).
                 lb.sysctl("net.ipv4.ip_forward", "1")?;
-                me.route_reals_via(rvs_lab::dr::LB_SEGMENT_ADDR)?;
+                me.route_client_via_lb(true)?;
                 if kind == Kind::Iptables {
                     run_in(
                         lb,
@@ -141,7 +159,12 @@ impl<'a> Running<'a> {
                         SETUP_TIMEOUT,
                     )?;
                 } else {
-                    run_in(lb, &["nft", "-f", "-"], &nft_rules(&ports, &rs), SETUP_TIMEOUT)?;
+                    run_in(
+                        lb,
+                        &["nft", "-f", "-"],
+                        &nft_rules(&ports, &rs),
+                        SETUP_TIMEOUT,
+                    )?;
                 }
             }
             Kind::Haproxy | Kind::Nginx => {
@@ -214,7 +237,7 @@ impl<'a> Running<'a> {
         let rs = reals(self.lab);
         let lb = self.lab.lb();
         let took = match self.kind {
-            Kind::Baseline | Kind::Haproxy | Kind::Nginx => return Ok(None),
+            Kind::Baseline | Kind::Router | Kind::Haproxy | Kind::Nginx => return Ok(None),
             Kind::RvsDr => {
                 let rvsd = self.rvsd.as_ref().context("rvsd is not running")?;
                 let mut rules = format!("-A -t {VIP}:{port} -s rr\n");
@@ -280,17 +303,13 @@ impl<'a> Running<'a> {
         }
     }
 
-    /// Points every real server's default route at `via`.
-    fn route_reals_via(&self, via: Ipv4Addr) -> Result<()> {
+    /// Adds (or deletes) every real server's route to the client's main address via the LB.
+    fn route_client_via_lb(&self, add: bool) -> Result<()> {
+        let client = format!("{}/32", rvs_lab::dr::CLIENT_ADDR);
+        let via = rvs_lab::dr::LB_SEGMENT_ADDR.to_string();
         for r in self.lab.real_servers() {
-            r.ns().exec(&[
-                "ip",
-                "route",
-                "replace",
-                "default",
-                "via",
-                &via.to_string(),
-            ])?;
+            let verb = if add { "add" } else { "del" };
+            r.ns().exec(&["ip", "route", verb, &client, "via", &via])?;
         }
         Ok(())
     }
@@ -303,6 +322,13 @@ impl<'a> Running<'a> {
         self.rvsd = None;
         match self.kind {
             Kind::Baseline | Kind::RvsDr => {}
+            Kind::Router => {
+                let first = *reals(self.lab).first().context("no real server")?;
+                self.lab
+                    .router()
+                    .exec(&["ip", "route", "del", &format!("{first}/32")])?;
+                lb.sysctl("net.ipv4.ip_forward", "0")?;
+            }
             Kind::Iptables => {
                 lb.exec(&["iptables", "-t", "nat", "-F"])?;
                 lb.exec(&["iptables", "-t", "nat", "-X"])?;
@@ -316,7 +342,7 @@ impl<'a> Running<'a> {
         }
         if matches!(self.kind, Kind::Iptables | Kind::Nftables) {
             lb.sysctl("net.ipv4.ip_forward", "0")?;
-            self.route_reals_via(rvs_lab::dr::ROUTER_SEGMENT_ADDR)?;
+            self.route_client_via_lb(false)?;
         }
         Ok(())
     }
@@ -331,6 +357,19 @@ impl Drop for Running<'_> {
             let _ = std::fs::remove_file(f);
         }
     }
+}
+
+/// The client's second address, the baseline's source.
+pub const BASELINE_SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
+
+/// The baseline's destination: the last real server's own address (the plain-router
+/// reference routes the first one's through the LB).
+pub fn baseline_target(lab: &DrLab) -> Result<SocketAddr> {
+    let last = lab
+        .real_servers()
+        .last()
+        .context("the lab has no real server")?;
+    Ok(SocketAddr::from((last.addr(), PORT)))
 }
 
 fn path_str(p: &Path) -> String {
@@ -425,7 +464,7 @@ fn nft_rules(ports: &[u16], reals: &[Ipv4Addr]) -> String {
 
 fn haproxy_config(ports: &[u16], reals: &[Ipv4Addr]) -> String {
     let mut s = String::from(
-        "global\n    nbthread 1\n    maxconn 20000\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n",
+        "global\n    nbthread 1\n    maxconn 4000\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n",
     );
     for p in ports {
         s += &format!("\nlisten s{p}\n    bind {VIP}:{p}\n    balance roundrobin\n");
@@ -438,7 +477,7 @@ fn haproxy_config(ports: &[u16], reals: &[Ipv4Addr]) -> String {
 
 fn nginx_config(ports: &[u16], reals: &[Ipv4Addr], pid: &Path) -> String {
     let mut s = format!(
-        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 65536;\npid {};\nerror_log stderr warn;\nevents {{\n    worker_connections 20000;\n}}\nstream {{\n",
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 20000;\npid {};\nerror_log stderr warn;\nevents {{\n    worker_connections 19000;\n}}\nstream {{\n",
         pid.display()
     );
     for p in ports {
@@ -446,7 +485,9 @@ fn nginx_config(ports: &[u16], reals: &[Ipv4Addr], pid: &Path) -> String {
         for r in reals {
             s += &format!("        server {r}:{p};\n");
         }
-        s += &format!("    }}\n    server {{\n        listen {VIP}:{p};\n        proxy_pass u{p};\n    }}\n");
+        s += &format!(
+            "    }}\n    server {{\n        listen {VIP}:{p};\n        proxy_pass u{p};\n    }}\n"
+        );
     }
     s + "}\n"
 }

@@ -50,11 +50,8 @@ impl Responders {
         for (ns, name) in servers {
             let listener = ns
                 .run(|| -> io::Result<std::net::TcpListener> {
-                    let socket = socket2::Socket::new(
-                        socket2::Domain::IPV4,
-                        socket2::Type::STREAM,
-                        None,
-                    )?;
+                    let socket =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
                     socket.set_reuse_address(true)?;
                     socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
                     // A deep backlog: the open-loop latency run may burst.
@@ -188,8 +185,21 @@ fn response_len(buf: &[u8]) -> io::Result<Option<usize>> {
     Ok(Some(head_end + length))
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// Where a generator connects, and from which of the client's addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Path {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Source address (`None`: the route's).
+    pub from: Option<std::net::Ipv4Addr>,
+}
+
+async fn connect(path: Path) -> io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(from) = path.from {
+        socket.bind(SocketAddr::from((from, 0)))?;
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(path.to))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
@@ -225,7 +235,7 @@ fn abort(stream: TcpStream) {
 }
 
 /// What a closed-loop workload did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     /// Requests (or connections) completed.
     pub done: u64,
@@ -233,6 +243,15 @@ pub struct Outcome {
     pub failed: u64,
     /// Wall time of the workload.
     pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Adds another run's counts and time.
+    pub fn add(&mut self, other: &Outcome) {
+        self.done += other.done;
+        self.failed += other.failed;
+        self.elapsed += other.elapsed;
+    }
 }
 
 /// Runs `body` on a current-thread runtime on a thread inside `ns` (its sockets are the
@@ -251,7 +270,7 @@ fn in_ns<T: Send>(ns: &Netns, body: impl std::future::Future<Output = T> + Send)
 /// most `limit`.
 pub fn requests(
     ns: &Netns,
-    addr: SocketAddr,
+    addr: Path,
     conns: usize,
     requests: u64,
     limit: Duration,
@@ -308,7 +327,7 @@ pub fn requests(
 /// most `limit`.
 pub fn connections(
     ns: &Netns,
-    addr: SocketAddr,
+    addr: Path,
     parallel: usize,
     total: u64,
     limit: Duration,
@@ -349,7 +368,7 @@ pub fn connections(
     })
 }
 
-async fn one_connection(addr: SocketAddr, buf: &mut Vec<u8>) -> io::Result<()> {
+async fn one_connection(addr: Path, buf: &mut Vec<u8>) -> io::Result<()> {
     let mut stream = connect(addr).await?;
     let r = exchange(&mut stream, buf).await;
     abort(stream);
@@ -360,7 +379,7 @@ async fn one_connection(addr: SocketAddr, buf: &mut Vec<u8>) -> io::Result<()> {
 /// `rate` per second for `duration` (at most 2 000 in flight), and how many failed.
 pub fn latency(
     ns: &Netns,
-    addr: SocketAddr,
+    addr: Path,
     rate: u32,
     duration: Duration,
 ) -> Result<(Vec<Duration>, u64)> {
@@ -445,12 +464,14 @@ impl CpuMeter {
         Ok(CpuMeter { softirqd })
     }
 
-    /// The current total for this process, `pids` and ksoftirqd.
-    pub fn sample(&self, pids: &[u32]) -> Result<Duration> {
-        let mut total = process_cpu(None)?;
+    /// The current CPU times of this process, of `pids` and of ksoftirqd.
+    pub fn sample(&self, pids: &[u32]) -> Result<Cpu> {
+        let own = process_cpu(None)?;
+        let mut lb = Duration::ZERO;
         for &pid in pids {
-            total += process_cpu(Some(pid))?;
+            lb += process_cpu(Some(pid))?;
         }
+        let mut softirqd = Duration::ZERO;
         for &pid in &self.softirqd {
             let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
                 .with_context(|| format!("reading ksoftirqd {pid}'s schedstat"))?;
@@ -459,9 +480,36 @@ impl CpuMeter {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .context("bad schedstat")?;
-            total += Duration::from_nanos(ns);
+            softirqd += Duration::from_nanos(ns);
         }
-        Ok(total)
+        Ok(Cpu { own, lb, softirqd })
+    }
+}
+
+/// CPU times read by [`CpuMeter::sample`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// This process: generator, responders, and the softirqs run in their context.
+    pub own: Duration,
+    /// The balancer's processes.
+    pub lb: Duration,
+    /// The ksoftirqd threads.
+    pub softirqd: Duration,
+}
+
+impl Cpu {
+    /// The sum.
+    pub fn total(&self) -> Duration {
+        self.own + self.lb + self.softirqd
+    }
+
+    /// The change since `earlier`, part by part.
+    pub fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            own: self.own.saturating_sub(earlier.own),
+            lb: self.lb.saturating_sub(earlier.lb),
+            softirqd: self.softirqd.saturating_sub(earlier.softirqd),
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use load::{CpuMeter, Outcome, Responders};
 /// lab. A new balancer (rvs NAT, once its data path forwards) is one entry here and one arm
 /// in `lbs::Running::start`.
 const METHODS: &[Kind] = &[
+    Kind::Router,
     Kind::RvsDr,
     Kind::Iptables,
     Kind::Nftables,
@@ -56,6 +57,9 @@ pub struct CompareArgs {
     /// Print Markdown.
     #[arg(long)]
     markdown: bool,
+    /// Also print each run's CPU by part (this process, the balancer's processes, ksoftirqd).
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// Sizes of one run.
@@ -73,12 +77,16 @@ struct Plan {
     latency_for: Duration,
     /// Service adds timed per balancer.
     adds: usize,
+    /// Interleaved rounds of balancer and baseline runs (the median is reported).
+    rounds: usize,
     /// Longest any one workload may run.
     limit: Duration,
+    /// Print CPU parts per run.
+    verbose: bool,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
+    fn new(quick: bool, verbose: bool) -> Plan {
         if quick {
             Plan {
                 services: vec![1, 100],
@@ -89,7 +97,9 @@ impl Plan {
                 rate: 300,
                 latency_for: Duration::from_millis(500),
                 adds: 2,
+                rounds: 3,
                 limit: Duration::from_secs(10),
+                verbose,
             }
         } else {
             Plan {
@@ -101,7 +111,9 @@ impl Plan {
                 rate: 500,
                 latency_for: Duration::from_secs(4),
                 adds: 5,
+                rounds: 5,
                 limit: Duration::from_secs(60),
+                verbose,
             }
         }
     }
@@ -136,11 +148,7 @@ fn catch_signals() -> Result<()> {
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut())
         };
-        ensure!(
-            rc == 0,
-            "sigaction: {}",
-            std::io::Error::last_os_error()
-        );
+        ensure!(rc == 0, "sigaction: {}", std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -152,9 +160,7 @@ struct Measured {
     /// Packets the LB namespace received during the request run.
     packets: u64,
     req: Outcome,
-    req_cpu: Duration,
     conn: Outcome,
-    conn_cpu: Duration,
     latency: Vec<Duration>,
     latency_failed: u64,
     adds: Vec<Duration>,
@@ -195,7 +201,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     rvs_dataplane::ensure_bpffs()?;
     catch_signals()?;
-    let plan = Plan::new(args.quick);
+    let plan = Plan::new(args.quick, args.verbose);
     let meter = CpuMeter::new()?;
     let started = Instant::now();
     for (name, why) in NOT_MEASURED {
@@ -216,6 +222,16 @@ pub fn run(args: CompareArgs) -> Result<()> {
 /// A fresh lab (no netfilter state carried over), the baseline, then every balancer.
 fn measure_group(n: u32, plan: &Plan, tools: &Tools, meter: &CpuMeter) -> Result<Vec<Row>> {
     let lab = DrLab::new(3, &[lbs::VIP])?;
+    // The baseline's source: a second client address whose replies always take the
+    // direct route.
+    lab.client().exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/24", lbs::BASELINE_SOURCE),
+        "dev",
+        rvs_lab::dr::CLIENT_IF,
+    ])?;
     // Wide port ranges: tens of thousands of connections per run.
     for ns in [lab.client(), lab.lb()] {
         ns.sysctl("net.ipv4.ip_local_port_range", "1024 65000")?;
@@ -228,56 +244,51 @@ fn measure_group(n: u32, plan: &Plan, tools: &Tools, meter: &CpuMeter) -> Result
     let _responders = Responders::spawn(&servers, lbs::PORT)?;
     let port = lab.switch_lb_port();
     let _pass = lab.switch().run(|| PassProgram::attach(port))??;
-    let base = measure(Kind::Baseline, &lab, n, plan, tools, meter)?;
-    let base_req = per(base.req_cpu, base.req.done);
-    let base_conn = per(base.conn_cpu, base.conn.done);
     let mut rows = Vec::new();
-    for &kind in METHODS {
+    for kind in std::iter::once(Kind::Baseline).chain(METHODS.iter().copied()) {
         check_interrupted()?;
-        let m = measure(kind, &lab, n, plan, tools, meter)
+        let row = measure(kind, &lab, n, plan, tools, meter)
             .with_context(|| format!("{} with {n} services", kind.name()))?;
-        let lb_req = m.req_cpu.as_secs_f64() - base_req * m.req.done as f64;
-        let lb_conn = m.conn_cpu.as_secs_f64() - base_conn * m.conn.done as f64;
-        let per_packet = (m.packets > 0).then(|| lb_req * 1e3 / m.packets as f64 * 1e5);
-        let per_conn = (m.conn.done > 0).then(|| lb_conn * 1e3 / m.conn.done as f64 * 1e4);
-        eprintln!(
-            "  {:<18} {:>8.1} ms/100k pkts {:>8.1} ms/10k conns {:>7.0} conn/s",
-            kind.name(),
-            per_packet.unwrap_or(f64::NAN),
-            per_conn.unwrap_or(f64::NAN),
-            rate(m.conn)
-        );
-        rows.push(Row {
-            m,
-            per_packet,
-            per_conn,
-        });
+        if kind != Kind::Baseline {
+            eprintln!(
+                "  {:<20} {:>8.1} ms/100k pkts {:>8.1} ms/10k conns {:>7.0} conn/s",
+                kind.name(),
+                row.per_packet.unwrap_or(f64::NAN),
+                row.per_conn.unwrap_or(f64::NAN),
+                rate(row.m.conn)
+            );
+        }
+        rows.push(row);
     }
-    rows.insert(
-        0,
-        Row {
-            m: base,
-            per_packet: None,
-            per_conn: None,
-        },
-    );
     Ok(rows)
-}
-
-/// Seconds of CPU per unit.
-fn per(cpu: Duration, units: u64) -> f64 {
-    if units == 0 {
-        0.0
-    } else {
-        cpu.as_secs_f64() / units as f64
-    }
 }
 
 fn rate(o: Outcome) -> f64 {
     o.done as f64 / o.elapsed.as_secs_f64().max(1e-9)
 }
 
-/// Sets `kind` up, warms it, and runs the three workloads and the update timing.
+/// CPU seconds of one run of `work`, as [`CpuMeter`] counts it.
+fn cpu_of(
+    meter: &CpuMeter,
+    pids: &[u32],
+    work: impl FnOnce() -> Result<Outcome>,
+) -> Result<(Outcome, load::Cpu)> {
+    let before = meter.sample(pids)?;
+    let outcome = work()?;
+    let after = meter.sample(pids)?;
+    check_interrupted()?;
+    Ok((outcome, after.since(&before)))
+}
+
+fn median_f64(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// Sets `kind` up, warms it, runs the request and connection runs in rounds, each beside a
+/// baseline run of the same size (interleaved, so drifting load on the machine hits both),
+/// then the latency run and the update timing.
 fn measure(
     kind: Kind,
     lab: &DrLab,
@@ -285,29 +296,71 @@ fn measure(
     plan: &Plan,
     tools: &Tools,
     meter: &CpuMeter,
-) -> Result<Measured> {
+) -> Result<Row> {
     let mut lb = Running::start(kind, lab, n, tools)?;
-    let target = lb.target();
+    let path = load::Path {
+        to: lb.target(),
+        from: (kind == Kind::Baseline).then_some(lbs::BASELINE_SOURCE),
+    };
+    let base = load::Path {
+        to: lbs::baseline_target(lab)?,
+        from: Some(lbs::BASELINE_SOURCE),
+    };
     let client = lab.client();
     // Warm-up: caches, neighbour entries, the proxies' first allocations.
-    load::requests(client, target, plan.keepalive, 500, plan.limit)?;
-    load::connections(client, target, plan.parallel, 100, plan.limit)?;
+    for p in [path, base] {
+        load::requests(client, p, plan.keepalive, 500, plan.limit)?;
+        load::connections(client, p, plan.parallel, 100, plan.limit)?;
+    }
     check_interrupted()?;
     let pids = lb.pids();
+    let rounds = plan.rounds as u64;
+    let (req_n, conn_n) = (plan.requests / rounds, plan.connections / rounds);
+    let mut per_packet = Vec::new();
+    let mut per_conn = Vec::new();
+    let mut req = Outcome::default();
+    let mut conn = Outcome::default();
+    let mut packets = 0;
+    for round in 0..plan.rounds {
+        let (b, bc) = cpu_of(meter, &[], || {
+            load::requests(client, base, plan.keepalive, req_n, plan.limit)
+        })?;
+        let p0 = lb_packets(lab)?;
+        let (x, xc) = cpu_of(meter, &pids, || {
+            load::requests(client, path, plan.keepalive, req_n, plan.limit)
+        })?;
+        let pk = lb_packets(lab)?.saturating_sub(p0);
+        let (bconn, bcc) = cpu_of(meter, &[], || {
+            load::connections(client, base, plan.parallel, conn_n, plan.limit)
+        })?;
+        let (xconn, xcc) = cpu_of(meter, &pids, || {
+            load::connections(client, path, plan.parallel, conn_n, plan.limit)
+        })?;
+        let net = |x: &Outcome, xc: &load::Cpu, b: &Outcome, bc: &load::Cpu| {
+            xc.total().as_secs_f64() - per(bc.total(), b.done) * x.done as f64
+        };
+        if pk > 0 {
+            per_packet.push(net(&x, &xc, &b, &bc) * 1e3 / pk as f64 * 1e5);
+        }
+        if xconn.done > 0 {
+            per_conn.push(net(&xconn, &xcc, &bconn, &bcc) * 1e3 / xconn.done as f64 * 1e4);
+        }
+        if plan.verbose {
+            eprintln!(
+                "    {} at {n}, round {round}: requests {:?} (baseline {:?}), {pk} packets; connections {:?} (baseline {:?})",
+                kind.name(),
+                xc,
+                bc,
+                xcc,
+                bcc
+            );
+        }
+        req.add(&x);
+        conn.add(&xconn);
+        packets += pk;
+    }
 
-    let p0 = lb_packets(lab)?;
-    let c0 = meter.sample(&pids)?;
-    let req = load::requests(client, target, plan.keepalive, plan.requests, plan.limit)?;
-    let c1 = meter.sample(&pids)?;
-    let p1 = lb_packets(lab)?;
-    check_interrupted()?;
-
-    let c2 = meter.sample(&pids)?;
-    let conn = load::connections(client, target, plan.parallel, plan.connections, plan.limit)?;
-    let c3 = meter.sample(&pids)?;
-    check_interrupted()?;
-
-    let (latency, latency_failed) = load::latency(client, target, plan.rate, plan.latency_for)?;
+    let (latency, latency_failed) = load::latency(client, path, plan.rate, plan.latency_for)?;
     check_interrupted()?;
 
     let mut adds = Vec::new();
@@ -327,18 +380,34 @@ fn measure(
             );
         }
     }
-    Ok(Measured {
-        kind,
-        services: n,
-        packets: p1.saturating_sub(p0),
-        req,
-        req_cpu: c1.saturating_sub(c0),
-        conn,
-        conn_cpu: c3.saturating_sub(c2),
-        latency,
-        latency_failed,
-        adds,
+    let baseline = kind == Kind::Baseline;
+    Ok(Row {
+        m: Measured {
+            kind,
+            services: n,
+            packets,
+            req,
+            conn,
+            latency,
+            latency_failed,
+            adds,
+        },
+        per_packet: if baseline {
+            None
+        } else {
+            median_f64(per_packet)
+        },
+        per_conn: if baseline { None } else { median_f64(per_conn) },
     })
+}
+
+/// Seconds of CPU per unit.
+fn per(cpu: Duration, units: u64) -> f64 {
+    if units == 0 {
+        0.0
+    } else {
+        cpu.as_secs_f64() / units as f64
+    }
 }
 
 /// Packets sent into the LB namespace so far: the router's `rl` (towards the LB's uplink)
@@ -346,7 +415,10 @@ fn measure(
 /// every frame whatever the LB does with it (XDP or stack).
 fn lb_packets(lab: &DrLab) -> Result<u64> {
     let read = |ns: &Netns, ifname: &str| -> Result<u64> {
-        let text = ns.exec(&["cat", &format!("/sys/class/net/{ifname}/statistics/tx_packets")])?;
+        let text = ns.exec(&[
+            "cat",
+            &format!("/sys/class/net/{ifname}/statistics/tx_packets"),
+        ])?;
         text.trim()
             .parse()
             .with_context(|| format!("tx_packets of {ifname}: {text:?}"))
@@ -355,7 +427,7 @@ fn lb_packets(lab: &DrLab) -> Result<u64> {
         + read(lab.switch(), rvs_lab::dr::SWITCH_LB_PORT)?)
 }
 
-fn find<'a>(rows: &'a [Row], kind: Kind, n: u32) -> Option<&'a Row> {
+fn find(rows: &[Row], kind: Kind, n: u32) -> Option<&Row> {
     rows.iter().find(|r| r.m.kind == kind && r.m.services == n)
 }
 
@@ -384,6 +456,7 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
     let header = [
         "LB",
         "services",
+        "pkts / req",
         "LB CPU ms / 100k pkts",
         "× rvs",
         "LB CPU ms / 10k conns",
@@ -400,6 +473,11 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
         table.push(vec![
             r.m.kind.name().to_owned(),
             r.m.services.to_string(),
+            if base || r.m.req.done == 0 {
+                "—".into()
+            } else {
+                format!("{:.2}", r.m.packets as f64 / r.m.req.done as f64)
+            },
             if base {
                 "(reference)".into()
             } else {
