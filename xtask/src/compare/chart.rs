@@ -162,7 +162,7 @@ fn panel(s: &mut String, x0: f64, groups: &[String], p: &Panel) {
             let x = gx + bar_w * k as f64;
             let _ = writeln!(
                 s,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle" transform="rotate(-90 {:.1} {:.1})">{}</text>"#,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="start" transform="rotate(-90 {:.1} {:.1})">{}</text>"#,
                 y_base - h,
                 (bar_w - 2.0).max(1.0),
                 COLORS[k % COLORS.len()],

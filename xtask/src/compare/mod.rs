@@ -580,13 +580,13 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
     };
     let _ = writeln!(
         out,
-        "{bullet}iptables DNAT / rvs, LB CPU per packet at {first} service: {} — target ≥ 4×",
+        "{bullet}iptables DNAT / rvs, LB CPU per packet at {first} service(s): {} — target ≥ 4×",
         verdict(pkt(Kind::Iptables, first), 4.0)
     );
     let at_last = pkt(Kind::Iptables, last);
     let grows = match (at_last, pkt(Kind::Iptables, first)) {
-        (Some(a), Some(b)) if a > b => "more than at 1 (met)",
-        (Some(_), Some(_)) => "not more than at 1 (NOT met)",
+        (Some(a), Some(b)) if a > b => "met",
+        (Some(_), Some(_)) => "NOT met",
         _ => "not measurable",
     };
     let _ = writeln!(
@@ -598,7 +598,7 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
         for &n in &plan.services {
             let _ = writeln!(
                 out,
-                "{bullet}{} / rvs, LB CPU per connection at {n} services: {} — target ≥ 2×",
+                "{bullet}{} / rvs, LB CPU per connection at {n} service(s): {} — target ≥ 2×",
                 k.name(),
                 verdict(conn(k, n), 2.0)
             );
