@@ -285,6 +285,7 @@ impl<'a> Running<'a> {
             match rvs_lab::http_get(self.lab.client(), self.target) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
+                    super::check_interrupted()?;
                     if let Some(p) = &mut self.proxy
                         && !p.is_running()
                     {
