@@ -11,15 +11,28 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the
-#    lab), keepalived (the real VRRP peer and config validator the tests compare against).
+#    lab), keepalived (the real VRRP peer and config validator the tests compare against);
+#    for `./x bench-compare`: iptables, nftables, haproxy, nginx and its stream module
+#    (Debian builds ngx_stream as the dynamic module libnginx-mod-stream).
 missing=()
-for pkg in iproute2 ethtool keepalived; do
+for pkg in iproute2 ethtool keepalived iptables nftables haproxy nginx libnginx-mod-stream; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   apt-get update -qq
+  # haproxy's and nginx's packages start their service on install (nginx on the host's port
+  # 80): the benchmarks run their own instances in a namespace, so deny service starts
+  # during the install unless a policy is already in place.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$own_policy" ]; then rm -f "$policy"; fi
 fi
 
 # 2. rust-src: the BPF target's `core` is built from source (-Z build-std=core).

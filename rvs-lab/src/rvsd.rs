@@ -102,6 +102,11 @@ impl Rvsd {
         self.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)
     }
 
+    /// The daemon's pid (e.g. to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// The API socket.
     pub fn socket(&self) -> &Path {
         &self.socket

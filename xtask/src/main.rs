@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the lab demo and the benchmarks.
 
 mod bench;
+mod compare;
 mod control_bench;
 mod demo;
 
@@ -20,6 +21,8 @@ enum Command {
     BenchControl(control_bench::ControlBenchArgs),
     /// The direct-routing lab with rvsd, a sample config and real traffic.
     Demo(demo::DemoArgs),
+    /// rvs beside iptables/nftables DNAT, HAProxy and nginx: one lab, one generator, one run.
+    BenchCompare(compare::CompareArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
 }
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::BenchControl(args) => control_bench::run(args),
+        Command::BenchCompare(args) => compare::run(args),
     }
 }
