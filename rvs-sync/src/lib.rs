@@ -11,6 +11,7 @@
 //! The transport (multicast UDP to 224.0.0.81:8848 by default) lives in rvsd.
 
 pub mod backup;
+pub mod interop;
 pub mod ipvs;
 pub mod master;
 pub mod wire;
