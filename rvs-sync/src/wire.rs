@@ -802,3 +802,98 @@ pub fn v0_message(syncid: u8, conns: &[ConnRepr<'_>], maxlen: usize) -> Option<V
     b[2..4].copy_from_slice(&size.to_be_bytes());
     Some(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn rec(seq: bool) -> ConnRepr<'static> {
+        let v4 = |d| IpAddr::V4(Ipv4Addr::new(198, 18, 0, d));
+        ConnRepr {
+            protocol: 6,
+            flags: if seq { 0x0600 } else { 0 },
+            state: 1,
+            caddr: v4(1),
+            cport: 1000,
+            vaddr: v4(2),
+            vport: 21,
+            daddr: v4(3),
+            dport: 21,
+            fwmark: 7,
+            timeout: 900,
+            seq: seq.then_some(SeqOptions {
+                in_seq: Seq {
+                    init_seq: 1,
+                    delta: 2,
+                    previous_delta: -3,
+                },
+                out_seq: Seq {
+                    init_seq: 4,
+                    delta: -5,
+                    previous_delta: 6,
+                },
+            }),
+            pe_data: None,
+            pe_name: None,
+        }
+    }
+
+    #[test]
+    fn records_after_an_unaligned_one_are_padded_as_the_kernel_pads() {
+        let mut b = Builder::new(1, 1472);
+        b.push(&rec(true)).unwrap();
+        b.push(&rec(false)).unwrap();
+        let m = b.finish().unwrap();
+        // 8 header + 62 (36 + 2 + 24) + 2 padding + 36; the last record is not padded.
+        assert_eq!(m.len(), 8 + 62 + 2 + 36);
+        assert_eq!(&m[8 + 62..8 + 64], &[0, 0]);
+        assert_eq!(
+            u16::from_be_bytes([m[10], m[11]]),
+            62,
+            "ver_size counts no padding"
+        );
+        assert_eq!(m[8 + 36], OPT_SEQ_DATA);
+        assert_eq!(m[8 + 37], 24);
+        let back = MessageRepr::parse(&m).unwrap();
+        assert_eq!(back.conns, vec![rec(true), rec(false)]);
+    }
+
+    #[test]
+    fn malformed_records_stop_decoding_as_in_the_kernel() {
+        let mut b = Builder::new(1, 1472);
+        b.push(&rec(false)).unwrap();
+        b.push(&rec(false)).unwrap();
+        let mut m = b.finish().unwrap();
+        // Second record: a record version nibble the kernel refuses.
+        m[8 + 36 + 2] |= 0x10;
+        let r = MessageRepr::parse(&m).unwrap();
+        assert_eq!(r.conns.len(), 1);
+        assert_eq!(r.stopped, Some(WireError::RecordVersion(1)));
+        // An unknown optional option (F_PARAM set) is skipped, a mandatory one is not.
+        let mut one = rec(false);
+        one.flags = 0;
+        let mut b = Builder::new(1, 1472);
+        b.push(&one).unwrap();
+        let mut m = b.finish().unwrap();
+        m.extend_from_slice(&[OPT_F_PARAM | 9, 2, 0xaa, 0xbb]);
+        m[8 + 3] += 4;
+        let size = m.len() as u16;
+        m[2..4].copy_from_slice(&size.to_be_bytes());
+        assert!(MessageRepr::parse(&m).unwrap().stopped.is_none());
+        m[8 + 36] = 9;
+        assert_eq!(
+            MessageRepr::parse(&m).unwrap().stopped,
+            Some(WireError::UnknownOption(9))
+        );
+    }
+
+    #[test]
+    fn a_record_longer_than_maxlen_gets_its_own_message() {
+        let mut b = Builder::new(1, 40);
+        assert_eq!(b.push(&rec(false)).unwrap(), None);
+        let first = b.push(&rec(false)).unwrap().expect("first finished");
+        assert_eq!(first.len(), 44);
+        assert_eq!(b.finish().unwrap().len(), 44);
+    }
+}
