@@ -56,7 +56,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Bytes of lower-case or upper-case hex (whitespace ignored); `None` if not hex.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

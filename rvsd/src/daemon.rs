@@ -26,6 +26,7 @@ use crate::{
     api::{Call, Request},
     ops::{Index, SideEffects, commit, plan_ops},
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
+    sync::{SyncEngine, state_timeouts},
 };
 
 /// Counter sets sampled per slice of a rate round (a slice every 20 ms).
@@ -87,8 +88,48 @@ struct Vrrp {
     status: watch::Receiver<rvs_vrrp::io::Snapshot>,
     /// Every VIP the instances manage.
     managed: HashSet<std::net::Ipv4Addr>,
-    /// Dropping it stops the instances (a MASTER resigns with priority 0).
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Sending (or dropping) it stops the instances (a MASTER resigns with priority 0).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The task running the instances.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// keepalived's `lvs_sync_daemon`: the sync daemon follows a VRRP instance, master while
+/// it is MASTER and backup otherwise (keepalived does the same with the kernel's daemon).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SyncFollow {
+    /// The VRRP instance.
+    instance: String,
+    /// The daemon's settings (`role` is set from the instance's state).
+    config: rvs_api::SyncDaemonConfig,
+}
+
+impl SyncFollow {
+    fn of(conf: &rvs_keepalived::model::KeepalivedConf) -> Option<SyncFollow> {
+        let d = &conf.global_defs.lvs_sync_daemon.as_ref()?.value;
+        // keepalived's default sync id is the instance's virtual_router_id.
+        let vrid = conf
+            .vrrp_instances
+            .iter()
+            .find(|i| i.name == d.instance)
+            .and_then(|i| i.virtual_router_id)
+            .unwrap_or(0);
+        Some(SyncFollow {
+            instance: d.instance.clone(),
+            config: rvs_api::SyncDaemonConfig {
+                role: rvs_api::SyncRole::Backup,
+                interface: d.interface.clone(),
+                syncid: d.syncid.unwrap_or(vrid),
+                maxlen: d.maxlen,
+                group: d.group.and_then(|g| match g {
+                    std::net::IpAddr::V4(a) => Some(a),
+                    std::net::IpAddr::V6(_) => None,
+                }),
+                port: d.port,
+                ttl: d.ttl,
+            },
+        })
+    }
 }
 
 impl Vrrp {
@@ -113,19 +154,39 @@ impl Vrrp {
             .collect();
         let (tx, rx) = rvs_vrrp::io::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            if let Err(e) = rvs_vrrp::io::run(config, shutdown, tx).await {
-                tracing::error!(error = %e, "VRRP stopped");
+            let fault = rvs_vrrp::io::fault_snapshot(&config);
+            if let Err(e) = rvs_vrrp::io::run(config, shutdown, tx.clone()).await {
+                // Not only a log line: every instance shows FAULT (status, metrics) and
+                // its VIPs stay on standby.
+                tracing::error!(error = %e, "VRRP failed; every instance is in FAULT");
+                tx.send_replace(fault);
             }
         });
         Ok(Some(Vrrp {
             status: rx,
             managed,
-            _stop: stop_tx,
+            stop: Some(stop_tx),
+            task: Some(task),
         }))
+    }
+
+    /// Stops the instances as keepalived does on SIGTERM: a MASTER sends priority-0
+    /// adverts, removes its VIPs and runs its notify scripts; waits for that (bounded).
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("VRRP did not stop within 5 s");
+        }
     }
 
     /// The managed VIPs this node is not MASTER for.
@@ -177,6 +238,10 @@ pub struct Daemon {
     resolver: NeighbourResolver,
     estimator: Estimator,
     scan: ConnScan,
+    /// Connection sync daemons (IPVS's --start-daemon).
+    sync: SyncEngine,
+    /// keepalived's lvs_sync_daemon, when the keepalived.conf has one.
+    sync_follow: Option<SyncFollow>,
 }
 
 /// Resolves when the health engine publishes a new effective configuration; never when
@@ -231,8 +296,10 @@ impl Daemon {
             },
         };
         // Under keepalived.conf, the health engine decides which real servers are in.
+        let mut sync_follow = None;
         let (health, health_config, desired, vrrp) = match model {
             Some((model, conf)) => {
+                sync_follow = SyncFollow::of(&conf);
                 let vrrp = Vrrp::start(&conf)?;
                 let handle = rvs_health::HealthEngine::spawn(desired, model)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -256,6 +323,8 @@ impl Daemon {
             resolver: NeighbourResolver::new()?,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
+            sync: SyncEngine::default(),
+            sync_follow,
         };
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
@@ -266,6 +335,68 @@ impl Daemon {
         }
         daemon.follow_vrrp();
         Ok(daemon)
+    }
+
+    /// Runs the lvs_sync_daemon as its VRRP instance's state says: master while MASTER,
+    /// backup otherwise (a BACKUP that starts asks the master for the whole table).
+    fn follow_sync(&mut self) {
+        let (Some(follow), Some(vrrp)) = (&self.sync_follow, &self.vrrp) else {
+            return;
+        };
+        let state = vrrp.status.borrow().state_of(&follow.instance);
+        let role = if state == Some(rvs_vrrp::machine::State::Master) {
+            rvs_api::SyncRole::Master
+        } else {
+            rvs_api::SyncRole::Backup
+        };
+        let other = match role {
+            rvs_api::SyncRole::Master => rvs_api::SyncRole::Backup,
+            rvs_api::SyncRole::Backup => rvs_api::SyncRole::Master,
+        };
+        if self.sync.running(other) {
+            let _ = self.sync.stop(other);
+        }
+        if !self.sync.running(role) {
+            let config = rvs_api::SyncDaemonConfig {
+                role,
+                ..follow.config.clone()
+            };
+            let timeouts = state_timeouts(&self.desired.timeouts);
+            match self.sync.start(&config, "keepalived", timeouts) {
+                Ok(()) => {
+                    tracing::info!(instance = %follow.instance, %role, "lvs_sync_daemon follows the VRRP instance")
+                }
+                Err(e) => {
+                    tracing::error!(instance = %follow.instance, %role, error = %e, "lvs_sync_daemon cannot start")
+                }
+            }
+        }
+    }
+
+    fn sync_call(
+        &mut self,
+        start: Option<rvs_api::SyncDaemonConfig>,
+        stop: Option<rvs_api::SyncRole>,
+    ) -> Result<Value, ApiError> {
+        if let Some(f) = &self.sync_follow
+            && (start.is_some() || stop.is_some())
+        {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "the sync daemon follows VRRP instance {} (lvs_sync_daemon in the keepalived.conf): change it there",
+                    f.instance
+                ),
+            ));
+        }
+        if let Some(cfg) = start {
+            let timeouts = state_timeouts(&self.desired.timeouts);
+            self.sync.start(&cfg, "api", timeouts)?;
+        }
+        if let Some(role) = stop {
+            self.sync.stop(role)?;
+        }
+        to_value(&self.sync.status())
     }
 
     /// Makes `next` the desired state: planned and written as a diff, or nothing changes.
@@ -632,6 +763,9 @@ impl Daemon {
                 "reload is handled by the main loop",
             )),
             Call::Services => to_value(&self.services()?),
+            Call::SyncStatus => self.sync_call(None, None),
+            Call::SyncStart(cfg) => self.sync_call(Some(cfg), None),
+            Call::SyncStop(role) => self.sync_call(None, Some(role)),
             Call::Connections => to_value(&self.connections()),
             Call::Metrics => {
                 let status = self.status()?;
@@ -661,9 +795,13 @@ impl Daemon {
         let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
         let mut rate_tick = tokio::time::interval(Duration::from_secs(ESTIMATOR_INTERVAL_SECS));
         let mut next_scan = Instant::now();
+        let mut sync_tick = tokio::time::interval(crate::sync::SCAN_INTERVAL);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
             let scan_at = tokio::time::Instant::from_std(next_scan);
+            let request_due = self.sync.request_due();
             tokio::select! {
                 _ = hup.recv() => match self.reload().await {
                     Ok(a) => {
@@ -703,7 +841,18 @@ impl Daemon {
                         }
                     }
                 }
-                Ok(()) = vrrp_changed(&mut self.vrrp) => self.follow_vrrp(),
+                Ok(()) = vrrp_changed(&mut self.vrrp) => {
+                    self.follow_vrrp();
+                    self.follow_sync();
+                }
+                _ = sync_tick.tick(), if self.sync.is_master() => {
+                    self.sync.set_timeouts(state_timeouts(&self.desired.timeouts));
+                    self.sync.scan(&self.dp);
+                }
+                Some(inbound) = self.sync.next_inbound() => self.sync.handle(inbound, &mut self.dp),
+                _ = tokio::time::sleep_until(request_due.unwrap_or_else(tokio::time::Instant::now)), if request_due.is_some() => {
+                    self.sync.retry_request();
+                }
                 _ = neigh_tick.tick() => self.refresh_neighbours().await,
                 _ = rate_tick.tick() => self.start_rate_round(),
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
@@ -725,6 +874,9 @@ impl Daemon {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
+        }
+        if let Some(v) = &mut self.vrrp {
+            v.stop().await;
         }
         if let Some(h) = self.health.take() {
             h.shutdown().await;
