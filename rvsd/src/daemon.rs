@@ -82,16 +82,63 @@ pub fn read_keepalived(
     Ok((config, import.health, import.keepalived))
 }
 
-/// The VRRP side of a keepalived.conf, running inside rvsd.
+/// One independent part of the VRRP configuration (a sync group, or a lone instance)
+/// and the task running it.
+struct Runner {
+    config: rvs_vrrp::config::VrrpConfig,
+    id: u64,
+    /// Sending (or dropping) it stops the part (a MASTER resigns with priority 0).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Stops the part as keepalived does on SIGTERM: a MASTER sends priority-0 adverts,
+    /// removes its VIPs and runs its notify scripts; waits for that (bounded).
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("VRRP did not stop within 5 s");
+        }
+    }
+}
+
+/// The parts' snapshots, merged into one in configuration order.
+#[derive(Default)]
+struct Parts {
+    order: Vec<String>,
+    snapshots: std::collections::BTreeMap<u64, rvs_vrrp::io::Snapshot>,
+}
+
+impl Parts {
+    fn merged(&self) -> rvs_vrrp::io::Snapshot {
+        let mut instances: Vec<_> = self
+            .snapshots
+            .values()
+            .flat_map(|s| s.instances.iter().cloned())
+            .collect();
+        instances.sort_by_key(|i| self.order.iter().position(|n| *n == i.name));
+        rvs_vrrp::io::Snapshot { instances }
+    }
+}
+
+/// The VRRP side of a keepalived.conf, running inside rvsd: one task per independent
+/// part, so a reload restarts only the parts whose configuration changed.
 struct Vrrp {
-    /// What the instances are doing.
+    /// What the instances are doing (all parts merged).
     status: watch::Receiver<rvs_vrrp::io::Snapshot>,
+    merged: watch::Sender<rvs_vrrp::io::Snapshot>,
+    parts: Arc<std::sync::Mutex<Parts>>,
+    runners: Vec<Runner>,
+    next_id: u64,
     /// Every VIP the instances manage.
     managed: HashSet<std::net::Ipv4Addr>,
-    /// Sending (or dropping) it stops the instances (a MASTER resigns with priority 0).
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The task running the instances.
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// keepalived's `lvs_sync_daemon`: the sync daemon follows a VRRP instance, master while
@@ -138,12 +185,37 @@ impl Vrrp {
         if conf.vrrp_instances.is_empty() {
             return Ok(None);
         }
+        let config = Self::config_of(conf)?;
+        let (merged, status) = rvs_vrrp::io::status_channel();
+        let mut vrrp = Vrrp {
+            status,
+            merged,
+            parts: Arc::default(),
+            runners: Vec::new(),
+            next_id: 0,
+            managed: HashSet::new(),
+        };
+        vrrp.set_config(&config);
+        for part in config.components() {
+            vrrp.spawn(part);
+        }
+        Ok(Some(vrrp))
+    }
+
+    fn config_of(
+        conf: &rvs_keepalived::model::KeepalivedConf,
+    ) -> Result<rvs_vrrp::config::VrrpConfig> {
         let (config, warnings) =
             rvs_vrrp::keepalived::from_keepalived(conf).map_err(|e| anyhow::anyhow!("{e}"))?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let managed = config
+        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(config)
+    }
+
+    fn set_config(&mut self, config: &rvs_vrrp::config::VrrpConfig) {
+        self.managed = config
             .instances
             .iter()
             .flat_map(|i| i.virtual_ipaddress.iter())
@@ -152,40 +224,104 @@ impl Vrrp {
                 std::net::IpAddr::V6(_) => None,
             })
             .collect();
-        let (tx, rx) = rvs_vrrp::io::status_channel();
+        if let Ok(mut p) = self.parts.lock() {
+            p.order = config.instances.iter().map(|i| i.name.clone()).collect();
+        }
+    }
+
+    /// Starts one part; its snapshots feed the merged status.
+    fn spawn(&mut self, config: rvs_vrrp::config::VrrpConfig) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (tx, mut rx) = rvs_vrrp::io::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let parts = self.parts.clone();
+        let merged = self.merged.clone();
+        let publish = move |snap: Option<rvs_vrrp::io::Snapshot>| {
+            if let Ok(mut p) = parts.lock() {
+                match snap {
+                    Some(s) => p.snapshots.insert(id, s),
+                    None => p.snapshots.remove(&id),
+                };
+                let m = p.merged();
+                merged.send_if_modified(|cur| {
+                    let changed = *cur != m;
+                    *cur = m;
+                    changed
+                });
+            }
+        };
+        let run_config = config.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            let fault = rvs_vrrp::io::fault_snapshot(&config);
-            if let Err(e) = rvs_vrrp::io::run(config, shutdown, tx.clone()).await {
-                // Not only a log line: every instance shows FAULT (status, metrics) and
-                // its VIPs stay on standby.
-                tracing::error!(error = %e, "VRRP failed; every instance is in FAULT");
-                tx.send_replace(fault);
+            let fault = rvs_vrrp::io::fault_snapshot(&run_config);
+            let run = rvs_vrrp::io::run(run_config, shutdown, tx.clone());
+            tokio::pin!(run);
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    Ok(()) = rx.changed() => publish(Some(rx.borrow_and_update().clone())),
+                }
+            };
+            match result {
+                Ok(()) => publish(None),
+                Err(e) => {
+                    // Not only a log line: the part's instances show FAULT (status,
+                    // metrics) and their VIPs stay on standby.
+                    tracing::error!(error = %e, "VRRP failed; its instances are in FAULT");
+                    publish(Some(fault));
+                }
             }
         });
-        Ok(Some(Vrrp {
-            status: rx,
-            managed,
+        self.runners.push(Runner {
+            config,
+            id,
             stop: Some(stop_tx),
             task: Some(task),
-        }))
+        });
     }
 
-    /// Stops the instances as keepalived does on SIGTERM: a MASTER sends priority-0
-    /// adverts, removes its VIPs and runs its notify scripts; waits for that (bounded).
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// Applies a reloaded keepalived.conf (SIGHUP): parts whose configuration changed are
+    /// restarted with the new one (a changed MASTER part resigns first), new parts are
+    /// started, removed ones stopped; unchanged parts are left untouched. Returns how
+    /// many parts were (re)started and stopped.
+    async fn reload(
+        &mut self,
+        conf: &rvs_keepalived::model::KeepalivedConf,
+    ) -> Result<(usize, usize)> {
+        let config = Self::config_of(conf)?;
+        let wanted = config.components();
+        let (keep, gone): (Vec<Runner>, Vec<Runner>) = std::mem::take(&mut self.runners)
+            .into_iter()
+            .partition(|r| wanted.contains(&r.config));
+        self.runners = keep;
+        let stopped = gone.len();
+        for r in gone {
+            let names: Vec<String> = r.config.instances.iter().map(|i| i.name.clone()).collect();
+            tracing::info!(instances = ?names, "VRRP: configuration changed; restarting these instances");
+            let id = r.id;
+            r.stop().await;
+            if let Ok(mut p) = self.parts.lock() {
+                p.snapshots.remove(&id);
+            }
         }
-        if let Some(task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-        {
-            tracing::warn!("VRRP did not stop within 5 s");
+        self.set_config(&config);
+        let mut started = 0;
+        for part in wanted {
+            if !self.runners.iter().any(|r| r.config == part) {
+                self.spawn(part);
+                started += 1;
+            }
+        }
+        Ok((started, stopped))
+    }
+
+    /// Stops every part (SIGTERM).
+    async fn stop(&mut self) {
+        for r in std::mem::take(&mut self.runners) {
+            r.stop().await;
         }
     }
 
@@ -454,9 +590,12 @@ impl Daemon {
 
     /// Re-reads the config file and applies it; [daemon] must not change. Under a
     /// keepalived.conf the health checks start again from the new file (as keepalived's
-    /// reload does), but unchanged services keep their connections and counters.
+    /// reload does), but unchanged services keep their connections and counters; VRRP
+    /// parts (sync groups, lone instances) whose blocks changed are restarted, the others
+    /// left untouched; a changed lvs_sync_daemon is restarted.
     async fn reload(&mut self) -> Result<Applied, ApiError> {
         let invalid = |e: anyhow::Error| ApiError::new(ErrorKind::Invalid, format!("{e:#}"));
+        let mut keepalived = None;
         let next = match &self.source {
             Source::Toml(None) => {
                 return Err(ApiError::new(
@@ -470,9 +609,13 @@ impl Daemon {
                 interfaces,
                 pin_path,
             } => {
-                // VRRP keeps running as started: its blocks change with a restart.
-                let (config, model, _) =
+                let (config, model, conf) =
                     read_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
+                if !conf.vrrp_instances.is_empty() {
+                    // Refuse a broken VRRP part before anything changes.
+                    Vrrp::config_of(&conf).map_err(invalid)?;
+                }
+                keepalived = Some(conf);
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
@@ -496,7 +639,43 @@ impl Daemon {
                 "[daemon] only changes with a restart",
             ));
         }
-        self.apply(next)
+        let applied = self.apply(next)?;
+        if let Some(conf) = keepalived {
+            self.reload_vrrp(&conf).await.map_err(invalid)?;
+        }
+        Ok(applied)
+    }
+
+    /// The VRRP and lvs_sync_daemon part of a keepalived.conf reload.
+    async fn reload_vrrp(&mut self, conf: &rvs_keepalived::model::KeepalivedConf) -> Result<()> {
+        match (&mut self.vrrp, conf.vrrp_instances.is_empty()) {
+            (Some(v), false) => {
+                let (started, stopped) = v.reload(conf).await?;
+                tracing::info!(started, stopped, "VRRP reloaded");
+            }
+            (Some(v), true) => {
+                v.stop().await;
+                self.vrrp = None;
+                tracing::info!("VRRP reloaded: no vrrp_instance left");
+            }
+            (None, false) => {
+                self.vrrp = Vrrp::start(conf)?;
+                tracing::info!("VRRP reloaded: started");
+            }
+            (None, true) => {}
+        }
+        let follow = SyncFollow::of(conf);
+        if follow != self.sync_follow {
+            for role in [rvs_api::SyncRole::Master, rvs_api::SyncRole::Backup] {
+                if self.sync.running(role) {
+                    let _ = self.sync.stop(role);
+                }
+            }
+            self.sync_follow = follow;
+        }
+        self.follow_vrrp();
+        self.follow_sync();
+        Ok(())
     }
 
     /// Every real server address, sorted, once.
@@ -878,6 +1057,7 @@ impl Daemon {
         if let Some(v) = &mut self.vrrp {
             v.stop().await;
         }
+        self.sync = SyncEngine::default();
         if let Some(h) = self.health.take() {
             h.shutdown().await;
         }

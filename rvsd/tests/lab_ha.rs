@@ -188,7 +188,6 @@ fn failover_and_return_lose_no_connection() {
         "return: lb1 preempted {:.2} s after coming back",
         back.elapsed().as_secs_f64()
     );
-    let resync = sync_status(&dirs.rvsd[0]);
     std::thread::sleep(Duration::from_secs(5));
     let after_return = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
@@ -241,7 +240,6 @@ fn failover_and_return_lose_no_connection() {
     // The returning lb1 asked for the table, and lb2 (MASTER then) answered with it.
     let out = dirs.rvsd[1].output();
     assert!(out.contains("a sync backup asked for the table"), "{out}");
-    drop(resync);
 }
 
 #[test]
@@ -283,5 +281,52 @@ fn sigterm_hands_the_vip_over_within_skew_time() {
         dirs.rvsd[0].output().contains("VRRP stopping"),
         "{}",
         dirs.rvsd[0].output()
+    );
+}
+
+#[test]
+fn sighup_with_a_raised_priority_preempts_and_leaves_other_instances_alone() {
+    if !rvs_lab::root_or_skip("HA reload lab test") {
+        return;
+    }
+    const VIP2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+    let lab = HaLab::new(1, &[VIP, VIP2]).expect("lab");
+    let up = lab.uplink();
+    let with_second = |c: String, priority: u8| {
+        c + &format!(
+            "\nvrrp_instance VI_2 {{\n    state BACKUP\n    interface {up}\n    virtual_router_id 52\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP2}/32 dev {up}\n    }}\n}}\n"
+        )
+    };
+    let mut dirs = start(&lab, [150, 100]);
+    let (lb1, lb2) = (&lab.directors()[0], &lab.directors()[1]);
+    // Both instances: lb1 150 (MASTER of both), lb2 100.
+    dirs.rvsd[0]
+        .reload(&with_second(keepalived_conf(&lab, 150), 150))
+        .expect("lb1 reload");
+    dirs.rvsd[1]
+        .reload(&with_second(keepalived_conf(&lab, 100), 100))
+        .expect("lb2 reload");
+    wait_until("lb1 MASTER of both VIPs", Duration::from_secs(20), || {
+        lb1.holds(VIP).unwrap_or(false) && lb1.holds(VIP2).unwrap_or(false)
+    });
+    let runs = |r: &Rvsd| r.output().matches("VRRP running").count();
+    let before = runs(&dirs.rvsd[1]);
+    // lb2: VI_1's priority raised to 200, VI_2 unchanged.
+    dirs.rvsd[1]
+        .reload(&with_second(keepalived_conf(&lab, 200), 100))
+        .expect("lb2 reload");
+    let took = wait_until("lb2 preempts VI_1", Duration::from_secs(15), || {
+        lb2.holds(VIP).unwrap_or(false) && !lb1.holds(VIP).unwrap_or(true)
+    });
+    println!(
+        "reload: lb2 took VI_1 over {:.2} s after SIGHUP",
+        took.as_secs_f64()
+    );
+    assert!(lb1.holds(VIP2).expect("lb1 addresses"), "VI_2 stays on lb1");
+    assert!(!lb2.holds(VIP2).expect("lb2 addresses"));
+    assert_eq!(
+        runs(&dirs.rvsd[1]),
+        before + 1,
+        "only VI_1 was restarted on lb2"
     );
 }
