@@ -13,6 +13,9 @@ use rvs_config::{Protocol, ServiceId};
 
 use crate::{Dataplane, map_err, monotonic_coarse_ns};
 
+/// `BPF_NOEXIST`: create the element only if it does not exist.
+const BPF_NOEXIST: u64 = 1;
+
 /// One live flow of the table, by addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnView {
@@ -175,6 +178,19 @@ impl Dataplane {
                 proto: u32::from(f.protocol),
             };
             let last_seen = now.saturating_sub(age);
+            let conn = ConnEntry {
+                last_seen,
+                real: rid,
+                real_gen: real.generation,
+                service: entry.id,
+                state: f.state as u8,
+                ..ConnEntry::default()
+            };
+            // A new flow (the common case) costs one syscall: insert only if absent.
+            if self.conns.insert(key, conn, BPF_NOEXIST).is_ok() {
+                stats.installed += 1;
+                continue;
+            }
             if let Ok(old) = self.conns.get(&key, 0)
                 && old.real == rid
                 && old.real_gen == real.generation
@@ -184,15 +200,11 @@ impl Dataplane {
                 stats.fresh += 1;
                 continue;
             }
-            let conn = ConnEntry {
-                last_seen,
-                real: rid,
-                real_gen: real.generation,
-                service: entry.id,
-                state: f.state as u8,
-                ..ConnEntry::default()
-            };
-            match self.conns.insert(key, conn, 0).map_err(map_err(maps::CONNS)) {
+            match self
+                .conns
+                .insert(key, conn, 0)
+                .map_err(map_err(maps::CONNS))
+            {
                 Ok(()) => stats.installed += 1,
                 Err(e) => {
                     tracing::debug!(error = %e, "installing a synced connection failed");

@@ -974,8 +974,9 @@ impl Daemon {
         let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
         let mut rate_tick = tokio::time::interval(Duration::from_secs(ESTIMATOR_INTERVAL_SECS));
         let mut next_scan = Instant::now();
-        let mut sync_tick = tokio::time::interval(crate::sync::SCAN_INTERVAL);
-        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A large table is scanned less often (four times the last scan's duration), so
+        // the main loop never spends most of its time scanning.
+        let mut next_sync_scan = Instant::now();
         self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
@@ -1024,9 +1025,11 @@ impl Daemon {
                     self.follow_vrrp();
                     self.follow_sync();
                 }
-                _ = sync_tick.tick(), if self.sync.is_master() => {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next_sync_scan)), if self.sync.is_master() => {
+                    let started = Instant::now();
                     self.sync.set_timeouts(state_timeouts(&self.desired.timeouts));
                     self.sync.scan(&self.dp);
+                    next_sync_scan = Instant::now() + crate::sync::SCAN_INTERVAL.max(started.elapsed() * 4);
                 }
                 Some(inbound) = self.sync.next_inbound() => self.sync.handle(inbound, &mut self.dp),
                 _ = tokio::time::sleep_until(request_due.unwrap_or_else(tokio::time::Instant::now)), if request_due.is_some() => {

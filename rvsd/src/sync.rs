@@ -187,8 +187,31 @@ fn recv_socket(iface: &str, index: u32, group: SocketAddrV4) -> std::io::Result<
     s.bind_device(Some(iface.as_bytes()))?;
     s.bind(&SockAddr::from(group))?;
     s.join_multicast_v4_n(group.ip(), &InterfaceIndexOrAddress::Index(index))?;
+    // A MASTER answering a table request sends its whole table in one burst: give the
+    // socket room for it (SO_RCVBUFFORCE, above net.core.rmem_max; rvsd runs as root).
+    force_rcvbuf(&s, RECV_BUFFER);
     s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+/// Receive buffer of a sync socket (about 20 000 full messages).
+const RECV_BUFFER: i32 = 32 << 20;
+
+fn force_rcvbuf(sock: &Socket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and an int-sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot enlarge the sync receive buffer");
+    }
 }
 
 fn spawn_receiver(

@@ -3,6 +3,7 @@
 mod bench;
 mod control_bench;
 mod demo;
+mod sync_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
+    /// Connection sync throughput (encode, decode, install, end to end over UDP).
+    BenchSync(sync_bench::SyncBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::BenchControl(args) => control_bench::run(args),
+        Command::BenchSync(args) => sync_bench::run(args),
     }
 }
