@@ -330,3 +330,66 @@ fn sighup_with_a_raised_priority_preempts_and_leaves_other_instances_alone() {
         "only VI_1 was restarted on lb2"
     );
 }
+
+fn vrrp_states(rvsd: &Rvsd) -> Vec<(String, String)> {
+    let client = rvs_api::Client::new(rvsd.socket());
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(client.status())
+        .expect("GET /v1/status");
+    status
+        .vrrp
+        .into_iter()
+        .map(|v| (v.instance, v.state))
+        .collect()
+}
+
+#[test]
+fn vrrp_failures_show_as_fault() {
+    if !rvs_lab::root_or_skip("VRRP FAULT lab test") {
+        return;
+    }
+    let lab = HaLab::new(1, &[VIP]).expect("lab");
+    let mut dirs = start(&lab, [150, 100]);
+    let (lb1, lb2) = (&lab.directors()[0], &lab.directors()[1]);
+    dirs.rvsd[0]
+        .wait_for_output(
+            "VRRP: MASTER for every managed VIP",
+            Duration::from_secs(20),
+        )
+        .expect("lb1 becomes MASTER");
+    // The interface goes down under a MASTER: FAULT, the VIP leaves, the peer takes over.
+    lb1.set_uplink(false).expect("uplink down");
+    wait_until("lb1 in FAULT", Duration::from_secs(5), || {
+        vrrp_states(&dirs.rvsd[0]) == vec![("VI_1".to_owned(), "FAULT".to_owned())]
+    });
+    wait_until("lb2 holds the VIP", Duration::from_secs(10), || {
+        lb2.holds(VIP).unwrap_or(false)
+    });
+    assert!(!lb1.holds(VIP).expect("lb1 addresses"));
+    let metrics = rvs_lab::http_get_path(
+        lb1.ns(),
+        SocketAddr::from(([127, 0, 0, 1], 9595)),
+        "/metrics",
+    )
+    .expect("metrics");
+    assert!(
+        metrics.contains("rvs_vrrp_state{instance=\"VI_1\"} 3"),
+        "{metrics}"
+    );
+    // VRRP that cannot start at all (its interface does not exist): FAULT too, not only a
+    // log line, and the VIP stays on standby.
+    let broken =
+        keepalived_conf(&lab, 100).replace("    interface up0\n", "    interface nosuch0\n");
+    dirs.rvsd[1].reload(&broken).expect("lb2 reload");
+    wait_until("lb2's VI_1 in FAULT", Duration::from_secs(10), || {
+        vrrp_states(&dirs.rvsd[1]) == vec![("VI_1".to_owned(), "FAULT".to_owned())]
+    });
+    assert!(
+        dirs.rvsd[1]
+            .output()
+            .contains("VRRP failed; its instances are in FAULT")
+    );
+}
