@@ -141,11 +141,6 @@ impl Rvsd {
         self.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)
     }
 
-    /// Rewrites the config file and sends SIGHUP, without waiting for a log line.
-    pub fn rewrite_and_hup(&mut self, config: &str) -> Result<()> {
-        self.send_reload(config)
-    }
-
     /// The API socket.
     pub fn socket(&self) -> &Path {
         &self.socket
