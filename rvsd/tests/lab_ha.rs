@@ -112,6 +112,15 @@ fn failover_and_return_lose_no_connection() {
     }
     let lab = HaLab::new(3, &[VIP]).expect("lab");
     let _responders = lab.serve_http(80).expect("responders");
+    // As a switch that knows where every MAC is: no unknown-unicast flooding to the
+    // directors, so frames for the dead MASTER's MAC never reach the BACKUP (whose XDP
+    // program would forward synced flows at once) and the connections really wait for
+    // the takeover.
+    for port in ["ulb1", "ulb2"] {
+        lab.switch()
+            .exec(&["bridge", "link", "set", "dev", port, "flood", "off"])
+            .expect("bridge flood off");
+    }
     let mut dirs = start(&lab, [150, 100]);
     let (lb1, lb2) = (&lab.directors()[0], &lab.directors()[1]);
     dirs.rvsd[0]
