@@ -468,10 +468,13 @@ impl SyncEngine {
                 match b.1.receive(&inbound.bytes) {
                     Received::Records {
                         conns,
+                        templates,
                         skipped,
                         stopped,
                         ..
                     } => {
+                        // Persistence templates are not installed yet (counted as dropped).
+                        c.dropped += templates.len() as u64;
                         b.4 = true;
                         let installs: Vec<ConnInstall> = conns
                             .iter()
