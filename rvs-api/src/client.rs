@@ -139,4 +139,28 @@ impl Client {
         self.request::<(), _>(Method::POST, "/v1/reload", None)
             .await
     }
+
+    /// The connection sync daemons.
+    pub async fn sync_status(&self) -> Result<crate::SyncStatus, ClientError> {
+        self.request::<(), _>(Method::GET, "/v1/sync", None).await
+    }
+
+    /// Starts a connection sync daemon.
+    pub async fn sync_start(
+        &self,
+        config: &crate::SyncDaemonConfig,
+    ) -> Result<crate::SyncStatus, ClientError> {
+        self.request(Method::POST, "/v1/sync/start", Some(config))
+            .await
+    }
+
+    /// Stops a connection sync daemon.
+    pub async fn sync_stop(&self, role: crate::SyncRole) -> Result<crate::SyncStatus, ClientError> {
+        self.request(
+            Method::POST,
+            "/v1/sync/stop",
+            Some(&crate::SyncStop { role }),
+        )
+        .await
+    }
 }

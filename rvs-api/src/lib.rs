@@ -14,10 +14,12 @@
 //! | POST | `/v1/reload` | | [`Applied`] (re-reads the config file) |
 //! | GET | `/v1/services` | | [`ServiceList`] (with counters, rates, connection counts) |
 //! | GET | `/v1/connections` | | [`ConnectionList`] |
+//! | GET, POST | `/v1/sync`, `/v1/sync/start`, `/v1/sync/stop` | | connection sync ([`sync`]) |
 //!
 //! Errors come back with a 4xx/5xx status and an [`ApiError`] body.
 
 pub mod client;
+pub mod sync;
 
 use std::net::Ipv4Addr;
 
@@ -25,6 +27,7 @@ use rvs_config::{Protocol, RealServer, ServiceId, Timeouts, VirtualService};
 use serde::{Deserialize, Serialize};
 
 pub use client::{Client, ClientError};
+pub use sync::{SyncCounters, SyncDaemonConfig, SyncDaemonStatus, SyncRole, SyncStatus, SyncStop};
 
 /// Default path of rvsd's API socket.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";

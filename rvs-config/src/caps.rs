@@ -88,7 +88,7 @@ const fn counting(scheduler: Scheduler, about: &'static str) -> SchedulerCaps {
 }
 
 /// Most servers a service of a connection-count scheduler may have: the XDP program walks the
-/// list on every new connection (PHASE2.md: ~4-5 ns per server, so 256 servers cost about
+/// list on every new connection (docs/design/schedulers-xdp.md: ~4-5 ns per server, so 256 servers cost about
 /// 1.2 µs per new connection), and the walk must have a bound the verifier accepts.
 pub const MAX_WALK_SERVERS: usize = 256;
 

@@ -5,6 +5,7 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod conn_sync;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -30,6 +31,7 @@ use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
 use crate::mmap::MmapArray;
 
+pub use conn_sync::{ConnInstall, ConnView, InstallStats};
 pub use plan::{Plan, PlanError, Planner};
 
 /// The eBPF object, built for bpfel-unknown-none by build.rs.

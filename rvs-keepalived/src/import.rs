@@ -135,6 +135,28 @@ impl Mapper<'_> {
                 timeouts.udp = v;
             }
         }
+        if let Some(d) = &g.lvs_sync_daemon {
+            if !self
+                .conf
+                .vrrp_instances
+                .iter()
+                .any(|i| i.name == d.value.instance)
+            {
+                return Err(SyntaxError {
+                    loc: d.loc.clone(),
+                    message: format!(
+                        "lvs_sync_daemon follows VRRP instance {:?}, which is not defined",
+                        d.value.instance
+                    ),
+                });
+            }
+            if d.value.group.is_some_and(|a| a.is_ipv6()) {
+                return Err(SyntaxError {
+                    loc: d.loc.clone(),
+                    message: "an IPv6 lvs_sync_daemon group is not supported by rvs yet".into(),
+                });
+            }
+        }
         for kw in &g.keywords {
             let why = match kw.value.as_str() {
                 "notification_email"
@@ -151,7 +173,7 @@ impl Mapper<'_> {
                 "checker_log_all_failures" => {
                     "not needed: rvs logs every failed check (at debug level) and counts it; ignored"
                 }
-                "lvs_timeouts" | "lvs_flush" | "script_user" => continue,
+                "lvs_timeouts" | "lvs_flush" | "script_user" | "lvs_sync_daemon" => continue,
                 // Read by rvs-vrrp's mapping, which warns about what it cannot do.
                 name if name.starts_with("vrrp_") || name == "default_interface" => continue,
                 // Unknown keywords were already reported by the model.

@@ -86,8 +86,30 @@ pub struct GlobalDefs {
     pub default_interface: Option<String>,
     /// `checker_log_all_failures`.
     pub checker_log_all_failures: Option<bool>,
+    /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`.
+    pub lvs_sync_daemon: Option<At<LvsSyncDaemon>>,
     /// Every keyword read, with where (so the importer can name the exact line).
     pub keywords: Vec<At<String>>,
+}
+
+/// `lvs_sync_daemon`: IPVS's connection sync daemon, master or backup as the named VRRP
+/// instance is MASTER or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvsSyncDaemon {
+    /// Multicast interface.
+    pub interface: String,
+    /// The VRRP instance whose state the daemon follows.
+    pub instance: String,
+    /// `id` (sync id, 0..255; keepalived's default is the instance's virtual_router_id).
+    pub syncid: Option<u8>,
+    /// `maxlen` (1..65507).
+    pub maxlen: Option<u16>,
+    /// `port` (1..65535).
+    pub port: Option<u16>,
+    /// `ttl` (1..255).
+    pub ttl: Option<u8>,
+    /// `group` (a multicast address).
+    pub group: Option<IpAddr>,
 }
 
 /// `lvs_timeouts`: IPVS idle timeouts in seconds.
@@ -1166,6 +1188,75 @@ impl Cx<'_> {
                     "script_user" => g.script_user = Some(self.user(n)?),
                     "default_interface" => g.default_interface = Some(self.text(n)?),
                     "checker_log_all_failures" => g.checker_log_all_failures = Some(self.flag(n)?),
+                    "lvs_sync_daemon" => {
+                        self.no_block(n);
+                        let interface = self.arg(n, 0)?.text.clone();
+                        let instance = self.arg(n, 1)?.text.clone();
+                        let mut d = LvsSyncDaemon {
+                            interface,
+                            instance,
+                            syncid: None,
+                            maxlen: None,
+                            port: None,
+                            ttl: None,
+                            group: None,
+                        };
+                        let mut i = 2;
+                        while i < n.args.len() {
+                            let key = &n.args[i];
+                            let Some(val) = n.args.get(i + 1) else {
+                                return err(
+                                    &key.loc,
+                                    format!("`lvs_sync_daemon ... {}` needs a value", key.text),
+                                );
+                            };
+                            match key.text.as_str() {
+                                "id" => {
+                                    d.syncid =
+                                        Some(parse_uint(val, "lvs_sync_daemon id", 0, 255)? as u8)
+                                }
+                                "maxlen" => {
+                                    d.maxlen =
+                                        Some(parse_uint(val, "lvs_sync_daemon maxlen", 1, 65507)?
+                                            as u16)
+                                }
+                                "port" => {
+                                    d.port =
+                                        Some(parse_uint(val, "lvs_sync_daemon port", 1, 65535)?
+                                            as u16)
+                                }
+                                "ttl" => {
+                                    d.ttl =
+                                        Some(parse_uint(val, "lvs_sync_daemon ttl", 1, 255)? as u8)
+                                }
+                                "group" => match val.text.parse::<IpAddr>() {
+                                    Ok(a) if a.is_multicast() => d.group = Some(a),
+                                    _ => {
+                                        return err(
+                                            &val.loc,
+                                            format!(
+                                                "lvs_sync_daemon group must be a multicast address, not {:?}",
+                                                val.text
+                                            ),
+                                        );
+                                    }
+                                },
+                                other => {
+                                    return err(
+                                        &key.loc,
+                                        format!(
+                                            "lvs_sync_daemon takes id, maxlen, port, ttl and group, not {other:?}"
+                                        ),
+                                    );
+                                }
+                            }
+                            i += 2;
+                        }
+                        g.lvs_sync_daemon = Some(At {
+                            value: d,
+                            loc: n.loc().clone(),
+                        });
+                    }
                     _ => self.unsupported(n, "in global_defs"),
                 }
                 Ok(())
@@ -2159,6 +2250,37 @@ mod tests {
         let mut w = doc.warnings;
         let c = build(&doc.nodes, &mut w)?;
         Ok((c, w))
+    }
+
+    #[test]
+    fn lvs_sync_daemon_with_every_option() {
+        let (c, w) = build_str(
+            "global_defs {\n  lvs_sync_daemon eth1 VI_1 id 7 maxlen 1400 port 8850 ttl 2 group 224.0.0.99\n}\n",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let d = c.global_defs.lvs_sync_daemon.unwrap().value;
+        assert_eq!(
+            (d.interface.as_str(), d.instance.as_str()),
+            ("eth1", "VI_1")
+        );
+        assert_eq!(
+            (d.syncid, d.maxlen, d.port, d.ttl),
+            (Some(7), Some(1400), Some(8850), Some(2))
+        );
+        assert_eq!(d.group, Some("224.0.0.99".parse().unwrap()));
+        let (c, _) = build_str("global_defs {\n  lvs_sync_daemon eth1 VI_1\n}\n").unwrap();
+        assert_eq!(c.global_defs.lvs_sync_daemon.unwrap().value.syncid, None);
+        for bad in [
+            "eth1",
+            "eth1 VI_1 id 256",
+            "eth1 VI_1 group 198.18.0.1",
+            "eth1 VI_1 ttl",
+            "eth1 VI_1 mtu 1",
+        ] {
+            let text = format!("global_defs {{\n  lvs_sync_daemon {bad}\n}}\n");
+            assert!(build_str(&text).is_err(), "{bad} must be refused");
+        }
     }
 
     #[test]

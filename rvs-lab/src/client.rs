@@ -123,6 +123,14 @@ impl HttpSession {
         Ok(body)
     }
 
+    /// Sets the read and write timeout of the connection (the lab default is
+    /// [`IO_TIMEOUT`]); a failover test waits longer for TCP to retransmit.
+    pub fn set_io_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     /// The client side's address (the connection's source).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.stream.local_addr().context("session address")

@@ -96,6 +96,15 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    pub(crate) fn new(ns: Netns, index: usize, name: String, addr: Ipv4Addr) -> RealServer {
+        RealServer {
+            index,
+            name,
+            addr,
+            ns,
+        }
+    }
+
     /// Its number, 1-based.
     pub fn index(&self) -> usize {
         self.index
@@ -415,7 +424,7 @@ fn expect_name(from: &Netns, addr: SocketAddr, name: &str) -> Result<()> {
 
 /// Creates a veth pair `a_if` (in `a`) — `b_if` (in `b`), turns off checksum offload on
 /// both ends and brings both up.
-fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+pub(crate) fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     a.exec(&[
         "ip",
         "link",
@@ -437,7 +446,7 @@ fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
 }
 
 /// Adds `addr/len` to `ifname` in `ns`.
-fn address(ns: &Netns, ifname: &str, addr: Ipv4Addr, len: u8) -> Result<()> {
+pub(crate) fn address(ns: &Netns, ifname: &str, addr: Ipv4Addr, len: u8) -> Result<()> {
     ns.exec(&["ip", "addr", "add", &format!("{addr}/{len}"), "dev", ifname])?;
     Ok(())
 }

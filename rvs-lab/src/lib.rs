@@ -6,6 +6,7 @@
 //!
 //! - [`Netns`]: one namespace; run closures, commands and child processes inside it.
 //! - [`DrLab`]: the direct-routing topology (client, router, LB, switch, real servers).
+//! - [`HaLab`]: two directors (VRRP, connection sync) in front of the DR lab's servers.
 //! - [`FibNs`]: one namespace with static neighbours, for BPF_PROG_TEST_RUN tests.
 //! - [`HttpResponder`], [`UdpResponder`]: servers that answer with their name.
 //! - [`http_get`], [`HttpSession`], [`udp_ask`], [`run_many`]: clients with timeouts.
@@ -18,6 +19,7 @@ pub mod client;
 mod cmd;
 pub mod dr;
 pub mod fib;
+pub mod ha;
 mod http;
 pub mod netns;
 pub mod responder;
@@ -26,6 +28,7 @@ pub mod rvsd;
 pub use client::{HttpSession, http_get, http_get_path, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
 pub use fib::FibNs;
+pub use ha::{Director, HaLab};
 pub use netns::{
     ChildGuard, Netns, SKIP_ROOT_TESTS, cleanup_stale, list_netns, root_or_skip, run_prefix,
     skip_or_fail, unique_prefix,

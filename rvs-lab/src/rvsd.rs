@@ -107,6 +107,45 @@ impl Rvsd {
         self.child.pid()
     }
 
+    /// Sends `signal` to rvsd (SIGTERM: a planned stop; SIGHUP: a reload).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.child.signal(signal)
+    }
+
+    /// Kills rvsd with SIGKILL, as a machine losing power would (see [`Rvsd::restart`]).
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.signal(Signal::SIGKILL)?;
+        self.child.stop()?;
+        Ok(())
+    }
+
+    /// Waits (bounded by `timeout`) for rvsd to exit after a signal; its output stays
+    /// readable.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<()> {
+        let end = std::time::Instant::now() + timeout;
+        while self.child.is_running() {
+            anyhow::ensure!(
+                std::time::Instant::now() < end,
+                "rvsd did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts rvsd again (after [`Rvsd::kill`] or an exit) with the same files in `ns`;
+    /// returns when it is ready.
+    pub fn restart(&mut self, ns: &Netns) -> Result<()> {
+        anyhow::ensure!(
+            ns.name() == self.ns_name,
+            "restart in the namespace rvsd ran in"
+        );
+        self.child = spawn_rvsd(ns, &self.binary, &self.args, &self.socket)?;
+        self.reloads = 0;
+        self.refusals = 0;
+        self.child.wait_for_output("rvsd ready", 1, RVSD_WAIT)
+    }
+
     /// The API socket.
     pub fn socket(&self) -> &Path {
         &self.socket

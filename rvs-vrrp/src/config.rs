@@ -499,6 +499,49 @@ impl VrrpConfig {
         instance.version.unwrap_or(self.global.vrrp_version)
     }
 
+    /// The configuration split into independent parts: each `vrrp_sync_group` with its
+    /// members, and every other instance alone, each with the scripts it tracks. A reload
+    /// restarts only the parts that changed, so unchanged instances are left untouched.
+    pub fn components(&self) -> Vec<VrrpConfig> {
+        let mut out = Vec::new();
+        let mut grouped = std::collections::HashSet::new();
+        let part = |names: &[&str], groups: Vec<SyncGroupConfig>| {
+            let instances: Vec<VrrpInstanceConfig> = self
+                .instances
+                .iter()
+                .filter(|i| names.contains(&i.name.as_str()))
+                .cloned()
+                .collect();
+            let scripts = self
+                .scripts
+                .iter()
+                .filter(|s| {
+                    instances
+                        .iter()
+                        .any(|i| i.track_script.iter().any(|t| t.name == s.name))
+                })
+                .cloned()
+                .collect();
+            VrrpConfig {
+                global: self.global.clone(),
+                scripts,
+                instances,
+                sync_groups: groups,
+            }
+        };
+        for g in &self.sync_groups {
+            let names: Vec<&str> = g.group.iter().map(String::as_str).collect();
+            grouped.extend(names.iter().copied());
+            out.push(part(&names, vec![g.clone()]));
+        }
+        for i in &self.instances {
+            if !grouped.contains(i.name.as_str()) {
+                out.push(part(&[i.name.as_str()], Vec::new()));
+            }
+        }
+        out
+    }
+
     /// Checks the whole configuration; the error names the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut scripts = BTreeMap::new();
@@ -765,6 +808,43 @@ mod opt_secs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn components_are_sync_groups_and_lone_instances_with_their_scripts() {
+        let mut c = VrrpConfig::default();
+        for (n, vrid) in [("A", 1), ("B", 2), ("C", 3)] {
+            c.instances.push(VrrpInstanceConfig::new(n, "eth0", vrid));
+        }
+        c.instances[2].track_script.push(TrackScriptConfig {
+            name: "chk".into(),
+            weight: None,
+        });
+        c.scripts.push(VrrpScriptConfig {
+            name: "chk".into(),
+            ..toml::from_str("name = \"x\"\nscript = \"true\"").unwrap()
+        });
+        c.sync_groups.push(SyncGroupConfig {
+            name: "G".into(),
+            group: vec!["A".into(), "B".into()],
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            notify_stop: None,
+            notify: None,
+        });
+        let parts = c.components();
+        let names: Vec<Vec<&str>> = parts
+            .iter()
+            .map(|p| p.instances.iter().map(|i| i.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["A", "B"], vec!["C"]]);
+        assert_eq!(parts[0].sync_groups.len(), 1);
+        assert!(parts[0].scripts.is_empty());
+        assert_eq!(parts[1].scripts.len(), 1);
+        for p in &parts {
+            p.validate().unwrap();
+        }
+    }
+
     use super::*;
 
     const EXAMPLE: &str = r#"

@@ -4,7 +4,7 @@
 //! rvsd (an [`Op`]), a listing, `-S`, `-R`, help or version.
 //!
 //! What rvs does not implement yet (fwmark, IPv6 and SCTP services, persistence engines,
-//! GUE/GRE tunnels, the connection sync daemon) is parsed and checked like ipvsadm does, so
+//! GUE/GRE tunnels, an IPv6 sync group) is parsed and checked like ipvsadm does, so
 //! ipvsadm's own errors come first, and then refused with a message that says so.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -364,6 +364,23 @@ pub enum Invocation {
     Restore,
     /// A change for rvsd.
     Apply(Op),
+    /// `--start-daemon`: start a connection sync daemon.
+    StartDaemon(rvs_api::SyncDaemonConfig),
+    /// `--stop-daemon`: stop one.
+    StopDaemon(rvs_api::SyncRole),
+}
+
+/// The sync daemon options of one command line.
+#[derive(Debug, Clone, Default)]
+struct SyncArgs {
+    backup: bool,
+    interface: Option<String>,
+    syncid: u8,
+    maxlen: Option<u16>,
+    group: Option<Ipv4Addr>,
+    group_v6: bool,
+    port: Option<u16>,
+    ttl: Option<u8>,
 }
 
 /// Forwarding method bits as ipvsadm keeps them.
@@ -543,6 +560,7 @@ fn parse_sched_flags(sched: &str, arg: &str) -> Result<u8, Failure> {
 /// The command line being parsed (ipvsadm's `ipvs_command_entry` plus options and format).
 struct Entry {
     cmd: Cmd,
+    sync: SyncArgs,
     svc: Svc,
     dest: Dest,
     timeouts: Timeouts,
@@ -554,6 +572,7 @@ impl Entry {
     fn new(cmd: Cmd) -> Self {
         Self {
             cmd,
+            sync: SyncArgs::default(),
             svc: Svc {
                 protocol: None,
                 addr: None,
@@ -623,6 +642,7 @@ pub fn parse(
         Some(Ok(x)) => x,
         _ => return Err(tryhelp(program)),
     };
+    let mut daemon_role = rvs_api::SyncRole::Master;
     let cmd = match tag {
         Tag::AddService => Cmd::Add,
         Tag::EditService => Cmd::Edit,
@@ -648,6 +668,9 @@ pub fn parse(
                     },
                 ));
             }
+            if arg == "backup" {
+                daemon_role = rvs_api::SyncRole::Backup;
+            }
             if tag == Tag::StartDaemon {
                 Cmd::StartDaemon
             } else {
@@ -659,6 +682,7 @@ pub fn parse(
         _ => return Err(tryhelp(program)),
     };
     let mut e = Entry::new(cmd);
+    e.sync.backup = daemon_role == rvs_api::SyncRole::Backup;
     let mut sched_flags_arg = String::new();
 
     loop {
@@ -765,11 +789,16 @@ pub fn parse(
                 e.set(O_NUMERIC)?;
                 e.format.numeric = true;
             }
-            Tag::McastInterface => e.set(O_MCAST)?,
+            Tag::McastInterface => {
+                e.set(O_MCAST)?;
+                // ipvsadm copies at most IP_VS_IFNAME_MAXLEN - 1 bytes.
+                e.sync.interface = Some(truncate_bytes(&arg, 15));
+            }
             Tag::SyncId => {
                 e.set(O_SYNCID)?;
-                string_to_number(&arg, 0, 255)
-                    .ok_or_else(|| fail(2, "illegal syncid specified"))?;
+                e.sync.syncid = string_to_number(&arg, 0, 255)
+                    .ok_or_else(|| fail(2, "illegal syncid specified"))?
+                    as u8;
             }
             Tag::Timeout => e.set(O_TIMEOUT)?,
             Tag::Daemon => e.set(O_DAEMON)?,
@@ -829,21 +858,32 @@ pub fn parse(
                     let family = if arg.contains(':') { "IPv6" } else { "IPv4" };
                     return Err(fail(2, format!("invalid {family} mcast-group `{arg}'")));
                 }
+                e.sync.group = arg.parse::<Ipv4Addr>().ok();
+                e.sync.group_v6 = arg.contains(':');
             }
             Tag::McastPort => {
                 e.set(O_MCAST_PORT)?;
-                string_to_number(&arg, 1, 65535)
-                    .ok_or_else(|| fail(2, "illegal mcast-port specified"))?;
+                e.sync.port = Some(
+                    string_to_number(&arg, 1, 65535)
+                        .ok_or_else(|| fail(2, "illegal mcast-port specified"))?
+                        as u16,
+                );
             }
             Tag::McastTtl => {
                 e.set(O_MCAST_TTL)?;
-                string_to_number(&arg, 1, 255)
-                    .ok_or_else(|| fail(2, "illegal mcast-ttl specified"))?;
+                e.sync.ttl = Some(
+                    string_to_number(&arg, 1, 255)
+                        .ok_or_else(|| fail(2, "illegal mcast-ttl specified"))?
+                        as u8,
+                );
             }
             Tag::SyncMaxlen => {
                 e.set(O_SYNC_MAXLEN)?;
-                string_to_number(&arg, 1, 65535 - 20 - 8)
-                    .ok_or_else(|| fail(2, "illegal sync-maxlen specified"))?;
+                e.sync.maxlen = Some(
+                    string_to_number(&arg, 1, 65535 - 20 - 8)
+                        .ok_or_else(|| fail(2, "illegal sync-maxlen specified"))?
+                        as u16,
+                );
             }
             Tag::TunInfo => {
                 e.set(O_TUN_INFO)?;
@@ -1222,16 +1262,33 @@ fn process(
             timeouts: e.timeouts,
         },
         Cmd::StartDaemon => {
-            return Err(fail(
-                255,
-                "the connection sync daemon (--start-daemon) is not supported by rvs yet",
-            ));
+            if e.sync.group_v6 {
+                return Err(fail(
+                    255,
+                    "an IPv6 sync multicast group is not supported by rvs yet",
+                ));
+            }
+            // Without --mcast-interface the kernel finds no device, as for a wrong one.
+            return Ok(Invocation::StartDaemon(rvs_api::SyncDaemonConfig {
+                role: if e.sync.backup {
+                    rvs_api::SyncRole::Backup
+                } else {
+                    rvs_api::SyncRole::Master
+                },
+                interface: e.sync.interface.clone().unwrap_or_default(),
+                syncid: e.sync.syncid,
+                maxlen: e.sync.maxlen,
+                group: e.sync.group,
+                port: e.sync.port,
+                ttl: e.sync.ttl,
+            }));
         }
         Cmd::StopDaemon => {
-            return Err(fail(
-                255,
-                "the connection sync daemon (--stop-daemon) is not supported by rvs yet",
-            ));
+            return Ok(Invocation::StopDaemon(if e.sync.backup {
+                rvs_api::SyncRole::Backup
+            } else {
+                rvs_api::SyncRole::Master
+            }));
         }
     };
     Ok(Invocation::Apply(op))

@@ -25,6 +25,45 @@ pub trait Api {
     fn status(&mut self) -> Result<Status, ClientError>;
     /// The desired state without counters (`GET /v1/config`).
     fn config(&mut self) -> Result<Config, ClientError>;
+    /// The connection sync daemons (`GET /v1/sync`).
+    fn sync_status(&mut self) -> Result<rvs_api::SyncStatus, ClientError> {
+        Ok(rvs_api::SyncStatus::default())
+    }
+    /// Starts a sync daemon (`POST /v1/sync/start`).
+    fn sync_start(
+        &mut self,
+        _config: &rvs_api::SyncDaemonConfig,
+    ) -> Result<rvs_api::SyncStatus, ClientError> {
+        Err(ClientError::Http("this rvsd has no sync API".into()))
+    }
+    /// Stops a sync daemon (`POST /v1/sync/stop`).
+    fn sync_stop(&mut self, _role: rvs_api::SyncRole) -> Result<rvs_api::SyncStatus, ClientError> {
+        Err(ClientError::Http("this rvsd has no sync API".into()))
+    }
+}
+
+/// `-L --daemon`, as ipvsadm 1.31 prints each daemon.
+pub fn list_daemons(status: &rvs_api::SyncStatus) -> String {
+    let mut out = String::new();
+    for d in &status.daemons {
+        out.push_str(&format!(
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
+            d.role, d.interface, d.syncid, d.maxlen, d.group, d.port, d.ttl
+        ));
+    }
+    out
+}
+
+/// A sync daemon refusal: rvsd words it as ipvsadm does ("No such device", "No daemon is
+/// running", "Daemon has already run"); exit code 255 as ipvsadm's.
+fn sync_failure(err: ClientError) -> Failure {
+    match err {
+        ClientError::Api(e) => Failure {
+            stderr: format!("{}\n", e.message),
+            code: 255,
+        },
+        other => client_failure(other, None, 255),
+    }
 }
 
 /// The services of `config` as `GET /v1/services` lists them (real servers newest first),
@@ -254,12 +293,12 @@ fn list(req: ListRequest, api: &mut dyn Api, r: &dyn Resolver) -> Result<String,
                 format::list_timeouts(&s.timeouts)
             }
         }
-        // rvs runs no connection sync daemon: ipvsadm prints nothing when none runs.
         ListTarget::Daemons => {
+            let s = api.sync_status().map_err(|e| client_failure(e, None, 1))?;
             if req.json {
-                "[]\n".to_string()
+                json(&s.daemons)
             } else {
-                String::new()
+                list_daemons(&s)
             }
         }
     })
@@ -335,6 +374,14 @@ pub fn run(
             Ok(_) => Ok(String::new()),
             Err(e) => Err(client_failure(e, Some(&op), 255)),
         },
+        Ok(Invocation::StartDaemon(cfg)) => api
+            .sync_start(&cfg)
+            .map(|_| String::new())
+            .map_err(sync_failure),
+        Ok(Invocation::StopDaemon(role)) => api
+            .sync_stop(role)
+            .map(|_| String::new())
+            .map_err(sync_failure),
     };
     match result {
         Ok(stdout) => Outcome {

@@ -60,6 +60,21 @@ impl Api for SocketApi {
                 .request::<(), _>(hyper::Method::GET, "/v1/config", None),
         )
     }
+
+    fn sync_status(&mut self) -> Result<rvs_api::SyncStatus, ClientError> {
+        self.call(self.client.sync_status())
+    }
+
+    fn sync_start(
+        &mut self,
+        config: &rvs_api::SyncDaemonConfig,
+    ) -> Result<rvs_api::SyncStatus, ClientError> {
+        self.call(self.client.sync_start(config))
+    }
+
+    fn sync_stop(&mut self, role: rvs_api::SyncRole) -> Result<rvs_api::SyncStatus, ClientError> {
+        self.call(self.client.sync_stop(role))
+    }
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -437,3 +437,70 @@ fn dr_lab_driven_by_rvsadm() {
         s.rvsd.output()
     );
 }
+
+/// The sync daemon commands against a real rvsd, with ipvsadm 1.31's answers recorded in
+/// the IPVS VM (rvs-sync/tests/fixtures/ipvsadm_daemon.txt): the same listing lines, the
+/// same errors and exit codes.
+#[test]
+fn sync_daemon_commands_against_rvsd() {
+    if !rvs_lab::root_or_skip("rvsadm sync daemon against rvsd") {
+        return;
+    }
+    let ns = Netns::new(&format!("{}-sync", rvs_lab::unique_prefix())).expect("netns");
+    // The recorded listings name the interface dummy0; this kernel has no dummy driver, so
+    // it is one end of a veth pair.
+    ns.exec(&[
+        "ip", "link", "add", "dummy0", "type", "veth", "peer", "name", "dummy1",
+    ])
+    .expect("veth");
+    ns.exec(&["ip", "link", "set", "dummy1", "up"]).expect("up");
+    ns.exec(&["ip", "addr", "add", "198.18.200.1/24", "dev", "dummy0"])
+        .expect("address");
+    ns.exec(&["ip", "link", "set", "dummy0", "up"]).expect("up");
+    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", ns.name()));
+    let config = format!("[daemon]\npin_path = \"{}\"\n", pin.display());
+    let rvsd = Rvsd::start(&ns, rvsd_binary(), &config, &pin).expect("rvsd starts");
+    let s = rvsd.socket().to_path_buf();
+    assert_eq!(ok(&s, "-L --daemon"), "");
+    refused(&s, "--start-daemon master", 255, "No such device");
+    refused(
+        &s,
+        "--start-daemon master --mcast-interface nosuch0",
+        255,
+        "No such device",
+    );
+    refused(&s, "--stop-daemon master", 255, "No daemon is running");
+    ok(
+        &s,
+        "--start-daemon master --mcast-interface dummy0 --syncid 8",
+    );
+    refused(
+        &s,
+        "--start-daemon master --mcast-interface dummy0",
+        255,
+        "Daemon has already run",
+    );
+    ok(
+        &s,
+        "--start-daemon backup --mcast-interface dummy0 --syncid 9 --sync-maxlen 1400 --mcast-port 8850",
+    );
+    assert_eq!(
+        ok(&s, "-L --daemon"),
+        "master sync daemon (mcast=dummy0, syncid=8, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=dummy0, syncid=9, maxlen=1400, group=224.0.0.81, port=8850, ttl=1)\n"
+    );
+    ok(&s, "--stop-daemon backup");
+    ok(
+        &s,
+        "--start-daemon backup --mcast-interface dummy0 --mcast-group 224.0.0.99 --mcast-ttl 5 --syncid 0",
+    );
+    assert_eq!(
+        ok(&s, "-Ln --daemon"),
+        "master sync daemon (mcast=dummy0, syncid=8, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=dummy0, syncid=0, maxlen=1472, group=224.0.0.99, port=8848, ttl=5)\n"
+    );
+    ok(&s, "--stop-daemon master");
+    ok(&s, "--stop-daemon backup");
+    assert_eq!(ok(&s, "-L --daemon"), "");
+    drop(rvsd);
+}

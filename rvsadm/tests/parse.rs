@@ -450,14 +450,9 @@ fn what_rvs_does_not_have_yet() {
             "GUE and GRE tunnels (--tun-type) are not supported by rvs yet",
         ),
         (
-            "--start-daemon master",
+            "--start-daemon master --mcast-interface eth0 --mcast-group ff02::81",
             255,
-            "the connection sync daemon (--start-daemon) is not supported by rvs yet",
-        ),
-        (
-            "--stop-daemon backup",
-            255,
-            "the connection sync daemon (--stop-daemon) is not supported by rvs yet",
+            "an IPv6 sync multicast group is not supported by rvs yet",
         ),
         (
             "-A -t 198.18.0.10:80 -s rr --pe sip",
@@ -478,6 +473,104 @@ fn what_rvs_does_not_have_yet() {
     ] {
         assert_eq!(err(line), (code, format!("{message}\n")), "{line}");
     }
+}
+
+#[test]
+fn sync_daemon_commands() {
+    use rvs_api::{SyncDaemonConfig, SyncRole};
+    let start = |line: &str| match parse(line) {
+        Ok(Invocation::StartDaemon(c)) => c,
+        other => panic!("`{line}` gave {other:?}"),
+    };
+    assert_eq!(
+        start("--start-daemon master --mcast-interface eth1 --syncid 7"),
+        SyncDaemonConfig {
+            role: SyncRole::Master,
+            interface: "eth1".into(),
+            syncid: 7,
+            maxlen: None,
+            group: None,
+            port: None,
+            ttl: None,
+        }
+    );
+    assert_eq!(
+        start(
+            "--start-daemon backup --mcast-interface eth1 --sync-maxlen 1400 --mcast-group 224.0.0.99 --mcast-port 8850 --mcast-ttl 3"
+        ),
+        SyncDaemonConfig {
+            role: SyncRole::Backup,
+            interface: "eth1".into(),
+            syncid: 0,
+            maxlen: Some(1400),
+            group: Some(Ipv4Addr::new(224, 0, 0, 99)),
+            port: Some(8850),
+            ttl: Some(3),
+        }
+    );
+    // No --mcast-interface: rvsd answers "No such device", as the kernel does.
+    assert_eq!(start("--start-daemon master").interface, "");
+    assert!(matches!(
+        parse("--stop-daemon backup"),
+        Ok(Invocation::StopDaemon(SyncRole::Backup))
+    ));
+    assert!(matches!(
+        parse("--stop-daemon master"),
+        Ok(Invocation::StopDaemon(SyncRole::Master))
+    ));
+    for (line, message) in [
+        (
+            "--start-daemon master --mcast-interface eth1 --syncid 300",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --mcast-interface eth1 --mcast-group 198.18.200.1",
+            "invalid IPv4 mcast-group `198.18.200.1'",
+        ),
+        (
+            "--start-daemon master --mcast-interface eth1 --mcast-port 0",
+            "illegal mcast-port specified",
+        ),
+        (
+            "--start-daemon master --mcast-interface eth1 --mcast-ttl 256",
+            "illegal mcast-ttl specified",
+        ),
+        (
+            "--start-daemon master --mcast-interface eth1 --sync-maxlen 65508",
+            "illegal sync-maxlen specified",
+        ),
+    ] {
+        assert_eq!(err(line), (2, format!("{message}\n")), "{line}");
+    }
+}
+
+#[test]
+fn daemon_listing_is_ipvsadms() {
+    use rvs_api::{SyncCounters, SyncDaemonStatus, SyncRole, SyncStatus};
+    let d = |role, syncid, maxlen, port| SyncDaemonStatus {
+        role,
+        interface: "dummy0".into(),
+        syncid,
+        maxlen,
+        group: Ipv4Addr::new(224, 0, 0, 81),
+        port,
+        ttl: 1,
+        origin: "api".into(),
+        counters: SyncCounters::default(),
+    };
+    let status = SyncStatus {
+        daemons: vec![
+            d(SyncRole::Master, 8, 1472, 8848),
+            d(SyncRole::Backup, 9, 1400, 8850),
+        ],
+    };
+    // Recorded from ipvsadm 1.31 (rvs-sync/tests/fixtures/ipvsadm_daemon.txt).
+    assert_eq!(
+        rvsadm::exec::list_daemons(&status),
+        "master sync daemon (mcast=dummy0, syncid=8, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=dummy0, syncid=9, maxlen=1400, group=224.0.0.81, port=8850, ttl=1)\n"
+    );
+    assert_eq!(rvsadm::exec::list_daemons(&SyncStatus::default()), "");
 }
 
 #[test]

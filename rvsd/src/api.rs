@@ -44,6 +44,12 @@ pub enum Call {
     Connections,
     /// `GET /metrics` (Prometheus, on the metrics listener).
     Metrics,
+    /// `GET /v1/sync`.
+    SyncStatus,
+    /// `POST /v1/sync/start`.
+    SyncStart(rvs_api::SyncDaemonConfig),
+    /// `POST /v1/sync/stop`.
+    SyncStop(rvs_api::SyncRole),
 }
 
 /// A call and where to send its JSON answer.
@@ -325,6 +331,11 @@ async fn handle(
         (Method::POST, "/v1/reload") => Ok(Call::Reload),
         (Method::GET, "/v1/services") => Ok(Call::Services),
         (Method::GET, "/v1/connections") => Ok(Call::Connections),
+        (Method::GET, "/v1/sync") => Ok(Call::SyncStatus),
+        (Method::POST, "/v1/sync/start") => decode(&body).map(Call::SyncStart),
+        (Method::POST, "/v1/sync/stop") => {
+            decode::<rvs_api::SyncStop>(&body).map(|s| Call::SyncStop(s.role))
+        }
         (m, p) => Err(ApiError::new(
             ErrorKind::NotFound,
             format!("no API route {m} {p} (see docs/api.md)"),

@@ -26,6 +26,7 @@ use crate::{
     api::{Call, Request},
     ops::{Index, SideEffects, commit, plan_ops},
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
+    sync::{SyncEngine, state_timeouts},
 };
 
 /// Services whose configuration differs between `a` and `b` (present in one only, or
@@ -193,26 +194,143 @@ pub fn map_vrrp(
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// The VRRP side of a keepalived.conf, running inside rvsd.
+/// One independent part of the VRRP configuration (a sync group, or a lone instance)
+/// and the task running it.
+struct Runner {
+    config: rvs_vrrp::config::VrrpConfig,
+    id: u64,
+    /// Sending (or dropping) it stops the part (a MASTER resigns with priority 0).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Stops the part as keepalived does on SIGTERM: a MASTER sends priority-0 adverts,
+    /// removes its VIPs and runs its notify scripts; waits for that (bounded).
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("VRRP did not stop within 5 s");
+        }
+    }
+}
+
+/// The parts' snapshots, merged into one in configuration order.
+#[derive(Default)]
+struct Parts {
+    order: Vec<String>,
+    snapshots: std::collections::BTreeMap<u64, rvs_vrrp::io::Snapshot>,
+}
+
+impl Parts {
+    fn merged(&self) -> rvs_vrrp::io::Snapshot {
+        let mut instances: Vec<_> = self
+            .snapshots
+            .values()
+            .flat_map(|s| s.instances.iter().cloned())
+            .collect();
+        instances.sort_by_key(|i| self.order.iter().position(|n| *n == i.name));
+        rvs_vrrp::io::Snapshot { instances }
+    }
+}
+
+/// The VRRP side of a keepalived.conf, running inside rvsd: one task per independent
+/// part, so a reload restarts only the parts whose configuration changed.
 struct Vrrp {
-    /// What the instances are doing.
+    /// What the instances are doing (all parts merged).
     status: watch::Receiver<rvs_vrrp::io::Snapshot>,
+    merged: watch::Sender<rvs_vrrp::io::Snapshot>,
+    parts: Arc<std::sync::Mutex<Parts>>,
+    runners: Vec<Runner>,
+    next_id: u64,
     /// Every VIP the instances manage.
     managed: HashSet<std::net::Ipv4Addr>,
-    /// Dropping it stops the instances (a MASTER resigns with priority 0).
-    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// keepalived's `lvs_sync_daemon`: the sync daemon follows a VRRP instance, master while
+/// it is MASTER and backup otherwise (keepalived does the same with the kernel's daemon).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SyncFollow {
+    /// The VRRP instance.
+    instance: String,
+    /// The daemon's settings (`role` is set from the instance's state).
+    config: rvs_api::SyncDaemonConfig,
+}
+
+impl SyncFollow {
+    fn of(conf: &rvs_keepalived::model::KeepalivedConf) -> Option<SyncFollow> {
+        let d = &conf.global_defs.lvs_sync_daemon.as_ref()?.value;
+        // keepalived's default sync id is the instance's virtual_router_id.
+        let vrid = conf
+            .vrrp_instances
+            .iter()
+            .find(|i| i.name == d.instance)
+            .and_then(|i| i.virtual_router_id)
+            .unwrap_or(0);
+        Some(SyncFollow {
+            instance: d.instance.clone(),
+            config: rvs_api::SyncDaemonConfig {
+                role: rvs_api::SyncRole::Backup,
+                interface: d.interface.clone(),
+                syncid: d.syncid.unwrap_or(vrid),
+                maxlen: d.maxlen,
+                group: d.group.and_then(|g| match g {
+                    std::net::IpAddr::V4(a) => Some(a),
+                    std::net::IpAddr::V6(_) => None,
+                }),
+                port: d.port,
+                ttl: d.ttl,
+            },
+        })
+    }
 }
 
 impl Vrrp {
     /// Starts the keepalived.conf's vrrp_instance blocks, if it has any.
     fn start(conf: &rvs_keepalived::model::KeepalivedConf) -> Result<Option<Vrrp>> {
-        let Some((config, warnings)) = map_vrrp(conf)? else {
+        if conf.vrrp_instances.is_empty() {
             return Ok(None);
+        }
+        let config = Self::config_of(conf)?;
+        let (merged, status) = rvs_vrrp::io::status_channel();
+        let mut vrrp = Vrrp {
+            status,
+            merged,
+            parts: Arc::default(),
+            runners: Vec::new(),
+            next_id: 0,
+            managed: HashSet::new(),
+        };
+        vrrp.set_config(&config);
+        for part in config.components() {
+            vrrp.spawn(part);
+        }
+        Ok(Some(vrrp))
+    }
+
+    /// The VRRP configuration of a keepalived.conf (through [`map_vrrp`], as check-config),
+    /// validated; its warnings are logged.
+    fn config_of(
+        conf: &rvs_keepalived::model::KeepalivedConf,
+    ) -> Result<rvs_vrrp::config::VrrpConfig> {
+        let Some((config, warnings)) = map_vrrp(conf)? else {
+            anyhow::bail!("the file has no vrrp_instance blocks");
         };
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let managed = config
+        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(config)
+    }
+
+    fn set_config(&mut self, config: &rvs_vrrp::config::VrrpConfig) {
+        self.managed = config
             .instances
             .iter()
             .flat_map(|i| i.virtual_ipaddress.iter())
@@ -221,21 +339,105 @@ impl Vrrp {
                 std::net::IpAddr::V6(_) => None,
             })
             .collect();
-        let (tx, rx) = rvs_vrrp::io::status_channel();
+        if let Ok(mut p) = self.parts.lock() {
+            p.order = config.instances.iter().map(|i| i.name.clone()).collect();
+        }
+    }
+
+    /// Starts one part; its snapshots feed the merged status.
+    fn spawn(&mut self, config: rvs_vrrp::config::VrrpConfig) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (tx, mut rx) = rvs_vrrp::io::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let parts = self.parts.clone();
+        let merged = self.merged.clone();
+        let publish = move |snap: Option<rvs_vrrp::io::Snapshot>| {
+            if let Ok(mut p) = parts.lock() {
+                match snap {
+                    Some(s) => p.snapshots.insert(id, s),
+                    None => p.snapshots.remove(&id),
+                };
+                let m = p.merged();
+                merged.send_if_modified(|cur| {
+                    let changed = *cur != m;
+                    *cur = m;
+                    changed
+                });
+            }
+        };
+        let run_config = config.clone();
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            if let Err(e) = rvs_vrrp::io::run(config, shutdown, tx).await {
-                tracing::error!(error = %e, "VRRP stopped");
+            let fault = rvs_vrrp::io::fault_snapshot(&run_config);
+            let run = rvs_vrrp::io::run(run_config, shutdown, tx.clone());
+            tokio::pin!(run);
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    Ok(()) = rx.changed() => publish(Some(rx.borrow_and_update().clone())),
+                }
+            };
+            match result {
+                Ok(()) => publish(None),
+                Err(e) => {
+                    // Not only a log line: the part's instances show FAULT (status,
+                    // metrics) and their VIPs stay on standby.
+                    tracing::error!(error = %e, "VRRP failed; its instances are in FAULT");
+                    publish(Some(fault));
+                }
             }
         });
-        Ok(Some(Vrrp {
-            status: rx,
-            managed,
-            _stop: stop_tx,
-        }))
+        self.runners.push(Runner {
+            config,
+            id,
+            stop: Some(stop_tx),
+            task: Some(task),
+        });
+    }
+
+    /// Applies a reloaded keepalived.conf (SIGHUP): parts whose configuration changed are
+    /// restarted with the new one (a changed MASTER part resigns first), new parts are
+    /// started, removed ones stopped; unchanged parts are left untouched. Returns how
+    /// many parts were (re)started and stopped.
+    async fn reload(
+        &mut self,
+        conf: &rvs_keepalived::model::KeepalivedConf,
+    ) -> Result<(usize, usize)> {
+        let config = Self::config_of(conf)?;
+        let wanted = config.components();
+        let (keep, gone): (Vec<Runner>, Vec<Runner>) = std::mem::take(&mut self.runners)
+            .into_iter()
+            .partition(|r| wanted.contains(&r.config));
+        self.runners = keep;
+        let stopped = gone.len();
+        for r in gone {
+            let names: Vec<String> = r.config.instances.iter().map(|i| i.name.clone()).collect();
+            tracing::info!(instances = ?names, "VRRP: configuration changed; restarting these instances");
+            let id = r.id;
+            r.stop().await;
+            if let Ok(mut p) = self.parts.lock() {
+                p.snapshots.remove(&id);
+            }
+        }
+        self.set_config(&config);
+        let mut started = 0;
+        for part in wanted {
+            if !self.runners.iter().any(|r| r.config == part) {
+                self.spawn(part);
+                started += 1;
+            }
+        }
+        Ok((started, stopped))
+    }
+
+    /// Stops every part (SIGTERM).
+    async fn stop(&mut self) {
+        for r in std::mem::take(&mut self.runners) {
+            r.stop().await;
+        }
     }
 
     /// The managed VIPs this node is not MASTER for.
@@ -479,6 +681,10 @@ pub struct Daemon {
     logged_standby: Option<HashSet<std::net::Ipv4Addr>>,
     estimator: Estimator,
     scan: ConnScan,
+    /// Connection sync daemons (IPVS's --start-daemon).
+    sync: SyncEngine,
+    /// keepalived's lvs_sync_daemon, when the keepalived.conf has one.
+    sync_follow: Option<SyncFollow>,
 }
 
 /// Resolves when the health engine publishes a new effective configuration; never when
@@ -551,8 +757,10 @@ impl Daemon {
             },
         };
         // Under keepalived.conf, the health engine decides which real servers are in.
+        let mut sync_follow = None;
         let (health, health_config, desired, vrrp) = match model {
             Some((model, conf)) => {
+                sync_follow = SyncFollow::of(&conf);
                 let vrrp = Vrrp::start(&conf)?;
                 let handle = rvs_health::HealthEngine::spawn(desired, model)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -581,6 +789,8 @@ impl Daemon {
             logged_standby: None,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
+            sync: SyncEngine::default(),
+            sync_follow,
         };
         // Attached before the file's state is written: an interface the balancer cannot
         // attach to stops rvsd with the maps as they were (nothing half-applied).
@@ -625,6 +835,68 @@ impl Daemon {
             .with_context(|| format!("attaching the balancer to {iface} ({used:?} XDP)"))?;
         tracing::info!(interface = %iface, mode = ?used, "balancer attached");
         Ok(())
+    }
+
+    /// Runs the lvs_sync_daemon as its VRRP instance's state says: master while MASTER,
+    /// backup otherwise (a BACKUP that starts asks the master for the whole table).
+    fn follow_sync(&mut self) {
+        let (Some(follow), Some(vrrp)) = (&self.sync_follow, &self.vrrp) else {
+            return;
+        };
+        let state = vrrp.status.borrow().state_of(&follow.instance);
+        let role = if state == Some(rvs_vrrp::machine::State::Master) {
+            rvs_api::SyncRole::Master
+        } else {
+            rvs_api::SyncRole::Backup
+        };
+        let other = match role {
+            rvs_api::SyncRole::Master => rvs_api::SyncRole::Backup,
+            rvs_api::SyncRole::Backup => rvs_api::SyncRole::Master,
+        };
+        if self.sync.running(other) {
+            let _ = self.sync.stop(other);
+        }
+        if !self.sync.running(role) {
+            let config = rvs_api::SyncDaemonConfig {
+                role,
+                ..follow.config.clone()
+            };
+            let timeouts = state_timeouts(&self.desired.timeouts);
+            match self.sync.start(&config, "keepalived", timeouts) {
+                Ok(()) => {
+                    tracing::info!(instance = %follow.instance, %role, "lvs_sync_daemon follows the VRRP instance")
+                }
+                Err(e) => {
+                    tracing::error!(instance = %follow.instance, %role, error = %e, "lvs_sync_daemon cannot start")
+                }
+            }
+        }
+    }
+
+    fn sync_call(
+        &mut self,
+        start: Option<rvs_api::SyncDaemonConfig>,
+        stop: Option<rvs_api::SyncRole>,
+    ) -> Result<Value, ApiError> {
+        if let Some(f) = &self.sync_follow
+            && (start.is_some() || stop.is_some())
+        {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "the sync daemon follows VRRP instance {} (lvs_sync_daemon in the keepalived.conf): change it there",
+                    f.instance
+                ),
+            ));
+        }
+        if let Some(cfg) = start {
+            let timeouts = state_timeouts(&self.desired.timeouts);
+            self.sync.start(&cfg, "api", timeouts)?;
+        }
+        if let Some(role) = stop {
+            self.sync.stop(role)?;
+        }
+        to_value(&self.sync.status())
     }
 
     /// Makes `next` the desired state: planned and written as a diff, or nothing changes.
@@ -683,7 +955,9 @@ impl Daemon {
 
     /// Re-reads the config file and applies it; [daemon] must not change. Under a
     /// keepalived.conf the health checks start again from the new file (as keepalived's
-    /// reload does), but unchanged services keep their connections and counters.
+    /// reload does), but unchanged services keep their connections and counters; VRRP
+    /// parts (sync groups, lone instances) whose blocks changed are restarted, the others
+    /// left untouched; a changed lvs_sync_daemon is restarted.
     async fn reload(&mut self) -> Result<Applied, ApiError> {
         let invalid = |e: anyhow::Error| ApiError::new(ErrorKind::Invalid, format!("{e:#}"));
         let next = match &self.source {
@@ -705,7 +979,6 @@ impl Daemon {
                 interfaces,
                 pin_path,
             } => {
-                // VRRP keeps running as started: its blocks change with a restart.
                 let import =
                     import_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
                 if let Some(why) = reload_refusal(&import) {
@@ -714,7 +987,11 @@ impl Daemon {
                 for w in &import.warnings {
                     tracing::warn!("{w}");
                 }
-                let (config, model) = (import.config, import.health);
+                if !import.keepalived.vrrp_instances.is_empty() {
+                    // Refuse a broken VRRP part before anything changes.
+                    Vrrp::config_of(&import.keepalived).map_err(invalid)?;
+                }
+                let (config, model, conf) = (import.config, import.health, import.keepalived);
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
@@ -733,6 +1010,7 @@ impl Daemon {
                 if let Some(old) = self.health.replace(handle) {
                     old.shutdown().await;
                 }
+                self.reload_vrrp(&conf).await.map_err(invalid)?;
                 return Ok(applied);
             }
         };
@@ -751,6 +1029,38 @@ impl Daemon {
         self.loaded = Some(next);
         applied.runtime_edits_dropped = edited;
         Ok(applied)
+    }
+
+    /// The VRRP and lvs_sync_daemon part of a keepalived.conf reload.
+    async fn reload_vrrp(&mut self, conf: &rvs_keepalived::model::KeepalivedConf) -> Result<()> {
+        match (&mut self.vrrp, conf.vrrp_instances.is_empty()) {
+            (Some(v), false) => {
+                let (started, stopped) = v.reload(conf).await?;
+                tracing::info!(started, stopped, "VRRP reloaded");
+            }
+            (Some(v), true) => {
+                v.stop().await;
+                self.vrrp = None;
+                tracing::info!("VRRP reloaded: no vrrp_instance left");
+            }
+            (None, false) => {
+                self.vrrp = Vrrp::start(conf)?;
+                tracing::info!("VRRP reloaded: started");
+            }
+            (None, true) => {}
+        }
+        let follow = SyncFollow::of(conf);
+        if follow != self.sync_follow {
+            for role in [rvs_api::SyncRole::Master, rvs_api::SyncRole::Backup] {
+                if self.sync.running(role) {
+                    let _ = self.sync.stop(role);
+                }
+            }
+            self.sync_follow = follow;
+        }
+        self.follow_vrrp();
+        self.follow_sync();
+        Ok(())
     }
 
     /// Every real server address, sorted, once.
@@ -1032,6 +1342,9 @@ impl Daemon {
                 "reload is handled by the main loop",
             )),
             Call::Services => to_value(&self.services()?),
+            Call::SyncStatus => self.sync_call(None, None),
+            Call::SyncStart(cfg) => self.sync_call(Some(cfg), None),
+            Call::SyncStop(role) => self.sync_call(None, Some(role)),
             Call::Connections => to_value(&self.connections()),
             Call::Metrics => {
                 let status = self.status()?;
@@ -1096,9 +1409,14 @@ impl Daemon {
         let mut neigh_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
         let mut rate_tick = tokio::time::interval(Duration::from_secs(ESTIMATOR_INTERVAL_SECS));
         let mut next_scan = Instant::now();
+        // A large table is scanned less often (four times the last scan's duration), so
+        // the main loop never spends most of its time scanning.
+        let mut next_sync_scan = Instant::now();
+        self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
             let scan_at = tokio::time::Instant::from_std(next_scan);
+            let request_due = self.sync.request_due();
             tokio::select! {
                 _ = hup.recv() => match self.reload().await {
                     Ok(a) => {
@@ -1141,7 +1459,20 @@ impl Daemon {
                         }
                     }
                 }
-                Ok(()) = vrrp_changed(&mut self.vrrp) => self.follow_vrrp(),
+                Ok(()) = vrrp_changed(&mut self.vrrp) => {
+                    self.follow_vrrp();
+                    self.follow_sync();
+                }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next_sync_scan)), if self.sync.is_master() => {
+                    let started = Instant::now();
+                    self.sync.set_timeouts(state_timeouts(&self.desired.timeouts));
+                    self.sync.scan(&self.dp);
+                    next_sync_scan = Instant::now() + crate::sync::SCAN_INTERVAL.max(started.elapsed() * 4);
+                }
+                Some(inbound) = self.sync.next_inbound() => self.sync.handle(inbound, &mut self.dp),
+                _ = tokio::time::sleep_until(request_due.unwrap_or_else(tokio::time::Instant::now)), if request_due.is_some() => {
+                    self.sync.retry_request();
+                }
                 _ = neigh_tick.tick() => self.refresh_neighbours().await,
                 _ = rate_tick.tick() => self.start_rate_round(),
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
@@ -1166,6 +1497,10 @@ impl Daemon {
                 _ = int.recv() => break,
             }
         }
+        if let Some(v) = &mut self.vrrp {
+            v.stop().await;
+        }
+        self.sync = SyncEngine::default();
         if let Some(h) = self.health.take() {
             h.shutdown().await;
         }

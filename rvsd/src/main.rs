@@ -15,6 +15,7 @@ mod daemon;
 mod metrics;
 mod ops;
 mod stats;
+mod sync;
 
 use std::path::PathBuf;
 

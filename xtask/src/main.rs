@@ -4,6 +4,7 @@ mod bench;
 mod compare;
 mod control_bench;
 mod demo;
+mod sync_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     BenchCompare(compare::CompareArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
+    /// Connection sync throughput (encode, decode, install, end to end over UDP).
+    BenchSync(sync_bench::SyncBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::BenchControl(args) => control_bench::run(args),
         Command::BenchCompare(args) => compare::run(args),
+        Command::BenchSync(args) => sync_bench::run(args),
     }
 }

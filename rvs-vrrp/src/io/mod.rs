@@ -90,10 +90,23 @@ pub fn status_channel() -> (watch::Sender<Snapshot>, watch::Receiver<Snapshot>) 
     watch::channel(Snapshot::default())
 }
 
+/// Every instance of `config` in FAULT: what to publish when the I/O layer cannot run
+/// at all (an interface missing at start, no raw sockets), so the failure shows in the
+/// status and metrics, not only in the log.
+pub fn fault_snapshot(config: &VrrpConfig) -> Snapshot {
+    let mut instances = Node::new(config).snapshot();
+    for i in &mut instances {
+        i.state = State::Fault;
+    }
+    Snapshot { instances }
+}
+
 /// Something for the main loop, from the helper tasks.
 enum Input {
     Packet(usize, Received),
     Script(usize, bool),
+    /// Instance's socket failed (true) or works again (false).
+    SocketFault(usize, bool),
 }
 
 /// Per-instance I/O resources.
@@ -177,16 +190,33 @@ pub async fn run(
             let send = SendSocket::open(family, &send_ifname, send_ifindex)?;
             let tx = tx.clone();
             tasks.spawn(async move {
+                // A failing socket puts the instance in FAULT (as keepalived does) until
+                // it receives again.
+                let mut failing = false;
                 loop {
                     match recv.recv().await {
-                        Ok(Some(p)) => {
-                            if tx.send(Input::Packet(i, p)).await.is_err() {
+                        Ok(p) => {
+                            if failing {
+                                failing = false;
+                                tracing::info!("VRRP socket receives again");
+                                if tx.send(Input::SocketFault(i, false)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            if let Some(p) = p
+                                && tx.send(Input::Packet(i, p)).await.is_err()
+                            {
                                 break;
                             }
                         }
-                        Ok(None) => {}
                         Err(e) => {
-                            tracing::warn!(error = %e, "VRRP receive failed");
+                            if !failing {
+                                failing = true;
+                                tracing::error!(error = %e, "VRRP receive failed; instance in FAULT");
+                                if tx.send(Input::SocketFault(i, true)).await.is_err() {
+                                    break;
+                                }
+                            }
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
@@ -234,6 +264,7 @@ pub async fn run(
             epoch: Instant::now(),
             links: BTreeMap::new(),
             all_vips: &all_vips,
+            socket_fault: vec![false; config.instances.len()],
         };
         lp.poll_links(&mut node, true).await?;
         let actions = node.handle(lp.now(), Event::Start);
@@ -285,6 +316,11 @@ pub async fn run(
                             lp.now(),
                             Event::ScriptResult { script: *script, success: *ok },
                         ),
+                        Input::SocketFault(instance, fault) => {
+                            lp.socket_fault[*instance] = *fault;
+                            let addr = if *fault { None } else { lp.wires[*instance].src };
+                            node.handle(lp.now(), Event::SourceAddress { instance: *instance, addr })
+                        }
                     };
                     lp.apply(&node, actions).await;
                 }
@@ -404,6 +440,8 @@ struct Loop<'a> {
     epoch: Instant,
     links: BTreeMap<String, Link>,
     all_vips: &'a [IpAddr],
+    /// Instances whose socket fails (held in FAULT through a missing source address).
+    socket_fault: Vec<bool>,
 }
 
 impl Loop<'_> {
@@ -464,13 +502,8 @@ impl Loop<'_> {
                 if !initial {
                     tracing::info!(instance = %c.name, source = ?src, "advert source address changed");
                 }
-                let actions = node.handle(
-                    self.now(),
-                    Event::SourceAddress {
-                        instance: i,
-                        addr: src,
-                    },
-                );
+                let addr = if self.socket_fault[i] { None } else { src };
+                let actions = node.handle(self.now(), Event::SourceAddress { instance: i, addr });
                 self.apply(node, actions).await;
             }
         }

@@ -25,6 +25,9 @@ pub struct Model {
     pub timeouts: Timeouts,
     /// Connection entries (learned).
     pub connections: Vec<Connection>,
+    /// Sync daemons (the VM has no interface the fixtures name, so none ever starts:
+    /// every start is the kernel's "No such device", every stop "No daemon is running").
+    pub sync: rvs_api::SyncStatus,
 }
 
 fn err(kind: ErrorKind, message: &str, op: usize) -> ApiError {
@@ -172,6 +175,29 @@ impl Model {
 }
 
 impl Api for Model {
+    fn sync_status(&mut self) -> Result<rvs_api::SyncStatus, ClientError> {
+        Ok(self.sync.clone())
+    }
+
+    fn sync_start(
+        &mut self,
+        _config: &rvs_api::SyncDaemonConfig,
+    ) -> Result<rvs_api::SyncStatus, ClientError> {
+        Err(ClientError::Api(ApiError {
+            kind: ErrorKind::Invalid,
+            message: "No such device".into(),
+            op: None,
+        }))
+    }
+
+    fn sync_stop(&mut self, _role: rvs_api::SyncRole) -> Result<rvs_api::SyncStatus, ClientError> {
+        Err(ClientError::Api(ApiError {
+            kind: ErrorKind::Invalid,
+            message: "No daemon is running".into(),
+            op: None,
+        }))
+    }
+
     fn apply(&mut self, ops: Vec<Op>) -> Result<Applied, ClientError> {
         let mut next = self.clone();
         for (i, op) in ops.iter().enumerate() {
