@@ -177,6 +177,10 @@ pub struct Daemon {
     resolver: NeighbourResolver,
     estimator: Estimator,
     scan: ConnScan,
+    /// The status page's rate history.
+    history: crate::status::History,
+    /// The last (re)load's outcome.
+    reload_record: crate::status::ReloadRecord,
 }
 
 /// Resolves when the health engine publishes a new effective configuration; never when
@@ -256,6 +260,8 @@ impl Daemon {
             resolver: NeighbourResolver::new()?,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
+            history: crate::status::History::default(),
+            reload_record: crate::status::ReloadRecord::started(std::time::SystemTime::now()),
         };
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
@@ -599,6 +605,52 @@ impl Daemon {
         Ok(())
     }
 
+    /// Everything the status page and the metrics show, in one pass.
+    fn view(&self) -> Result<crate::status::View, ApiError> {
+        Ok(crate::status::View {
+            status: self.status()?,
+            services: self.services()?,
+            health: self.health.as_ref().map(|h| crate::status::HealthView {
+                counters: h.counters(),
+                reals: h.status().borrow().as_ref().clone(),
+            }),
+            vrrp: self
+                .vrrp
+                .as_ref()
+                .map(|v| v.status.borrow().instances.clone())
+                .unwrap_or_default(),
+            conn_entries: self.scan.per_real.values().map(|(a, i)| a + i).sum(),
+            reload: self.reload_record.clone(),
+            xdp_mode: format!("{:?}", self.desired.daemon.xdp_mode).to_lowercase(),
+            now: std::time::SystemTime::now(),
+            now_mono: Instant::now(),
+        })
+    }
+
+    /// Adds every service's current rates to the status page's history.
+    fn record_history(&mut self) {
+        let planner = self.dp.planner();
+        let rates: Vec<_> = self
+            .desired
+            .services
+            .iter()
+            .filter_map(|s| {
+                let id = s.id();
+                let e = planner.service_entry(&id)?;
+                Some((id, self.estimator.rates(CounterId::Service(e.id))))
+            })
+            .collect();
+        self.history.record(std::time::SystemTime::now(), &rates);
+    }
+
+    /// Reloads and remembers the outcome for the status page and the metrics.
+    async fn reload_recorded(&mut self) -> Result<Applied, ApiError> {
+        let outcome = self.reload().await;
+        self.reload_record
+            .record(&outcome, std::time::SystemTime::now());
+        outcome
+    }
+
     fn call(&mut self, call: Call) -> Result<Value, ApiError> {
         if self.health.is_some() && matches!(call, Call::Ops(_) | Call::PutConfig(_)) {
             return Err(ApiError::new(
@@ -633,23 +685,13 @@ impl Daemon {
             )),
             Call::Services => to_value(&self.services()?),
             Call::Connections => to_value(&self.connections()),
-            Call::Metrics => {
-                let status = self.status()?;
-                let services = self.services()?;
-                let vrrp = self
-                    .vrrp
-                    .as_ref()
-                    .map(|v| v.status.borrow().instances.clone())
-                    .unwrap_or_default();
-                Ok(Value::String(crate::metrics::render(
-                    &crate::metrics::Snapshot {
-                        verdicts: &status.verdicts,
-                        services: &services,
-                        health: self.health.as_ref().map(|h| h.counters()),
-                        vrrp,
-                    },
-                )))
-            }
+            Call::Metrics => Ok(Value::String(crate::metrics::render(&self.view()?))),
+            Call::StatusPage => Ok(crate::status::json(
+                &self.view()?,
+                &self.history,
+                Duration::from_secs(ESTIMATOR_INTERVAL_SECS),
+            )),
+            Call::Ping => Ok(Value::Null),
         }
     }
 
@@ -665,7 +707,7 @@ impl Daemon {
         loop {
             let scan_at = tokio::time::Instant::from_std(next_scan);
             tokio::select! {
-                _ = hup.recv() => match self.reload().await {
+                _ = hup.recv() => match self.reload_recorded().await {
                     Ok(a) => {
                         tracing::info!(services = a.services, written = a.services_written, deleted = a.services_deleted, "config reloaded");
                         self.resolve_neighbours().await;
@@ -675,7 +717,7 @@ impl Daemon {
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
                     let answer = if matches!(req.call, Call::Reload) {
-                        self.reload().await.and_then(|a| to_value(&a))
+                        self.reload_recorded().await.and_then(|a| to_value(&a))
                     } else {
                         self.call(req.call)
                     };
@@ -705,7 +747,10 @@ impl Daemon {
                 }
                 Ok(()) = vrrp_changed(&mut self.vrrp) => self.follow_vrrp(),
                 _ = neigh_tick.tick() => self.refresh_neighbours().await,
-                _ = rate_tick.tick() => self.start_rate_round(),
+                _ = rate_tick.tick() => {
+                    self.record_history();
+                    self.start_rate_round();
+                }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
                     self.sample_rates();
                 }

@@ -10,56 +10,23 @@
 //!   so forwarding goes on; the next rvsd adopts them; `rvsd --cleanup` removes them.
 
 mod api;
+mod cli;
 mod daemon;
 mod metrics;
 mod ops;
 mod stats;
-
-use std::path::PathBuf;
+mod status;
+mod systemd;
+mod web;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use crate::daemon::{Daemon, Source, read_config};
-
-/// rvs daemon.
-#[derive(Parser, Debug)]
-#[command(name = "rvsd", version, about)]
-struct Args {
-    /// Configuration file (TOML). Without one, rvsd keeps the state it finds pinned (as
-    /// IPVS keeps its table) and is driven through the API and rvsadm.
-    #[arg(short, long, conflicts_with = "keepalived")]
-    config: Option<PathBuf>,
-    /// Run from an existing keepalived.conf instead: its virtual servers, real servers and
-    /// health checks (its VRRP blocks are reported, not run, by rvsd).
-    #[arg(short = 'k', long, value_name = "KEEPALIVED_CONF")]
-    keepalived: Option<PathBuf>,
-    /// With --keepalived: an interface to attach the balancer to (repeat for several).
-    #[arg(
-        short,
-        long = "interface",
-        value_name = "IFACE",
-        requires = "keepalived"
-    )]
-    interfaces: Vec<String>,
-    /// Path of the API socket.
-    #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Validate a configuration file and exit (0 = valid): rvs's TOML when the name ends
-    /// in .toml, a keepalived.conf otherwise (its warnings are printed).
-    #[arg(long, value_name = "FILE")]
-    check_config: Option<PathBuf>,
-    /// Detach the balancer and unpin every map under the pin path, then exit.
-    #[arg(long)]
-    cleanup: bool,
-    /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
-    #[arg(long, default_value = "127.0.0.1:9595")]
-    metrics: String,
-    /// bpffs directory (for --cleanup without a config file, and with --keepalived).
-    #[arg(long)]
-    pin_path: Option<PathBuf>,
-}
+use crate::{
+    cli::Args,
+    daemon::{Daemon, Source, read_config},
+};
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -114,13 +81,14 @@ fn main() -> Result<()> {
             };
             let daemon = Daemon::start(source).await?;
             let (tx, rx) = mpsc::channel(64);
+            let calls_for_systemd = tx.clone();
             if args.metrics != "off" {
                 let addr: std::net::SocketAddr = args.metrics.parse().with_context(|| {
                     format!("--metrics {}: expected ADDRESS:PORT or off", args.metrics)
                 })?;
                 let calls = tx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = api::serve_metrics(addr, calls).await {
+                    if let Err(e) = web::serve(addr, calls).await {
                         tracing::error!(error = format!("{e:#}"), "metrics listener stopped");
                     }
                 });
@@ -131,6 +99,9 @@ fn main() -> Result<()> {
                     tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
             });
-            daemon.run(rx).await
+            systemd::spawn(calls_for_systemd);
+            let result = daemon.run(rx).await;
+            systemd::stopping();
+            result
         })
 }
