@@ -11,9 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the
-#    lab), keepalived (the real VRRP peer and config validator the tests compare against).
+#    lab), keepalived (the real VRRP peer and config validator the tests compare against);
+#    for the package and status-page tests: chromium (headless browser), systemd
+#    (systemd-analyze verify), man-db (the manuals render), binutils (objcopy).
 missing=()
-for pkg in iproute2 ethtool keepalived; do
+for pkg in iproute2 ethtool keepalived chromium systemd man-db binutils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

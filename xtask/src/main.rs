@@ -1,8 +1,9 @@
-//! `cargo xtask …`: the lab demo and the benchmarks.
+//! `cargo xtask …`: the lab demo, the benchmarks and the Debian package.
 
 mod bench;
 mod control_bench;
 mod demo;
+mod package;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
+    /// The Debian package (target/debian/rvs_VERSION_ARCH.deb); --check tests it.
+    Package(package::PackageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::BenchControl(args) => control_bench::run(args),
+        Command::Package(args) => package::run_package(args),
     }
 }
