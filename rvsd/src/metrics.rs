@@ -48,16 +48,17 @@ struct To {
     to: String,
 }
 
-/// Labels of a VRRP instance.
+/// Labels of a VRRP instance (not `instance`: Prometheus gives that label to the target,
+/// and would rename ours to `exported_instance`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Instance {
-    instance: String,
+    vrrp_instance: String,
 }
 
 /// Labels of a VRRP counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceCounter {
-    instance: String,
+    vrrp_instance: String,
     counter: String,
 }
 
@@ -117,108 +118,108 @@ pub fn render(v: &View) -> String {
     counter(
         &mut r,
         "ipvs_connections",
-        "The total number of connections made.",
+        "The total number of connections made",
         total.conns,
     );
     counter(
         &mut r,
         "ipvs_incoming_packets",
-        "The total number of incoming packets.",
+        "The total number of incoming packets",
         total.inpkts,
     );
     counter(
         &mut r,
         "ipvs_outgoing_packets",
-        "The total number of outgoing packets.",
+        "The total number of outgoing packets",
         total.outpkts,
     );
     counter(
         &mut r,
         "ipvs_incoming_bytes",
-        "The total amount of incoming data.",
+        "The total amount of incoming data",
         total.inbytes,
     );
     counter(
         &mut r,
         "ipvs_outgoing_bytes",
-        "The total amount of outgoing data.",
+        "The total amount of outgoing data",
         total.outbytes,
     );
 
     let active = gauges::<Backend>(
         &mut r,
         "ipvs_backend_connections_active",
-        "The current active connections by local and remote address.",
+        "The current active connections by local and remote address",
     );
     let inactive = gauges::<Backend>(
         &mut r,
         "ipvs_backend_connections_inactive",
-        "The current inactive connections by local and remote address.",
+        "The current inactive connections by local and remote address",
     );
     let weight = gauges::<Backend>(
         &mut r,
         "ipvs_backend_weight",
-        "The current backend weight by local and remote address.",
+        "The current backend weight by local and remote address",
     );
     let up = gauges::<Backend>(
         &mut r,
         "ipvs_backend_up",
-        "1 when the backend's health checks pass (or nothing checks it), 0 while it is down.",
+        "1 when the backend's health checks pass (or nothing checks it), 0 while it is down",
     );
     let b_conns = counters::<Backend>(
         &mut r,
         "ipvs_backend_connections",
-        "Connections scheduled to the backend.",
+        "Connections scheduled to the backend",
     );
     let b_inpkts = counters::<Backend>(
         &mut r,
         "ipvs_backend_incoming_packets",
-        "Incoming packets forwarded to the backend.",
+        "Incoming packets forwarded to the backend",
     );
     let b_outpkts = counters::<Backend>(
         &mut r,
         "ipvs_backend_outgoing_packets",
-        "Outgoing packets from the backend (NAT).",
+        "Outgoing packets from the backend (NAT)",
     );
     let b_inbytes = counters::<Backend>(
         &mut r,
         "ipvs_backend_incoming_bytes",
-        "Incoming bytes forwarded to the backend.",
+        "Incoming bytes forwarded to the backend",
     );
     let b_outbytes = counters::<Backend>(
         &mut r,
         "ipvs_backend_outgoing_bytes",
-        "Outgoing bytes from the backend (NAT).",
+        "Outgoing bytes from the backend (NAT)",
     );
     let s_conns = counters::<Service>(
         &mut r,
         "ipvs_service_connections",
-        "Connections scheduled by the service.",
+        "Connections scheduled by the service",
     );
     let s_inpkts = counters::<Service>(
         &mut r,
         "ipvs_service_incoming_packets",
-        "Incoming packets of the service.",
+        "Incoming packets of the service",
     );
     let s_outpkts = counters::<Service>(
         &mut r,
         "ipvs_service_outgoing_packets",
-        "Outgoing packets of the service (NAT).",
+        "Outgoing packets of the service (NAT)",
     );
     let s_inbytes = counters::<Service>(
         &mut r,
         "ipvs_service_incoming_bytes",
-        "Incoming bytes of the service.",
+        "Incoming bytes of the service",
     );
     let s_outbytes = counters::<Service>(
         &mut r,
         "ipvs_service_outgoing_bytes",
-        "Outgoing bytes of the service (NAT).",
+        "Outgoing bytes of the service (NAT)",
     );
     let s_up = gauges::<Service>(
         &mut r,
         "ipvs_service_backends_up",
-        "Backends of the service that are up now.",
+        "Backends of the service that are up now",
     );
     for (st, (_, backends)) in v.services.services.iter().zip(v.backends()) {
         let svc = &st.service;
@@ -256,7 +257,7 @@ pub fn render(v: &View) -> String {
         }
     }
 
-    let verdicts = counters::<Name>(&mut r, "xdp_verdicts", "Packets by XDP verdict.");
+    let verdicts = counters::<Name>(&mut r, "xdp_verdicts", "Packets by XDP verdict");
     for (name, n) in &v.status.verdicts {
         verdicts
             .get_or_create(&Name { name: name.clone() })
@@ -265,16 +266,16 @@ pub fn render(v: &View) -> String {
     gauge(
         &mut r,
         "connection_table_entries",
-        "Connection-table entries that belong to a real server (last scan).",
+        "Connection-table entries that belong to a real server (last scan)",
         g(v.conn_entries),
     );
     gauge(
         &mut r,
         "connection_table_size",
-        "Connection-table capacity.",
+        "Connection-table capacity",
         i64::from(v.status.conn_table_size),
     );
-    let build = gauges::<Build>(&mut r, "build_info", "rvsd's version (always 1).");
+    let build = gauges::<Build>(&mut r, "build_info", "rvsd's version (always 1)");
     build
         .get_or_create(&Build {
             version: v.status.version.clone(),
@@ -283,40 +284,35 @@ pub fn render(v: &View) -> String {
     gauge(
         &mut r,
         "config_last_reload_successful",
-        "1 when the last load or reload of the configuration was applied, 0 when refused.",
+        "1 when the last load or reload of the configuration was applied, 0 when refused",
         i64::from(v.reload.ok),
     );
     gauge(
         &mut r,
         "config_last_reload_timestamp_seconds",
-        "Unix time of the last load or reload attempt.",
+        "Unix time of the last load or reload attempt",
         g(v.reload.at),
     );
     counter(
         &mut r,
         "config_reloads",
-        "Reloads attempted since start.",
+        "Reloads attempted since start",
         v.reload.attempts,
     );
 
     if let Some(h) = &v.health {
         let c = h.counters;
-        counter(
-            &mut r,
-            "health_checks",
-            "Health checks completed.",
-            c.checks,
-        );
+        counter(&mut r, "health_checks", "Health checks completed", c.checks);
         counter(
             &mut r,
             "health_check_failures",
-            "Health checks that failed.",
+            "Health checks that failed",
             c.check_failures,
         );
         let moves = counters::<To>(
             &mut r,
             "health_transitions",
-            "Real servers going up or down.",
+            "Real servers going up or down",
         );
         moves
             .get_or_create(&To { to: "up".into() })
@@ -327,7 +323,7 @@ pub fn render(v: &View) -> String {
         let quorum = counters::<To>(
             &mut r,
             "health_quorum_transitions",
-            "Services gaining or losing quorum.",
+            "Services gaining or losing quorum",
         );
         quorum
             .get_or_create(&To {
@@ -340,7 +336,7 @@ pub fn render(v: &View) -> String {
         counter(
             &mut r,
             "health_scripts",
-            "Notify and quorum scripts started.",
+            "Notify and quorum scripts started",
             c.scripts,
         );
     }
@@ -348,14 +344,14 @@ pub fn render(v: &View) -> String {
         let state = gauges::<Instance>(
             &mut r,
             "vrrp_state",
-            "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
+            "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
         );
-        let prio = gauges::<Instance>(&mut r, "vrrp_priority", "Effective VRRP priority.");
+        let prio = gauges::<Instance>(&mut r, "vrrp_priority", "Effective VRRP priority");
         let events =
-            counters::<InstanceCounter>(&mut r, "vrrp_events", "VRRP adverts and errors by kind.");
+            counters::<InstanceCounter>(&mut r, "vrrp_events", "VRRP adverts and errors by kind");
         for i in &v.vrrp {
             let l = Instance {
-                instance: i.name.clone(),
+                vrrp_instance: i.name.clone(),
             };
             let code = match i.state {
                 rvs_vrrp::machine::State::Init => 0,
@@ -382,7 +378,7 @@ pub fn render(v: &View) -> String {
             ] {
                 events
                     .get_or_create(&InstanceCounter {
-                        instance: i.name.clone(),
+                        vrrp_instance: i.name.clone(),
                         counter: name.into(),
                     })
                     .inc_by(n);
@@ -437,5 +433,71 @@ mod tests {
             assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+}
+
+#[cfg(test)]
+mod dashboard {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::status::tests::example_view;
+
+    /// The Grafana dashboard in the repo queries only metrics rvsd exports.
+    #[test]
+    fn every_metric_the_dashboard_queries_exists() {
+        let mut view = example_view();
+        view.status.verdicts = vec![("fwd_new".into(), 1)];
+        view.vrrp.push(rvs_vrrp::machine::InstanceStatus {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version: 2,
+            state: rvs_vrrp::machine::State::Master,
+            base_priority: 150,
+            effective_priority: 150,
+            master: None,
+            addresses: vec![],
+            sync_group: None,
+            last_transition: std::time::Duration::ZERO,
+            counters: rvs_vrrp::machine::Counters::default(),
+        });
+        let text = render(&view);
+        let families: BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                Some(if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                })
+            })
+            .collect();
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../../packaging/grafana/rvs-dashboard.json"))
+                .expect("dashboard JSON");
+        let mut queried = BTreeSet::new();
+        for panel in json["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(at) = rest.find("rvs_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[at + name.len()..];
+                    queried.insert(name);
+                }
+            }
+        }
+        assert!(queried.len() >= 10, "{queried:?}");
+        let missing: Vec<_> = queried.difference(&families).collect();
+        assert!(
+            missing.is_empty(),
+            "the dashboard queries {missing:?}, not in:\n{text}"
+        );
     }
 }

@@ -206,7 +206,7 @@ fn status_page_shows_services_servers_and_vrrp_in_a_browser() {
         format!("rvs_ipvs_backend_up{} 0", labels(&down)),
         format!("rvs_ipvs_backend_weight{} 0", labels(&down)),
         "rvs_ipvs_connections_total 10".to_owned(),
-        "rvs_vrrp_state{instance=\"VI_PAGE\"} 2".to_owned(),
+        "rvs_vrrp_state{vrrp_instance=\"VI_PAGE\"} 2".to_owned(),
         "rvs_config_last_reload_successful 1".to_owned(),
     ] {
         assert!(metrics.contains(&line), "missing {line:?} in:\n{metrics}");
