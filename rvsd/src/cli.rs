@@ -17,8 +17,8 @@ pub struct Args {
     /// IPVS keeps its table) and is driven through the API and rvsadm.
     #[arg(short, long, conflicts_with = "keepalived")]
     pub config: Option<PathBuf>,
-    /// Run from an existing keepalived.conf instead: its virtual servers, real servers and
-    /// health checks (its VRRP blocks are reported, not run, by rvsd).
+    /// Run from an existing keepalived.conf instead: its virtual servers, real servers,
+    /// health checks and VRRP instances (a VIP is balanced while this node is its MASTER).
     #[arg(short = 'k', long, value_name = "KEEPALIVED_CONF")]
     pub keepalived: Option<PathBuf>,
     /// With --keepalived: an interface to attach the balancer to (repeat for several).
