@@ -118,24 +118,24 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-impl View {
-    /// The health record of a real server, if it is checked.
-    fn health_of(
-        &self,
-        svc: &ServiceId,
-        address: std::net::Ipv4Addr,
-        port: u16,
-    ) -> Option<&rvs_health::RealStatus> {
-        self.health
-            .as_ref()?
-            .reals
-            .iter()
-            .find(|h| h.service == *svc && h.real.address == address && h.real.port == port)
-    }
+/// Health records by (service, address, port).
+type HealthIndex<'a> = HashMap<(ServiceId, std::net::Ipv4Addr, u16), &'a rvs_health::RealStatus>;
 
+impl View {
     /// Every service's real servers: those in force (newest first, as IPVS lists them),
     /// then the checked ones that health checks took out, so a down server stays visible.
     pub fn backends(&self) -> Vec<(ServiceId, Vec<Backend>)> {
+        // One index per call: a scrape stays linear in the number of real servers.
+        let checked: HealthIndex<'_> = self
+            .health
+            .iter()
+            .flat_map(|h| h.reals.iter())
+            .map(|h| ((h.service, h.real.address, h.real.port), h))
+            .collect();
+        let mut taken_out: HashMap<ServiceId, Vec<&rvs_health::RealStatus>> = HashMap::new();
+        for h in self.health.iter().flat_map(|h| h.reals.iter()) {
+            taken_out.entry(h.service).or_default().push(h);
+        }
         self.services
             .services
             .iter()
@@ -145,16 +145,19 @@ impl View {
                 let mut out: Vec<Backend> = st
                     .reals
                     .iter()
-                    .map(|rs| self.backend_in(&sid, svc.port, rs))
+                    .map(|rs| {
+                        let port = rs.real.port.unwrap_or(svc.port);
+                        self.backend_in(
+                            port,
+                            rs,
+                            checked.get(&(sid, rs.real.address, port)).copied(),
+                        )
+                    })
                     .collect();
-                if let Some(h) = &self.health {
-                    for hr in h.reals.iter().filter(|h| h.service == sid) {
-                        if out
-                            .iter()
-                            .any(|b| b.address == hr.real.address && b.port == hr.real.port)
-                        {
-                            continue;
-                        }
+                let present: std::collections::HashSet<(std::net::Ipv4Addr, u16)> =
+                    out.iter().map(|b| (b.address, b.port)).collect();
+                for hr in taken_out.get(&sid).into_iter().flatten() {
+                    if !present.contains(&(hr.real.address, hr.real.port)) {
                         out.push(self.backend_out(hr));
                     }
                 }
@@ -163,10 +166,13 @@ impl View {
             .collect()
     }
 
-    fn backend_in(&self, sid: &ServiceId, svc_port: u16, rs: &RealStatus) -> Backend {
+    fn backend_in(
+        &self,
+        port: u16,
+        rs: &RealStatus,
+        h: Option<&rvs_health::RealStatus>,
+    ) -> Backend {
         let r: &RealServer = &rs.real;
-        let port = r.port.unwrap_or(svc_port);
-        let h = self.health_of(sid, r.address, port);
         let mut b = Backend {
             address: r.address,
             port,
