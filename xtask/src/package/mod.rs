@@ -336,6 +336,7 @@ fn check_tree(deb: &Path, tree: &Path) -> Result<()> {
     if !verify.status.success() || said.lines().any(|l| l.contains("rvsd")) {
         bail!("systemd-analyze verify on the units:\n{said}");
     }
+    run_packaged_daemon(tree)?;
     // The manuals render without warnings.
     for page in ["man8/rvsd.8.gz", "man8/rvsadm.8.gz", "man5/rvs.toml.5.gz"] {
         let path = tree.join("usr/share/man").join(page);
@@ -352,5 +353,57 @@ fn check_tree(deb: &Path, tree: &Path) -> Result<()> {
             "man -l {page}: {stderr}"
         );
     }
+    Ok(())
+}
+
+/// The packaged rvsd runs the shipped configuration (with a private pin path) in a
+/// throwaway namespace; the packaged rvsadm drives it over its socket, and it serves the
+/// status page.
+fn run_packaged_daemon(tree: &Path) -> Result<()> {
+    if !rvs_lab::root_or_skip("running the packaged rvsd") {
+        return Ok(());
+    }
+    let sbin = tree.join("usr/sbin");
+    let prefix = rvs_lab::unique_prefix();
+    let ns = rvs_lab::Netns::new(&format!("{prefix}-pkg"))?;
+    let pin = PathBuf::from(format!("/sys/fs/bpf/{prefix}-pkg"));
+    let shipped = fs::read_to_string(tree.join("etc/rvs/rvs.toml"))?;
+    let default_pin = "pin_path = \"/sys/fs/bpf/rvs\"";
+    ensure!(
+        shipped.contains(default_pin),
+        "the default config has no {default_pin}"
+    );
+    let config = shipped.replace(default_pin, &format!("pin_path = \"{}\"", pin.display()));
+    let rvsd = rvs_lab::Rvsd::start(&ns, &sbin.join("rvsd"), &config, &pin)
+        .context("the packaged rvsd starts with the shipped config")?;
+    let rvsadm = sbin.join("rvsadm").display().to_string();
+    let socket = rvsd.socket().display().to_string();
+    ns.exec(&[
+        &rvsadm,
+        "--socket",
+        &socket,
+        "-A",
+        "-t",
+        "198.18.0.10:80",
+        "-s",
+        "rr",
+    ])?;
+    let listing = ns.exec(&[&rvsadm, "--socket", &socket, "-L", "-n"])?;
+    ensure!(
+        listing.contains("TCP  198.18.0.10:80 rr"),
+        "rvsadm -L -n against the packaged rvsd:\n{listing}"
+    );
+    let web = std::net::SocketAddr::from(([127, 0, 0, 1], 9595));
+    let page = rvs_lab::http_get_path(&ns, web, "/")?;
+    ensure!(
+        page.contains("<title>rvs status</title>"),
+        "status page: {page}"
+    );
+    let json = rvs_lab::http_get_path(&ns, web, "/status.json")?;
+    ensure!(json.contains("\"198.18.0.10\""), "status.json: {json}");
+    drop(rvsd);
+    println!(
+        "the packaged rvsd ran the shipped config; the packaged rvsadm drove it; / and /status.json answered"
+    );
     Ok(())
 }
