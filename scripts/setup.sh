@@ -13,9 +13,11 @@ fi
 # 1. Debian packages: iproute2 (ip netns, bridge), ethtool (veth checksum offload off in the
 #    lab), keepalived (the real VRRP peer and config validator the tests compare against);
 #    for `./x bench-compare`: iptables, nftables, haproxy, nginx and its stream module
-#    (Debian builds ngx_stream as the dynamic module libnginx-mod-stream).
+#    (Debian builds ngx_stream as the dynamic module libnginx-mod-stream); for the package
+#    and status-page tests: chromium (headless browser), systemd (systemd-analyze verify),
+#    man-db (the manuals render), binutils (objcopy).
 missing=()
-for pkg in iproute2 ethtool keepalived iptables nftables haproxy nginx libnginx-mod-stream; do
+for pkg in iproute2 ethtool keepalived iptables nftables haproxy nginx libnginx-mod-stream chromium systemd man-db binutils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

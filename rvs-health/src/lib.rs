@@ -16,4 +16,4 @@ pub mod state;
 
 pub use engine::{Change, ChangeAction, EngineError, HealthEngine, HealthHandle};
 pub use model::HealthModel;
-pub use state::{Counters, RealStatus};
+pub use state::{Counters, LastCheck, RealStatus};

@@ -192,6 +192,21 @@ pub struct RealStatus {
     pub checks_ok: u64,
     /// Checks that failed.
     pub checks_failed: u64,
+    /// The latest check result of any of its checkers, if one has run.
+    pub last_check: Option<LastCheck>,
+    /// When it last went up or down (or when checking started).
+    pub since: Instant,
+}
+
+/// One check's result, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastCheck {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was checked and, on failure, why it failed.
+    pub text: String,
+    /// When it finished.
+    pub at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +226,8 @@ struct RealState {
     failed: usize,
     dyn_weight: Option<u32>,
     checkers: Vec<CheckerState>,
+    last_check: Option<LastCheck>,
+    since: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +300,8 @@ impl HealthState {
                     failed,
                     dyn_weight: None,
                     checkers,
+                    last_check: None,
+                    since: now,
                 });
             }
             let mut s = ServiceState {
@@ -419,6 +438,21 @@ impl HealthState {
             Outcome::Down(why) => why.clone(),
             Outcome::Up | Outcome::UpWithWeight(_) => "check succeeded".to_owned(),
         };
+        if let Some(r) = self
+            .services
+            .get_mut(id.service)
+            .and_then(|s| s.reals.get_mut(id.real))
+        {
+            r.last_check = Some(LastCheck {
+                ok,
+                text: match &outcome {
+                    Outcome::Down(why) => format!("{what}: {why}"),
+                    _ => format!("{what}: ok"),
+                },
+                at: now,
+            });
+        }
+        let was_alive = self.alive(id);
         if first_unchanged && timing.alpha && !ok {
             let s = &self.services[id.service];
             if let Some(script) = &s.spec.reals[id.real].notify_down {
@@ -446,11 +480,24 @@ impl HealthState {
             });
             out.merge(self.checker_changed(id, up, &reason));
         }
+        if self.alive(id) != was_alive
+            && let Some(r) = self
+                .services
+                .get_mut(id.service)
+                .and_then(|s| s.reals.get_mut(id.real))
+        {
+            r.since = now;
+        }
         if let Outcome::UpWithWeight(w) = outcome {
             out.merge(self.set_dynamic_weight(id, w));
         }
         self.counters.scripts += out.scripts.len() as u64;
         out
+    }
+
+    /// Whether the real server of check `id` is alive.
+    fn alive(&self, id: CheckId) -> Option<bool> {
+        Some(self.services.get(id.service)?.reals.get(id.real)?.alive)
     }
 
     /// keepalived's update_svr_checker_state + set_checker_state: moves the real server
@@ -679,6 +726,8 @@ impl HealthState {
                     failed_checkers: st.failed,
                     checks_ok: st.checkers.iter().map(|c| c.ok).sum(),
                     checks_failed: st.checkers.iter().map(|c| c.failed).sum(),
+                    last_check: st.last_check.clone(),
+                    since: st.since,
                 });
             }
         }
@@ -924,6 +973,22 @@ mod tests {
         assert_eq!(weights(&st), [(1, 1), (2, 1)]);
         let status = st.status();
         assert!(status[0].alive && status[0].checks_failed == 2 && status[0].checks_ok == 2);
+        // Down at t0, up again at t1: the status says since when, and what the last check said.
+        assert_eq!(status[0].since, t1);
+        let last = status[0].last_check.as_ref().expect("a check ran");
+        assert!(last.ok && last.at == t1, "{last:?}");
+        assert_eq!(status[1].since, t0, "never changed: since checking started");
+        assert!(status[1].last_check.is_none());
+        let t2 = t1 + secs(5.0);
+        st.take_due(t2);
+        st.on_result(id(0, 1), down("connection refused"), t2);
+        let status = st.status();
+        assert!(!status[0].alive && status[0].since == t2);
+        let last = status[0].last_check.as_ref().expect("a check ran");
+        assert!(
+            !last.ok && last.text.ends_with(": connection refused"),
+            "{last:?}"
+        );
     }
 
     #[test]

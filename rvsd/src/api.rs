@@ -50,6 +50,10 @@ pub enum Call {
     SyncStart(rvs_api::SyncDaemonConfig),
     /// `POST /v1/sync/stop`.
     SyncStop(rvs_api::SyncRole),
+    /// `GET /status.json` (the status page's data, on the metrics listener).
+    StatusPage,
+    /// The watchdog's liveness probe of the main loop.
+    Ping,
 }
 
 /// A call and where to send its JSON answer.
@@ -170,68 +174,6 @@ pub async fn serve(
             }
         },
     )
-    .await;
-    Ok(())
-}
-
-/// Serves `GET /metrics` in the OpenMetrics text format on a TCP address.
-pub async fn serve_metrics(addr: std::net::SocketAddr, calls: mpsc::Sender<Request>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the metrics listener {addr}"))?;
-    tracing::info!(%addr, "metrics listening");
-    let accept = || async { listener.accept().await.map(|(s, _)| s) };
-    accept_loop("metrics", METRICS_LIMITS, accept, |stream| {
-        let calls = calls.clone();
-        async move {
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let calls = calls.clone();
-                async move {
-                    if req.method() != Method::GET || req.uri().path() != "/metrics" {
-                        let mut resp =
-                            Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-                        *resp.status_mut() = StatusCode::NOT_FOUND;
-                        return Ok::<_, std::convert::Infallible>(resp);
-                    }
-                    let (reply, answer) = oneshot::channel();
-                    let text = match calls
-                        .send(Request {
-                            call: Call::Metrics,
-                            reply,
-                        })
-                        .await
-                    {
-                        Ok(()) => match answer.await {
-                            Ok(Ok(serde_json::Value::String(text))) => Ok(text),
-                            Ok(Err(e)) => Err(e.message),
-                            _ => Err("rvsd is shutting down".to_owned()),
-                        },
-                        Err(_) => Err("rvsd is shutting down".to_owned()),
-                    };
-                    Ok(match text {
-                        Ok(text) => {
-                            let mut resp = Response::new(Full::new(Bytes::from(text)));
-                            resp.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static(
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                ),
-                            );
-                            resp
-                        }
-                        Err(message) => {
-                            let mut resp = Response::new(Full::new(Bytes::from(message)));
-                            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                            resp
-                        }
-                    })
-                }
-            });
-            let _ = http1_builder(METRICS_LIMITS)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        }
-    })
     .await;
     Ok(())
 }

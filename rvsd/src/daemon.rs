@@ -95,16 +95,7 @@ const NEIGHBOUR_SLICE: usize = 1_000;
 /// a large table is scanned less often (four times the last pass's duration).
 const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
 
-/// How the balancer is attached (`--xdp-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum XdpChoice {
-    /// Driver mode; an interface whose driver has none is an error.
-    Native,
-    /// skb mode: any interface, slower.
-    Generic,
-    /// Native, falling back to generic with a warning where the driver has no XDP.
-    Auto,
-}
+pub use crate::cli::XdpChoice;
 
 /// Where the desired state comes from.
 #[derive(Debug, Clone)]
@@ -685,6 +676,10 @@ pub struct Daemon {
     sync: SyncEngine,
     /// keepalived's lvs_sync_daemon, when the keepalived.conf has one.
     sync_follow: Option<SyncFollow>,
+    /// The status page's rate history.
+    history: crate::status::History,
+    /// The last (re)load's outcome.
+    reload_record: crate::status::ReloadRecord,
 }
 
 /// Resolves when the health engine publishes a new effective configuration; never when
@@ -791,6 +786,8 @@ impl Daemon {
             scan: ConnScan::default(),
             sync: SyncEngine::default(),
             sync_follow,
+            history: crate::status::History::default(),
+            reload_record: crate::status::ReloadRecord::started(std::time::SystemTime::now()),
         };
         // Attached before the file's state is written: an interface the balancer cannot
         // attach to stops rvsd with the maps as they were (nothing half-applied).
@@ -1309,6 +1306,52 @@ impl Daemon {
         Ok(())
     }
 
+    /// Everything the status page and the metrics show, in one pass.
+    fn view(&self) -> Result<crate::status::View, ApiError> {
+        Ok(crate::status::View {
+            status: self.status()?,
+            services: self.services()?,
+            health: self.health.as_ref().map(|h| crate::status::HealthView {
+                counters: h.counters(),
+                reals: h.status().borrow().as_ref().clone(),
+            }),
+            vrrp: self
+                .vrrp
+                .as_ref()
+                .map(|v| v.status.borrow().instances.clone())
+                .unwrap_or_default(),
+            conn_entries: self.scan.per_real.values().map(|(a, i)| a + i).sum(),
+            reload: self.reload_record.clone(),
+            xdp_mode: format!("{:?}", self.desired.daemon.xdp_mode).to_lowercase(),
+            now: std::time::SystemTime::now(),
+            now_mono: Instant::now(),
+        })
+    }
+
+    /// Adds every service's current rates to the status page's history.
+    fn record_history(&mut self) {
+        let planner = self.dp.planner();
+        let rates: Vec<_> = self
+            .desired
+            .services
+            .iter()
+            .filter_map(|s| {
+                let id = s.id();
+                let e = planner.service_entry(&id)?;
+                Some((id, self.estimator.rates(CounterId::Service(e.id))))
+            })
+            .collect();
+        self.history.record(std::time::SystemTime::now(), &rates);
+    }
+
+    /// Reloads and remembers the outcome for the status page and the metrics.
+    async fn reload_recorded(&mut self) -> Result<Applied, ApiError> {
+        let outcome = self.reload().await;
+        self.reload_record
+            .record(&outcome, std::time::SystemTime::now());
+        outcome
+    }
+
     fn call(&mut self, call: Call) -> Result<Value, ApiError> {
         if self.health.is_some() && matches!(call, Call::Ops(_) | Call::PutConfig(_)) {
             return Err(ApiError::new(
@@ -1346,23 +1389,13 @@ impl Daemon {
             Call::SyncStart(cfg) => self.sync_call(Some(cfg), None),
             Call::SyncStop(role) => self.sync_call(None, Some(role)),
             Call::Connections => to_value(&self.connections()),
-            Call::Metrics => {
-                let status = self.status()?;
-                let services = self.services()?;
-                let vrrp = self
-                    .vrrp
-                    .as_ref()
-                    .map(|v| v.status.borrow().instances.clone())
-                    .unwrap_or_default();
-                Ok(Value::String(crate::metrics::render(
-                    &crate::metrics::Snapshot {
-                        verdicts: &status.verdicts,
-                        services: &services,
-                        health: self.health.as_ref().map(|h| h.counters()),
-                        vrrp,
-                    },
-                )))
-            }
+            Call::Metrics => Ok(Value::String(crate::metrics::render(&self.view()?))),
+            Call::StatusPage => Ok(crate::status::json(
+                &self.view()?,
+                &self.history,
+                Duration::from_secs(ESTIMATOR_INTERVAL_SECS),
+            )),
+            Call::Ping => Ok(Value::Null),
         }
     }
 
@@ -1418,7 +1451,7 @@ impl Daemon {
             let scan_at = tokio::time::Instant::from_std(next_scan);
             let request_due = self.sync.request_due();
             tokio::select! {
-                _ = hup.recv() => match self.reload().await {
+                _ = hup.recv() => match self.reload_recorded().await {
                     Ok(a) => {
                         log_reload(&a);
                         self.resolve_neighbours().await;
@@ -1428,7 +1461,7 @@ impl Daemon {
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
                     let answer = if matches!(req.call, Call::Reload) {
-                        self.reload().await.and_then(|a| {
+                        self.reload_recorded().await.and_then(|a| {
                             log_reload(&a);
                             to_value(&a)
                         })
@@ -1474,7 +1507,10 @@ impl Daemon {
                     self.sync.retry_request();
                 }
                 _ = neigh_tick.tick() => self.refresh_neighbours().await,
-                _ = rate_tick.tick() => self.start_rate_round(),
+                _ = rate_tick.tick() => {
+                    self.record_history();
+                    self.start_rate_round();
+                }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !self.rate_queue.is_empty() => {
                     self.sample_rates();
                 }

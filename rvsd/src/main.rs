@@ -11,82 +11,24 @@
 
 mod api;
 mod check;
+mod cli;
 mod daemon;
 mod metrics;
 mod ops;
 mod stats;
+mod status;
 mod sync;
-
-use std::path::PathBuf;
+mod systemd;
+mod web;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use crate::daemon::{Daemon, Source, read_config};
-
-/// rvs daemon.
-#[derive(Parser, Debug)]
-#[command(name = "rvsd", version, about)]
-struct Args {
-    /// Configuration file (TOML). Without one, rvsd keeps the state it finds pinned (as
-    /// IPVS keeps its table) and is driven through the API and rvsadm.
-    #[arg(short, long, conflicts_with = "keepalived")]
-    config: Option<PathBuf>,
-    /// Run from an existing keepalived.conf instead: its virtual servers, real servers,
-    /// health checks and VRRP instances.
-    #[arg(short = 'k', long, value_name = "KEEPALIVED_CONF")]
-    keepalived: Option<PathBuf>,
-    /// With --keepalived: an interface to attach the balancer to (repeat for several).
-    #[arg(
-        short,
-        long = "interface",
-        value_name = "IFACE",
-        requires = "keepalived"
-    )]
-    interfaces: Vec<String>,
-    /// Path of the API socket.
-    #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Validate a configuration file and exit: rvs's TOML when the name ends in .toml, a
-    /// keepalived.conf otherwise, read as the daemon reads it. Exit 0 exactly when the file
-    /// runs as under keepalived (keepalived --config-test would pass and rvs runs all of
-    /// it); 5 otherwise, as keepalived. Every problem is printed with file and line.
-    #[arg(long, value_name = "FILE")]
-    check_config: Option<PathBuf>,
-    /// With --check-config: also print the table the file builds at start (before any
-    /// health check result) in `ipvsadm -Ln` form.
-    #[arg(long, requires = "check_config")]
-    table: bool,
-    /// Detach the balancer and unpin every map under the pin path, then exit.
-    #[arg(long)]
-    cleanup: bool,
-    /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
-    #[arg(long, default_value = "127.0.0.1:9595")]
-    metrics: String,
-    /// XDP attach mode: native (driver), generic (skb, any NIC, slower) or auto (native,
-    /// falling back to generic with a warning). Default: the TOML file's `xdp_mode`;
-    /// with --keepalived, auto.
-    #[arg(long, value_enum)]
-    xdp_mode: Option<daemon::XdpChoice>,
-    /// Log format: `text` (default) or `json` (one object per line). The level is
-    /// RUST_LOG's (default `info`; e.g. `RUST_LOG=rvsd=debug`).
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
-    /// bpffs directory: wins over the file's `[daemon] pin_path` in every mode (and for
-    /// --cleanup). One rvsd per pin path: a second one refuses to start.
-    #[arg(long)]
-    pin_path: Option<PathBuf>,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for log collectors).
-    Json,
-}
+use crate::{
+    cli::{Args, LogFormat},
+    daemon::{Daemon, Source, read_config},
+};
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -158,13 +100,14 @@ fn main() -> Result<()> {
                 }
             };
             let (tx, rx) = mpsc::channel(64);
+            let calls_for_systemd = tx.clone();
             if args.metrics != "off" {
                 let addr: std::net::SocketAddr = args.metrics.parse().with_context(|| {
                     format!("--metrics {}: expected ADDRESS:PORT or off", args.metrics)
                 })?;
                 let calls = tx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = api::serve_metrics(addr, calls).await {
+                    if let Err(e) = web::serve(addr, calls).await {
                         tracing::error!(error = format!("{e:#}"), "metrics listener stopped");
                     }
                 });
@@ -175,6 +118,9 @@ fn main() -> Result<()> {
                     tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
             });
-            daemon.run(rx).await
+            systemd::spawn(calls_for_systemd);
+            let result = daemon.run(rx).await;
+            systemd::stopping();
+            result
         })
 }

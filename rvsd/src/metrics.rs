@@ -1,179 +1,363 @@
-//! Prometheus metrics (text exposition format), rendered from the daemon's state on each
-//! scrape: verdict counters, per-service and per-real-server counters and connection
-//! counts, health-check counters, VRRP instance states and counters.
+//! Prometheus metrics (OpenMetrics text), rendered from one [`View`] on each scrape.
+//!
+//! The IPVS ones carry node_exporter's IPVS collector's names, labels and meanings
+//! (`node_ipvs_*` there, `rvs_ipvs_*` here), so dashboards built on it work after a prefix
+//! change: totals over every service without labels; per backend `local_address`,
+//! `local_port`, `remote_address`, `remote_port`, `proto` and `local_mark` (always empty:
+//! rvs has no fwmark services). rvs adds per-backend and per-service counters, a health
+//! gauge that stays while a server is down, VRRP state, connection-table fill, build info
+//! and the last reload's outcome. Counters only ever grow; gauges say what is now.
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use rvs_api::ServiceList;
 
-/// Labels of a service.
+use crate::status::{Health, View};
+
+/// node_exporter's backend labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServiceLabels {
-    protocol: String,
-    vip: String,
-    port: u16,
+struct Backend {
+    local_address: String,
+    local_port: u16,
+    remote_address: String,
+    remote_port: u16,
+    proto: String,
+    local_mark: String,
 }
 
-/// Labels of a real server within its service.
+/// A service, labelled as node_exporter labels the local side of a backend.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RealLabels {
-    protocol: String,
-    vip: String,
-    port: u16,
-    real: String,
-    real_port: u16,
+struct Service {
+    local_address: String,
+    local_port: u16,
+    proto: String,
+    local_mark: String,
 }
 
 /// A label set with one name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct One {
+struct Name {
     name: String,
 }
 
-/// Labels of a VRRP instance.
+/// Which way a transition went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct To {
+    to: String,
+}
+
+/// Labels of a VRRP instance (not `instance`: Prometheus gives that label to the target,
+/// and would rename ours to `exported_instance`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Instance {
-    instance: String,
+    vrrp_instance: String,
 }
 
 /// Labels of a VRRP counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceCounter {
-    instance: String,
+    vrrp_instance: String,
     counter: String,
 }
 
-/// Everything one scrape shows.
-pub struct Snapshot<'a> {
-    /// Verdict counters by name.
-    pub verdicts: &'a [(String, u64)],
-    /// Services with counters.
-    pub services: &'a ServiceList,
-    /// Health-check counters, when rvsd runs health checks.
-    pub health: Option<rvs_health::Counters>,
-    /// VRRP instances, when rvsd runs VRRP.
-    pub vrrp: Vec<rvs_vrrp::machine::InstanceStatus>,
+/// Build labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
 }
 
-fn counter_family<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Counter>
+fn counters<L>(r: &mut Registry, name: &str, help: &str) -> Family<L, Counter>
 where
     L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
 {
     let family = Family::<L, Counter>::default();
-    registry.register(name, help, family.clone());
+    r.register(name, help, family.clone());
     family
 }
 
-fn gauge_family<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Gauge>
+fn gauges<L>(r: &mut Registry, name: &str, help: &str) -> Family<L, Gauge>
 where
     L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
 {
     let family = Family::<L, Gauge>::default();
-    registry.register(name, help, family.clone());
+    r.register(name, help, family.clone());
     family
 }
 
-/// Renders `s` in Prometheus's text format.
-pub fn render(s: &Snapshot<'_>) -> String {
+fn counter(r: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    r.register(name, help, c);
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, value: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(value);
+    r.register(name, help, g);
+}
+
+/// Saturating conversion for gauges.
+fn g(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Renders `v` in the OpenMetrics text format.
+pub fn render(v: &View) -> String {
     let mut r = Registry::with_prefix("rvs");
-    let verdicts = counter_family::<One>(&mut r, "xdp_verdicts", "Packets by XDP verdict");
-    for (name, n) in s.verdicts {
+    // node_exporter's totals (its /proc/net/ip_vs_stats): the sums over every service.
+    let mut total = rvs_api::Stats::default();
+    for st in &v.services.services {
+        total.conns += st.stats.conns;
+        total.inpkts += st.stats.inpkts;
+        total.outpkts += st.stats.outpkts;
+        total.inbytes += st.stats.inbytes;
+        total.outbytes += st.stats.outbytes;
+    }
+    counter(
+        &mut r,
+        "ipvs_connections",
+        "The total number of connections made",
+        total.conns,
+    );
+    counter(
+        &mut r,
+        "ipvs_incoming_packets",
+        "The total number of incoming packets",
+        total.inpkts,
+    );
+    counter(
+        &mut r,
+        "ipvs_outgoing_packets",
+        "The total number of outgoing packets",
+        total.outpkts,
+    );
+    counter(
+        &mut r,
+        "ipvs_incoming_bytes",
+        "The total amount of incoming data",
+        total.inbytes,
+    );
+    counter(
+        &mut r,
+        "ipvs_outgoing_bytes",
+        "The total amount of outgoing data",
+        total.outbytes,
+    );
+
+    let active = gauges::<Backend>(
+        &mut r,
+        "ipvs_backend_connections_active",
+        "The current active connections by local and remote address",
+    );
+    let inactive = gauges::<Backend>(
+        &mut r,
+        "ipvs_backend_connections_inactive",
+        "The current inactive connections by local and remote address",
+    );
+    let weight = gauges::<Backend>(
+        &mut r,
+        "ipvs_backend_weight",
+        "The current backend weight by local and remote address",
+    );
+    let up = gauges::<Backend>(
+        &mut r,
+        "ipvs_backend_up",
+        "1 when the backend's health checks pass (or nothing checks it), 0 while it is down",
+    );
+    let b_conns = counters::<Backend>(
+        &mut r,
+        "ipvs_backend_connections",
+        "Connections scheduled to the backend",
+    );
+    let b_inpkts = counters::<Backend>(
+        &mut r,
+        "ipvs_backend_incoming_packets",
+        "Incoming packets forwarded to the backend",
+    );
+    let b_outpkts = counters::<Backend>(
+        &mut r,
+        "ipvs_backend_outgoing_packets",
+        "Outgoing packets from the backend (NAT)",
+    );
+    let b_inbytes = counters::<Backend>(
+        &mut r,
+        "ipvs_backend_incoming_bytes",
+        "Incoming bytes forwarded to the backend",
+    );
+    let b_outbytes = counters::<Backend>(
+        &mut r,
+        "ipvs_backend_outgoing_bytes",
+        "Outgoing bytes from the backend (NAT)",
+    );
+    let s_conns = counters::<Service>(
+        &mut r,
+        "ipvs_service_connections",
+        "Connections scheduled by the service",
+    );
+    let s_inpkts = counters::<Service>(
+        &mut r,
+        "ipvs_service_incoming_packets",
+        "Incoming packets of the service",
+    );
+    let s_outpkts = counters::<Service>(
+        &mut r,
+        "ipvs_service_outgoing_packets",
+        "Outgoing packets of the service (NAT)",
+    );
+    let s_inbytes = counters::<Service>(
+        &mut r,
+        "ipvs_service_incoming_bytes",
+        "Incoming bytes of the service",
+    );
+    let s_outbytes = counters::<Service>(
+        &mut r,
+        "ipvs_service_outgoing_bytes",
+        "Outgoing bytes of the service (NAT)",
+    );
+    let s_up = gauges::<Service>(
+        &mut r,
+        "ipvs_service_backends_up",
+        "Backends of the service that are up now",
+    );
+    for (st, (_, backends)) in v.services.services.iter().zip(v.backends()) {
+        let svc = &st.service;
+        let sl = Service {
+            local_address: svc.address.to_string(),
+            local_port: svc.port,
+            proto: svc.protocol.to_string(),
+            local_mark: String::new(),
+        };
+        s_conns.get_or_create(&sl).inc_by(st.stats.conns);
+        s_inpkts.get_or_create(&sl).inc_by(st.stats.inpkts);
+        s_outpkts.get_or_create(&sl).inc_by(st.stats.outpkts);
+        s_inbytes.get_or_create(&sl).inc_by(st.stats.inbytes);
+        s_outbytes.get_or_create(&sl).inc_by(st.stats.outbytes);
+        let n_up = backends.iter().filter(|b| b.health != Health::Down).count();
+        s_up.get_or_create(&sl).set(g(n_up as u64));
+        for b in &backends {
+            let bl = Backend {
+                local_address: sl.local_address.clone(),
+                local_port: sl.local_port,
+                remote_address: b.address.to_string(),
+                remote_port: b.port,
+                proto: sl.proto.clone(),
+                local_mark: String::new(),
+            };
+            active.get_or_create(&bl).set(g(b.active_conns));
+            inactive.get_or_create(&bl).set(g(b.inactive_conns));
+            weight.get_or_create(&bl).set(i64::from(b.weight));
+            up.get_or_create(&bl).set(b.health.gauge());
+            b_conns.get_or_create(&bl).inc_by(b.stats.conns);
+            b_inpkts.get_or_create(&bl).inc_by(b.stats.inpkts);
+            b_outpkts.get_or_create(&bl).inc_by(b.stats.outpkts);
+            b_inbytes.get_or_create(&bl).inc_by(b.stats.inbytes);
+            b_outbytes.get_or_create(&bl).inc_by(b.stats.outbytes);
+        }
+    }
+
+    let verdicts = counters::<Name>(&mut r, "xdp_verdicts", "Packets by XDP verdict");
+    for (name, n) in &v.status.verdicts {
         verdicts
-            .get_or_create(&One { name: name.clone() })
+            .get_or_create(&Name { name: name.clone() })
             .inc_by(*n);
     }
-    let svc_conns =
-        counter_family::<ServiceLabels>(&mut r, "service_connections", "Connections scheduled");
-    let svc_pkts = counter_family::<ServiceLabels>(&mut r, "service_packets_in", "Packets in");
-    let svc_bytes = counter_family::<ServiceLabels>(&mut r, "service_bytes_in", "Bytes in");
-    let real_conns = counter_family::<RealLabels>(
+    gauge(
         &mut r,
-        "real_connections",
-        "Connections scheduled to the real server",
+        "connection_table_entries",
+        "Connection-table entries that belong to a real server (last scan)",
+        g(v.conn_entries),
     );
-    let real_pkts =
-        counter_family::<RealLabels>(&mut r, "real_packets_in", "Packets in to the real server");
-    let real_bytes =
-        counter_family::<RealLabels>(&mut r, "real_bytes_in", "Bytes in to the real server");
-    let real_active = gauge_family::<RealLabels>(
+    gauge(
         &mut r,
-        "real_active_connections",
-        "Established connections (ActiveConn)",
+        "connection_table_size",
+        "Connection-table capacity",
+        i64::from(v.status.conn_table_size),
     );
-    let real_inactive = gauge_family::<RealLabels>(
+    let build = gauges::<Build>(&mut r, "build_info", "rvsd's version (always 1)");
+    build
+        .get_or_create(&Build {
+            version: v.status.version.clone(),
+        })
+        .set(1);
+    gauge(
         &mut r,
-        "real_inactive_connections",
-        "Other connections (InActConn)",
+        "config_last_reload_successful",
+        "1 when the last load or reload of the configuration was applied, 0 when refused",
+        i64::from(v.reload.ok),
     );
-    let real_weight = gauge_family::<RealLabels>(&mut r, "real_weight", "Weight in force");
-    for st in &s.services.services {
-        let svc = &st.service;
-        let sl = ServiceLabels {
-            protocol: svc.protocol.to_string(),
-            vip: svc.address.to_string(),
-            port: svc.port,
-        };
-        svc_conns.get_or_create(&sl).inc_by(st.stats.conns);
-        svc_pkts.get_or_create(&sl).inc_by(st.stats.inpkts);
-        svc_bytes.get_or_create(&sl).inc_by(st.stats.inbytes);
-        for rs in &st.reals {
-            let rl = RealLabels {
-                protocol: sl.protocol.clone(),
-                vip: sl.vip.clone(),
-                port: sl.port,
-                real: rs.real.address.to_string(),
-                real_port: rs.real.port.unwrap_or(svc.port),
-            };
-            real_conns.get_or_create(&rl).inc_by(rs.stats.conns);
-            real_pkts.get_or_create(&rl).inc_by(rs.stats.inpkts);
-            real_bytes.get_or_create(&rl).inc_by(rs.stats.inbytes);
-            real_active.get_or_create(&rl).set(rs.active_conns as i64);
-            real_inactive
-                .get_or_create(&rl)
-                .set(rs.inactive_conns as i64);
-            real_weight
-                .get_or_create(&rl)
-                .set(i64::from(rs.real.weight));
-        }
+    gauge(
+        &mut r,
+        "config_last_reload_timestamp_seconds",
+        "Unix time of the last load or reload attempt",
+        g(v.reload.at),
+    );
+    counter(
+        &mut r,
+        "config_reloads",
+        "Reloads attempted since start",
+        v.reload.attempts,
+    );
+
+    if let Some(h) = &v.health {
+        let c = h.counters;
+        counter(&mut r, "health_checks", "Health checks completed", c.checks);
+        counter(
+            &mut r,
+            "health_check_failures",
+            "Health checks that failed",
+            c.check_failures,
+        );
+        let moves = counters::<To>(
+            &mut r,
+            "health_transitions",
+            "Real servers going up or down",
+        );
+        moves
+            .get_or_create(&To { to: "up".into() })
+            .inc_by(c.reals_up);
+        moves
+            .get_or_create(&To { to: "down".into() })
+            .inc_by(c.reals_down);
+        let quorum = counters::<To>(
+            &mut r,
+            "health_quorum_transitions",
+            "Services gaining or losing quorum",
+        );
+        quorum
+            .get_or_create(&To {
+                to: "gained".into(),
+            })
+            .inc_by(c.quorum_gained);
+        quorum
+            .get_or_create(&To { to: "lost".into() })
+            .inc_by(c.quorum_lost);
+        counter(
+            &mut r,
+            "health_scripts",
+            "Notify and quorum scripts started",
+            c.scripts,
+        );
     }
-    if let Some(h) = s.health {
-        let c = counter_family::<One>(&mut r, "health", "Health-check events by kind");
-        for (name, n) in [
-            ("checks", h.checks),
-            ("check_failures", h.check_failures),
-            ("reals_up", h.reals_up),
-            ("reals_down", h.reals_down),
-            ("quorum_gained", h.quorum_gained),
-            ("quorum_lost", h.quorum_lost),
-            ("scripts", h.scripts),
-        ] {
-            c.get_or_create(&One { name: name.into() }).inc_by(n);
-        }
-    }
-    if !s.vrrp.is_empty() {
-        let state = gauge_family::<Instance>(
+    if !v.vrrp.is_empty() {
+        let state = gauges::<Instance>(
             &mut r,
             "vrrp_state",
             "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
         );
-        let prio = gauge_family::<Instance>(&mut r, "vrrp_priority", "Effective VRRP priority");
-        let counters = counter_family::<InstanceCounter>(
-            &mut r,
-            "vrrp_events",
-            "VRRP adverts and errors by kind",
-        );
-        for i in &s.vrrp {
+        let prio = gauges::<Instance>(&mut r, "vrrp_priority", "Effective VRRP priority");
+        let events =
+            counters::<InstanceCounter>(&mut r, "vrrp_events", "VRRP adverts and errors by kind");
+        for i in &v.vrrp {
             let l = Instance {
-                instance: i.name.clone(),
+                vrrp_instance: i.name.clone(),
             };
-            let code = match format!("{:?}", i.state).to_uppercase().as_str() {
-                "BACKUP" => 1,
-                "MASTER" => 2,
-                "FAULT" => 3,
-                _ => 0,
+            let code = match i.state {
+                rvs_vrrp::machine::State::Init => 0,
+                rvs_vrrp::machine::State::Backup => 1,
+                rvs_vrrp::machine::State::Master => 2,
+                rvs_vrrp::machine::State::Fault => 3,
             };
             state.get_or_create(&l).set(code);
             prio.get_or_create(&l).set(i64::from(i.effective_priority));
@@ -192,9 +376,9 @@ pub fn render(s: &Snapshot<'_>) -> String {
                 ("interval_errors", c.interval_errors),
                 ("address_list_errors", c.address_list_errors),
             ] {
-                counters
+                events
                     .get_or_create(&InstanceCounter {
-                        instance: i.name.clone(),
+                        vrrp_instance: i.name.clone(),
                         counter: name.into(),
                     })
                     .inc_by(n);
@@ -209,52 +393,111 @@ pub fn render(s: &Snapshot<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
-    use rvs_api::{Rates, RealStatus, ServiceStatus, Stats};
-    use rvs_config::{Protocol, RealServer, VirtualService};
-
     use super::*;
+    use crate::status::tests::example_view;
 
     #[test]
-    fn renders_services_reals_and_verdicts() {
-        let services = ServiceList {
-            conn_table_size: 4096,
-            services: vec![ServiceStatus {
-                service: VirtualService::new(Protocol::Tcp, Ipv4Addr::new(198, 18, 0, 10), 80),
-                stats: Stats {
-                    conns: 7,
-                    inpkts: 70,
-                    ..Stats::default()
-                },
-                rates: Rates::default(),
-                reals: vec![RealStatus {
-                    real: RealServer::new(Ipv4Addr::new(198, 18, 2, 11)),
-                    active_conns: 3,
-                    inactive_conns: 1,
-                    persist_conns: 0,
-                    stats: Stats {
-                        conns: 7,
-                        ..Stats::default()
-                    },
-                    rates: Rates::default(),
-                }],
-            }],
+    fn node_exporter_names_and_labels_and_a_down_backend_stays() {
+        let mut view = example_view();
+        view.services.services[0].stats.conns = 7;
+        view.services.services[0].stats.inpkts = 70;
+        view.status.verdicts = vec![("fwd_new".into(), 7)];
+        let text = render(&view);
+        let b = |addr: &str| {
+            format!(
+                "{{local_address=\"198.18.0.10\",local_port=\"80\",remote_address=\"{addr}\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"}}"
+            )
         };
-        let text = render(&Snapshot {
-            verdicts: &[("fwd_new".into(), 7)],
-            services: &services,
-            health: None,
-            vrrp: Vec::new(),
-        });
         for line in [
-            "rvs_xdp_verdicts_total{name=\"fwd_new\"} 7",
-            "rvs_service_connections_total{protocol=\"TCP\",vip=\"198.18.0.10\",port=\"80\"} 7",
-            "rvs_real_active_connections{protocol=\"TCP\",vip=\"198.18.0.10\",port=\"80\",real=\"198.18.2.11\",real_port=\"80\"} 3",
-            "rvs_real_weight{protocol=\"TCP\",vip=\"198.18.0.10\",port=\"80\",real=\"198.18.2.11\",real_port=\"80\"} 1",
+            "# TYPE rvs_ipvs_connections counter".to_owned(),
+            "rvs_ipvs_connections_total 7".to_owned(),
+            "rvs_ipvs_incoming_packets_total 70".to_owned(),
+            "# TYPE rvs_ipvs_backend_connections_active gauge".to_owned(),
+            format!("rvs_ipvs_backend_connections_active{} 2", b("198.18.2.11")),
+            format!("rvs_ipvs_backend_connections_inactive{} 1", b("198.18.2.11")),
+            format!("rvs_ipvs_backend_weight{} 1", b("198.18.2.11")),
+            format!("rvs_ipvs_backend_up{} 1", b("198.18.2.11")),
+            // Taken out by its health check: still there, down, at weight 0.
+            format!("rvs_ipvs_backend_up{} 0", b("198.18.2.12")),
+            format!("rvs_ipvs_backend_weight{} 0", b("198.18.2.12")),
+            "rvs_ipvs_service_backends_up{local_address=\"198.18.0.10\",local_port=\"80\",proto=\"TCP\",local_mark=\"\"} 1".to_owned(),
+            "rvs_xdp_verdicts_total{name=\"fwd_new\"} 7".to_owned(),
+            "rvs_connection_table_entries 3".to_owned(),
+            "rvs_connection_table_size 16".to_owned(),
+            "rvs_build_info{version=\"0\"} 1".to_owned(),
+            "rvs_config_last_reload_successful 1".to_owned(),
+            "rvs_config_last_reload_timestamp_seconds 10000".to_owned(),
+            "# TYPE rvs_health_transitions counter".to_owned(),
+            "rvs_health_transitions_total{to=\"down\"} 0".to_owned(),
         ] {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+}
+
+#[cfg(test)]
+mod dashboard {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::status::tests::example_view;
+
+    /// The Grafana dashboard in the repo queries only metrics rvsd exports.
+    #[test]
+    fn every_metric_the_dashboard_queries_exists() {
+        let mut view = example_view();
+        view.status.verdicts = vec![("fwd_new".into(), 1)];
+        view.vrrp.push(rvs_vrrp::machine::InstanceStatus {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version: 2,
+            state: rvs_vrrp::machine::State::Master,
+            base_priority: 150,
+            effective_priority: 150,
+            master: None,
+            addresses: vec![],
+            sync_group: None,
+            last_transition: std::time::Duration::ZERO,
+            counters: rvs_vrrp::machine::Counters::default(),
+        });
+        let text = render(&view);
+        let families: BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                Some(if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                })
+            })
+            .collect();
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../../packaging/grafana/rvs-dashboard.json"))
+                .expect("dashboard JSON");
+        let mut queried = BTreeSet::new();
+        for panel in json["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(at) = rest.find("rvs_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[at + name.len()..];
+                    queried.insert(name);
+                }
+            }
+        }
+        assert!(queried.len() >= 10, "{queried:?}");
+        let missing: Vec<_> = queried.difference(&families).collect();
+        assert!(
+            missing.is_empty(),
+            "the dashboard queries {missing:?}, not in:\n{text}"
+        );
     }
 }

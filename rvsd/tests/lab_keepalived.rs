@@ -167,8 +167,10 @@ fn killed_servers_leave_and_return_under_keepalived_checks() {
     )
     .expect("metrics");
     for line in [
-        "rvs_health_total{name=\"reals_down\"} 2",
-        "rvs_health_total{name=\"reals_up\"} 2",
+        "rvs_health_transitions_total{to=\"down\"} 2",
+        "rvs_health_transitions_total{to=\"up\"} 2",
+        // All three are back: the gauge says so (a gauge of the present, not a count).
+        "rvs_ipvs_service_backends_up{local_address=\"198.18.0.10\",local_port=\"80\",proto=\"TCP\",local_mark=\"\"} 3",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }

@@ -89,8 +89,8 @@ fn balances_only_as_vrrp_master() {
     )
     .expect("metrics");
     for line in [
-        "rvs_vrrp_state{instance=\"VI_1\"} 2",
-        "rvs_vrrp_events_total{instance=\"VI_1\",counter=\"became_master\"} 1",
+        "rvs_vrrp_state{vrrp_instance=\"VI_1\"} 2",
+        "rvs_vrrp_events_total{vrrp_instance=\"VI_1\",counter=\"became_master\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }

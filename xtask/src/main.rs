@@ -1,9 +1,10 @@
-//! `cargo xtask …`: the lab demo and the benchmarks.
+//! `cargo xtask …`: the lab demo, the benchmarks and the Debian package.
 
 mod bench;
 mod compare;
 mod control_bench;
 mod demo;
+mod package;
 mod sync_bench;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Connection sync throughput (encode, decode, install, end to end over UDP).
     BenchSync(sync_bench::SyncBenchArgs),
+    /// The Debian package (target/debian/rvs_VERSION_ARCH.deb); --check tests it.
+    Package(package::PackageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchControl(args) => control_bench::run(args),
         Command::BenchCompare(args) => compare::run(args),
         Command::BenchSync(args) => sync_bench::run(args),
+        Command::Package(args) => package::run_package(args),
     }
 }
