@@ -354,6 +354,7 @@ fn service_from_maps(
                     2 => ForwardMethod::Nat,
                     _ => ForwardMethod::Dr,
                 },
+                tunnel: rvs_config::Tunnel::default(),
                 u_threshold: r.u_threshold,
                 l_threshold: r.l_threshold,
             }

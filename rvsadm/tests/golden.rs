@@ -75,3 +75,8 @@ fn unsupported() {
 fn rvs() {
     check("rvs");
 }
+
+#[test]
+fn tunnel() {
+    check("tunnel");
+}
