@@ -6,6 +6,8 @@
 //!
 //! - [`Netns`]: one namespace; run closures, commands and child processes inside it.
 //! - [`DrLab`]: the direct-routing topology (client, router, LB, switch, real servers).
+//! - [`NatLab`]: the NAT topologies, two-armed and one-armed (real servers' gateway = LB).
+//! - [`TunLab`]: the tunnel topology (real servers behind a router, L3 away from the LB).
 //! - [`FibNs`]: one namespace with static neighbours, for BPF_PROG_TEST_RUN tests.
 //! - [`HttpResponder`], [`UdpResponder`]: servers that answer with their name.
 //! - [`http_get`], [`HttpSession`], [`udp_ask`], [`run_many`]: clients with timeouts.
@@ -19,15 +21,20 @@ mod cmd;
 pub mod dr;
 pub mod fib;
 mod http;
+pub mod nat;
 pub mod netns;
 pub mod responder;
 pub mod rvsd;
+pub mod tun;
+mod wire;
 
 pub use client::{HttpSession, http_get, http_get_path, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
 pub use fib::FibNs;
+pub use nat::{NatLab, NatLayout};
 pub use netns::{
     ChildGuard, Netns, cleanup_stale, list_netns, root_or_skip, run_prefix, unique_prefix,
 };
 pub use responder::{HttpResponder, UdpResponder};
 pub use rvsd::Rvsd;
+pub use tun::TunLab;
