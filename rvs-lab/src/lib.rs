@@ -10,12 +10,15 @@
 //! - [`TunLab`]: the tunnel topology (real servers behind a router, L3 away from the LB).
 //! - [`FibNs`]: one namespace with static neighbours, for BPF_PROG_TEST_RUN tests.
 //! - [`HttpResponder`], [`UdpResponder`]: servers that answer with their name.
+//! - [`realserver::Prepared`]: a namespace prepared by `rvs-realserver`, undone on drop;
+//!   [`bins::workspace_binary`] builds such another binary of the workspace for a test.
 //! - [`http_get`], [`HttpSession`], [`udp_ask`], [`run_many`]: clients with timeouts.
 //!
 //! Needs root, `ip` (iproute2) and `ethtool`.
 
 #![warn(missing_docs)]
 
+pub mod bins;
 pub mod client;
 mod cmd;
 pub mod dr;
@@ -23,6 +26,7 @@ pub mod fib;
 mod http;
 pub mod nat;
 pub mod netns;
+pub mod realserver;
 pub mod responder;
 pub mod rvsd;
 pub mod tun;
