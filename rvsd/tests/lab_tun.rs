@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use lab_common::{
     assert_rr, pass_programs, realserver_bin, recorded_listing, rvsadm, rvsd_bin, shares,
-    wait_listing,
+    wait_listing, without_table_size,
 };
 use rvs_dataplane::PassProgram;
 use rvs_lab::realserver::Prepared;
@@ -265,8 +265,8 @@ fn keepalived_lb_kind_tun_lists_as_keepalived_and_ipvs_do() {
         Duration::from_secs(20),
     );
     assert_eq!(
-        rvsadm(rvsd.socket(), &["-Ln", "--tun-info"]),
-        recorded_listing("tun", "-Ln --tun-info")
+        without_table_size(&rvsadm(rvsd.socket(), &["-Ln", "--tun-info"])),
+        without_table_size(&recorded_listing("tun", "-Ln --tun-info"))
     );
     assert_eq!(
         rvsadm(rvsd.socket(), &["-S", "-n"]),
