@@ -195,11 +195,20 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("nothing to undo ({} has no changes)", path.display());
                 return Ok(());
             }
+            // Reverts are idempotent: after a failure the state file is kept whole and a
+            // second `undo` skips what is undone already.
             for r in plan::undo(&st.changes) {
-                host.revert(&r)
-                    .await
-                    .with_context(|| format!("cannot {r}"))?;
-                println!("{r}");
+                let done = host.revert(&r).await.with_context(|| {
+                    format!(
+                        "cannot {r}; nothing else was undone after it, {} still lists everything, run undo again once fixed",
+                        path.display()
+                    )
+                })?;
+                if done {
+                    println!("{r}");
+                } else {
+                    println!("{r}: already undone");
+                }
             }
             st.changes.clear();
             st.save(&path)?;

@@ -213,36 +213,78 @@ impl Host {
         }
     }
 
-    /// Undoes one change.
-    pub async fn revert(&self, revert: &Revert) -> Result<()> {
+    /// Undoes one change; `Ok(false)` when it was undone already (the address, interface or
+    /// pin is gone), so `undo` can be run again after a failure.
+    pub async fn revert(&self, revert: &Revert) -> Result<bool> {
+        let exists = |name: &str| {
+            let name = name.to_owned();
+            async move { Ok::<bool, anyhow::Error>(self.links().await?.contains_key(&name)) }
+        };
         match revert {
-            Revert::UnloadModule(m) => run(&["modprobe", "-r", m]).map(drop),
+            Revert::UnloadModule(m) => {
+                if !Path::new("/sys/module").join(m).exists() {
+                    return Ok(false);
+                }
+                run(&["modprobe", "-r", m]).map(|_| true)
+            }
             Revert::DeleteLink(name) => {
+                if !exists(name).await? {
+                    return Ok(false);
+                }
                 let index = self.index(name).await?;
                 self.handle
                     .link()
                     .del(index)
                     .execute()
                     .await
-                    .with_context(|| format!("deleting {name}"))
+                    .with_context(|| format!("deleting {name}"))?;
+                Ok(true)
             }
-            Revert::SetDown(name) => self.set_up(name, false).await,
+            Revert::SetDown(name) => {
+                if !exists(name).await? {
+                    return Ok(false);
+                }
+                self.set_up(name, false).await.map(|()| true)
+            }
             Revert::DelAddress { interface, address } => {
+                if !exists(interface).await? {
+                    return Ok(false);
+                }
                 let index = self.index(interface).await?;
                 let msg = AddressMessageBuilder::<Ipv4Addr>::new()
                     .index(index)
                     .address(*address, 32)
                     .build();
-                self.handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .with_context(|| format!("removing {address}/32 from {interface}"))
+                match self.handle.address().del(msg).execute().await {
+                    Ok(()) => Ok(true),
+                    Err(rtnetlink::Error::NetlinkError(m))
+                        if m.code.map(|c| -c.get()) == Some(libc::EADDRNOTAVAIL) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => {
+                        Err(e).with_context(|| format!("removing {address}/32 from {interface}"))
+                    }
+                }
             }
-            Revert::SetSysctl { key, value } => write_sysctl(key, value),
-            Revert::DelFou(port) => run(&["ip", "fou", "del", "port", &port.to_string()]).map(drop),
-            Revert::DetachDecap(interface) => detach_decap(interface),
+            Revert::SetSysctl { key, value } => {
+                if !sysctl_path(key).exists() {
+                    return Ok(false);
+                }
+                write_sysctl(key, value).map(|()| true)
+            }
+            Revert::DelFou(port) => {
+                if !fou_ports().unwrap_or_default().contains(port) {
+                    return Ok(false);
+                }
+                run(&["ip", "fou", "del", "port", &port.to_string()]).map(|_| true)
+            }
+            Revert::DetachDecap(interface) => {
+                if !decap_pin(interface)?.exists() {
+                    return Ok(false);
+                }
+                detach_decap(interface).map(|()| true)
+            }
         }
     }
 
