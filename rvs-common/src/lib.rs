@@ -270,9 +270,13 @@ pub struct ConnEntry {
     /// entry: the virtual port the reply is rewritten to.
     pub peer_port: u16,
     /// Request entry of a NAT connection: the real server's address. Reply entry: the VIP.
+    /// Tunnel entry: the outer source address (the LB's address towards the real server).
     pub peer_addr: u32,
+    /// Largest IPv4 total length (after encapsulation) the last FIB lookup accepted for this
+    /// path; a larger packet asks the FIB again, which checks the egress MTU.
+    pub fits: u16,
     /// Explicit padding, always zero.
-    pub pad: [u8; 4],
+    pub pad: [u8; 2],
 }
 
 /// Connection flag: this entry is the reply direction (real server → client) of a NAT

@@ -101,6 +101,26 @@ pub const fn row(flags: u8) -> Option<usize> {
     }
 }
 
+/// [`TABLE`] with its columns in rvs's state order, so the XDP program indexes it with the
+/// stored state directly (one bounds check the verifier can see).
+const BY_RVS_STATE: [[[u8; crate::CONN_STATES]; 4]; 3] = {
+    let mut t = [[[CL; crate::CONN_STATES]; 4]; 3];
+    let mut d = 0;
+    while d < 3 {
+        let mut r = 0;
+        while r < 4 {
+            let mut st = 0;
+            while st < crate::CONN_STATES {
+                t[d][r][st] = TABLE[d][r][IPVS_COLUMN[st] as usize];
+                st += 1;
+            }
+            r += 1;
+        }
+        d += 1;
+    }
+    t
+};
+
 /// The state a TCP packet with `flags`, seen in `dir`, moves a connection in `state` to.
 /// A fresh connection starts from [`ConnState::None`].
 #[inline(always)]
@@ -108,18 +128,19 @@ pub fn next_state(dir: Direction, state: u8, flags: u8) -> u8 {
     let Some(r) = row(flags) else {
         return CL;
     };
-    let col = match IPVS_COLUMN.get(state as usize) {
-        Some(c) => *c as usize,
-        None => return CL,
+    let table = match dir {
+        Direction::Input => &BY_RVS_STATE[0],
+        Direction::Output => &BY_RVS_STATE[1],
+        Direction::InputOnly => &BY_RVS_STATE[2],
     };
-    match TABLE.get(dir as usize) {
-        Some(t) => match t.get(r) {
-            Some(cols) => match cols.get(col) {
-                Some(s) => *s,
-                None => CL,
-            },
-            None => CL,
-        },
+    let cols = match r {
+        0 => &table[0],
+        1 => &table[1],
+        2 => &table[2],
+        _ => &table[3],
+    };
+    match cols.get(state as usize) {
+        Some(s) => *s,
         None => CL,
     }
 }

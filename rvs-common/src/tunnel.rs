@@ -83,6 +83,19 @@ pub const fn gue_source_port(hash: u32) -> u16 {
     ((((h as u64) * (max - min)) >> 32) + min) as u16
 }
 
+/// A 32-bit hash of a flow for the GUE source port (murmur3's finaliser over the tuple, in
+/// memory order); any well-mixed hash does, IPVS uses the skb's flow hash.
+#[inline(always)]
+pub const fn flow_hash(src: u32, dst: u32, ports: u32, proto: u8) -> u32 {
+    let mut h = src ^ dst.rotate_left(7) ^ ports.rotate_left(13) ^ proto as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
 /// Fields of an outer IPv4 header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OuterIpv4 {
@@ -213,9 +226,8 @@ pub fn gre_header(with_csum: bool, inner: u64) -> ([u8; 8], usize) {
         return ([0, 0, 0x08, 0x00, 0, 0, 0, 0], 4);
     }
     let mut h = [0x80, 0, 0x08, 0x00, 0, 0, 0, 0];
-    let sum = inner
-        + u16::from_ne_bytes([h[0], h[1]]) as u64
-        + u16::from_ne_bytes([h[2], h[3]]) as u64;
+    let sum =
+        inner + u16::from_ne_bytes([h[0], h[1]]) as u64 + u16::from_ne_bytes([h[2], h[3]]) as u64;
     let c = (!csum::fold(sum)).to_ne_bytes();
     h[4] = c[0];
     h[5] = c[1];
@@ -253,9 +265,8 @@ mod tests {
 
     /// An inner IPv4/UDP packet 198.19.1.1:5353 → 198.18.0.10:80 "hello", checksums valid.
     const INNER: [u8; 33] = [
-        0x45, 0x00, 0x00, 0x21, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 198, 19, 1, 1,
-        198, 18, 0, 10, 0x14, 0xe9, 0x00, 0x50, 0x00, 0x0d, 0x00, 0x00, b'h', b'e', b'l', b'l',
-        b'o',
+        0x45, 0x00, 0x00, 0x21, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 198, 19, 1, 1, 198,
+        18, 0, 10, 0x14, 0xe9, 0x00, 0x50, 0x00, 0x0d, 0x00, 0x00, b'h', b'e', b'l', b'l', b'o',
     ];
 
     fn inner_packet() -> Vec<u8> {

@@ -5,6 +5,7 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod decap;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -23,13 +24,14 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
-    ConnEntry, ConnState, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings,
-    Verdict, maps, programs,
+    ConnEntry, ConnState, Counters, FlowKey, Forward, RealEntry, SETTINGS_F_NAT, ServiceEntry,
+    ServiceKey, Settings, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
 use crate::mmap::MmapArray;
 
+pub use decap::{DecapCounters, DecapOptions, DecapProgram};
 pub use plan::{Plan, PlanError, Planner};
 
 /// The eBPF object, built for bpfel-unknown-none by build.rs.
@@ -128,6 +130,11 @@ pub struct Dataplane {
     settings_map: Array<MapData, Settings>,
     settings: Settings,
     attached: Vec<String>,
+    nat_sources: HashMap<MapData, u32, u32>,
+    /// NAT real-server id → its address, as written to the real-server array.
+    nat_reals: std::collections::HashMap<u32, u32>,
+    /// What NAT_SOURCES holds: address → number of NAT real servers with it.
+    nat_counts: std::collections::HashMap<u32, u32>,
 }
 
 /// Maps an mmapable BPF array.
@@ -242,6 +249,8 @@ impl Dataplane {
             .map_err(map_err(maps::VERDICTS))?;
         let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
             .map_err(map_err(maps::SETTINGS))?;
+        let nat_sources = HashMap::try_from(take_map(&mut ebpf, maps::NAT_SOURCES)?)
+            .map_err(map_err(maps::NAT_SOURCES))?;
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -250,6 +259,8 @@ impl Dataplane {
             .filter(|(_, e)| e.in_use() || e.generation != 0)
             .collect();
         let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        let nat_counts: std::collections::HashMap<u32, u32> =
+            nat_sources.iter().filter_map(|e| e.ok()).collect();
         let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
         let fresh_settings = stored.timeouts_ns.iter().all(|&t| t == 0);
         let settings = if fresh_settings {
@@ -280,6 +291,13 @@ impl Dataplane {
             settings_map,
             settings,
             attached: Vec::new(),
+            nat_sources,
+            nat_reals: real_entries
+                .iter()
+                .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
+                .map(|(id, e)| (*id, e.addr))
+                .collect(),
+            nat_counts,
         };
         dp.write(&orphans)?;
         dp.set_settings(&settings)?;
@@ -303,12 +321,52 @@ impl Dataplane {
         &self.planner
     }
 
-    /// Writes the global settings (timeouts).
+    /// Writes the global settings (timeouts); the flags are the dataplane's own.
     pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        let mut settings = *settings;
+        settings.flags = if self.nat_reals.is_empty() {
+            0
+        } else {
+            SETTINGS_F_NAT
+        };
         self.settings_map
             .set(0, settings, 0)
             .map_err(map_err(maps::SETTINGS))?;
-        self.settings = *settings;
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Brings NAT_SOURCES and the NAT settings flag in line with the NAT real servers.
+    fn sync_nat_sources(&mut self) -> Result<()> {
+        let mut want: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for addr in self.nat_reals.values() {
+            *want.entry(*addr).or_default() += 1;
+        }
+        for (addr, n) in &want {
+            if self.nat_counts.get(addr) != Some(n) {
+                self.nat_sources
+                    .insert(addr, n, 0)
+                    .map_err(map_err(maps::NAT_SOURCES))?;
+            }
+        }
+        for addr in self.nat_counts.keys() {
+            if !want.contains_key(addr) {
+                match self.nat_sources.remove(addr) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(maps::NAT_SOURCES)(e)),
+                }
+            }
+        }
+        self.nat_counts = want;
+        let flags = if self.nat_reals.is_empty() {
+            0
+        } else {
+            SETTINGS_F_NAT
+        };
+        if flags != self.settings.flags {
+            let s = self.settings;
+            self.set_settings(&s)?;
+        }
         Ok(())
     }
 
@@ -339,9 +397,10 @@ impl Dataplane {
         for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
             if self.time_left(&conn, now) == 0 {
                 expired.push(key);
-            } else if self.conn_is_current(&conn) {
+            } else if !conn.is_reply() && self.conn_is_current(&conn) {
+                // One connection per request entry (a NAT reply entry is its other half).
                 let counts = scan.per_real.entry(conn.real).or_default();
-                if conn.state == ConnState::Established as u8 {
+                if tcp::is_active(conn.state) {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
@@ -362,13 +421,16 @@ impl Dataplane {
         Ok(scan)
     }
 
-    /// The live connections: (flow, entry, nanoseconds until it expires).
+    /// The live connections, one per connection (NAT reply entries are left out; the
+    /// request entry carries the state both directions moved it to): (flow, entry,
+    /// nanoseconds until it expires). For NAT, `entry.peer_addr`/`peer_port` are the real
+    /// server's address and port.
     pub fn connections(&self) -> Vec<(FlowKey, ConnEntry, u64)> {
         let now = monotonic_coarse_ns();
         self.conns
             .iter()
             .filter_map(|entry| entry.ok())
-            .filter(|(_, c)| self.conn_is_current(c))
+            .filter(|(_, c)| !c.is_reply() && self.conn_is_current(c))
             .filter_map(|(k, c)| {
                 let left = self.time_left(&c, now);
                 (left > 0).then_some((k, c, left))
@@ -484,7 +546,14 @@ impl Dataplane {
         for (id, entry) in &plan.retire_reals {
             self.reals.set(*id, *entry);
         }
-        Ok(())
+        for (id, entry) in plan.reals.iter().chain(&plan.retire_reals) {
+            if entry.in_use() && entry.forward == Forward::Masq as u8 {
+                self.nat_reals.insert(*id, entry.addr);
+            } else {
+                self.nat_reals.remove(id);
+            }
+        }
+        self.sync_nat_sources()
     }
 
     /// Attaches the balancer to `interface` through a bpf_link pinned under the pin
@@ -604,6 +673,9 @@ impl PassProgram {
             maps::PERSIST,
             maps::SERVICE_STATS,
             maps::REAL_STATS,
+            maps::NAT_SOURCES,
+            maps::DECAP_ADDRS,
+            maps::DECAP_PORTS,
         ] {
             loader.map_max_entries(name, 1);
         }

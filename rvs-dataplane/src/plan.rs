@@ -13,11 +13,11 @@ use std::{
 
 use rvs_common::{
     DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_ONE_PACKET,
-    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey,
+    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey, tunnel,
 };
 use rvs_config::{
     Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
-    ServiceId, VirtualService,
+    ServiceId, TunnelChecksum, TunnelType, VirtualService,
 };
 use rvs_sched::Dest;
 
@@ -247,6 +247,47 @@ fn service_key(id: &ServiceId) -> ServiceKey {
     }
 }
 
+/// The tunnel fields of a real server's map entry (zero unless it is a TUN real server).
+fn tunnel_fields(real: &RealServer) -> RealEntry {
+    if real.forward != ForwardMethod::Tun {
+        return RealEntry::default();
+    }
+    let t = &real.tunnel;
+    RealEntry {
+        tun_type: match t.kind {
+            TunnelType::Ipip => tunnel::TUN_IPIP,
+            TunnelType::Gue => tunnel::TUN_GUE,
+            TunnelType::Gre => tunnel::TUN_GRE,
+        },
+        tun_port: t.port.unwrap_or(0).to_be(),
+        tun_flags: match t.checksum {
+            TunnelChecksum::Nocsum => 0,
+            TunnelChecksum::Csum => tunnel::TUN_F_CSUM,
+            TunnelChecksum::Remcsum => tunnel::TUN_F_REMCSUM,
+        },
+        ..RealEntry::default()
+    }
+}
+
+/// The tunnel configuration read back from a real server's map entry (adoption).
+fn tunnel_of(r: &RealEntry) -> rvs_config::Tunnel {
+    rvs_config::Tunnel {
+        kind: match r.tun_type {
+            tunnel::TUN_GUE => TunnelType::Gue,
+            tunnel::TUN_GRE => TunnelType::Gre,
+            _ => TunnelType::Ipip,
+        },
+        port: (r.tun_type == tunnel::TUN_GUE).then(|| u16::from_be(r.tun_port)),
+        checksum: if r.tun_flags & tunnel::TUN_F_REMCSUM != 0 {
+            TunnelChecksum::Remcsum
+        } else if r.tun_flags & tunnel::TUN_F_CSUM != 0 {
+            TunnelChecksum::Csum
+        } else {
+            TunnelChecksum::Nocsum
+        },
+    }
+}
+
 fn forward(method: ForwardMethod) -> Forward {
     match method {
         ForwardMethod::Dr => Forward::DirectRoute,
@@ -354,7 +395,7 @@ fn service_from_maps(
                     2 => ForwardMethod::Nat,
                     _ => ForwardMethod::Dr,
                 },
-                tunnel: rvs_config::Tunnel::default(),
+                tunnel: tunnel_of(r),
                 u_threshold: r.u_threshold,
                 l_threshold: r.l_threshold,
             }
@@ -716,6 +757,7 @@ impl Planner {
                     last_weight,
                     u_threshold: real.u_threshold,
                     l_threshold: real.l_threshold,
+                    ..tunnel_fields(real)
                 };
                 if prev.map(|(_, e)| e) != Some(entry) {
                     plan.reals.push((rid, entry));
