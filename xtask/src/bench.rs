@@ -714,7 +714,9 @@ impl Testbed {
                 dmac: b.mac,
                 smac: A0_MAC,
                 state: ConnState::Established as u8,
-                pad: [0; 7],
+                // Frames of any size fit: no MTU lookup on the measured path.
+                fits: u16::MAX,
+                ..ConnEntry::default()
             };
             let key = self.flow(n).key();
             self.dp
