@@ -236,17 +236,6 @@ fn keepalived_lb_kind_tun_lists_as_keepalived_and_ipvs_do() {
     let lab = TunLab::new(3).expect("lab");
     // rs1 and rs2 are prepared and serve; rs3 is down (nothing listens), as in the VM run.
     let vip = Ipv4Addr::new(198, 18, 0, 20);
-    let prepared: Vec<Prepared> = lab.real_servers()[..2]
-        .iter()
-        .map(|rs| {
-            Prepared::prepare(
-                realserver_bin(),
-                rs.ns(),
-                &["tun", "--vip", "198.18.0.20", "--interface", "eth0"],
-            )
-            .expect("prepared")
-        })
-        .collect();
     let http: Vec<HttpResponder> = lab.real_servers()[..2]
         .iter()
         .map(|rs| {
@@ -272,6 +261,18 @@ fn keepalived_lb_kind_tun_lists_as_keepalived_and_ipvs_do() {
         rvsadm(rvsd.socket(), &["-S", "-n"]),
         recorded_listing("tun", "-S -n")
     );
+    // Health checks reach the servers directly; traffic needs them prepared for the tunnel.
+    let prepared: Vec<Prepared> = lab.real_servers()[..2]
+        .iter()
+        .map(|rs| {
+            Prepared::prepare(
+                realserver_bin(),
+                rs.ns(),
+                &["tun", "--vip", "198.18.0.20", "--interface", "eth0"],
+            )
+            .expect("prepared")
+        })
+        .collect();
     let counts = shares(lab.client(), SocketAddr::from((vip, 80)), 40);
     assert_rr(&counts, &["rs1", "rs2"], 20);
     drop(rvsd);
