@@ -135,6 +135,11 @@ impl DecapProgram {
         })
     }
 
+    /// The loaded program (e.g. to run it through BPF_PROG_TEST_RUN).
+    pub fn program(&mut self) -> Result<&mut aya::programs::Xdp> {
+        xdp_of(&mut self.ebpf, programs::DECAP)
+    }
+
     /// The interface it is attached to.
     pub fn interface(&self) -> &str {
         &self.interface

@@ -93,10 +93,10 @@ fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, DecapCount)>> {
             }
         }
     };
-    // The inner packet must be IPv4.
-    let inner = ptr_at::<u8>(ctx, l3 + strip)?;
+    // The inner packet must be IPv4, with at least its minimum header present.
+    let inner = ptr_at::<[u8; 20]>(ctx, l3 + strip)?;
     // SAFETY: bounds checked by ptr_at.
-    if unsafe { *inner } >> 4 != 4 {
+    if unsafe { (*inner)[0] } >> 4 != 4 {
         return Some(None);
     }
     Some(Some((strip, kind)))
