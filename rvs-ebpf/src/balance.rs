@@ -285,7 +285,7 @@ fn out_len(pkt: &Packet, real: &RealEntry) -> u16 {
 #[inline(always)]
 fn not_for_a_service(pkt: &Packet, flags: u64) -> (Verdict, u32) {
     // SAFETY: read while the program runs (RCU-protected).
-    if flags & SETTINGS_F_NAT != 0 && unsafe { NAT_SOURCES.get(&pkt.saddr) }.is_some() {
+    if flags & SETTINGS_F_NAT != 0 && unsafe { NAT_SOURCES.get(pkt.saddr) }.is_some() {
         return (Verdict::PassNatNoConn, xdp_action::XDP_PASS);
     }
     (Verdict::PassNotService, xdp_action::XDP_PASS)

@@ -54,7 +54,7 @@ fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, DecapCount)>> {
     let ip = parse_ipv4(ctx, l3).ok()?;
     let tunnel = matches!(ip.proto, IPPROTO_IPIP | IPPROTO_GRE | IPPROTO_UDP);
     // SAFETY: read while the program runs (RCU-protected).
-    if !tunnel || unsafe { DECAP_ADDRS.get(&ip.daddr) }.is_none() {
+    if !tunnel || unsafe { DECAP_ADDRS.get(ip.daddr) }.is_none() {
         return None;
     }
     let l4 = l3 + ip.ihl;
@@ -78,9 +78,7 @@ fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, DecapCount)>> {
             let u = unsafe { *u };
             let dport = u16::from_ne_bytes([u[2], u[3]]);
             // SAFETY: read while the program runs (RCU-protected).
-            if unsafe { DECAP_PORTS.get(&dport) }.is_none() {
-                return None;
-            }
+            unsafe { DECAP_PORTS.get(dport) }?;
             let b0 = u[8];
             match b0 >> 6 {
                 // Version 0: no control messages, no options (IPVS's remote checksum

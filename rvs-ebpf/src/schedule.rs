@@ -52,5 +52,5 @@ pub fn remember(key: &PersistKey, real: u32, real_gen: u32, now: u64) {
         real,
         real_gen,
     };
-    let _ = PERSIST.insert(key, &template, 0);
+    let _ = PERSIST.insert(key, template, 0);
 }
