@@ -7,6 +7,7 @@
 
 pub mod csum;
 pub mod hash;
+pub mod icmp;
 pub mod tcp;
 pub mod tunnel;
 

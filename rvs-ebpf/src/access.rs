@@ -16,6 +16,20 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// [`ptr_at`] whose check LLVM cannot fold into an earlier, wider one: the verifier only
+/// knows the bounds of the register a check was made on, so a check LLVM drops as
+/// "implied" leaves a pointer the verifier refuses. For paths that re-read bytes after
+/// checking farther ones (moving a header).
+#[inline(always)]
+pub fn ptr_at_fresh<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = core::hint::black_box(ctx.data());
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
 /// Reads a big-endian u16 at `offset`.
 #[inline(always)]
 pub fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {

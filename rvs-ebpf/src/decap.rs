@@ -14,7 +14,7 @@ use rvs_common::{
 };
 
 use crate::{
-    access::{ptr_at, read_be16},
+    access::{ptr_at, ptr_at_fresh},
     maps::{DECAP_ADDRS, DECAP_PORTS, DECAP_STATS},
     parse::{ETH_HLEN, parse_ipv4, parse_l2},
 };
@@ -33,8 +33,8 @@ fn count(c: DecapCount) {
 #[inline(always)]
 pub fn decap(ctx: &XdpContext) -> u32 {
     match strip_len(ctx) {
-        Some(Some((strip, kind))) => {
-            if move_l2(ctx, strip).is_some() {
+        Some(Some((l3, strip, kind))) => {
+            if move_l2(ctx, l3, strip).is_some() {
                 count(kind);
             } else {
                 count(DecapCount::Passed);
@@ -47,9 +47,9 @@ pub fn decap(ctx: &XdpContext) -> u32 {
 }
 
 /// None: not a tunnel packet for us. Some(None): one, but not decapsulated. Otherwise the
-/// bytes to remove after the L2 header and the kind.
+/// L2 header length, the bytes to remove after it and the kind.
 #[inline(always)]
-fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, DecapCount)>> {
+fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, usize, DecapCount)>> {
     let l3 = parse_l2(ctx).ok()?;
     let ip = parse_ipv4(ctx, l3).ok()?;
     let tunnel = matches!(ip.proto, IPPROTO_IPIP | IPPROTO_GRE | IPPROTO_UDP);
@@ -97,25 +97,24 @@ fn strip_len(ctx: &XdpContext) -> Option<Option<(usize, DecapCount)>> {
     if unsafe { (*inner)[0] } >> 4 != 4 {
         return Some(None);
     }
-    Some(Some((strip, kind)))
+    Some(Some((l3, strip, kind)))
 }
 
 /// Moves the L2 header (with any VLAN tag) forward by `strip` bytes and drops what is in
 /// front of it.
 #[inline(always)]
-fn move_l2(ctx: &XdpContext, strip: usize) -> Option<()> {
+fn move_l2(ctx: &XdpContext, l3: usize, strip: usize) -> Option<()> {
     if strip > 120 {
         return None;
     }
-    let vlan = read_be16(ctx, 12)? != ETH_P_IP;
-    if vlan {
-        // SAFETY: bounds checked by ptr_at (source and destination).
-        let l2 = unsafe { *ptr_at::<[u8; 18]>(ctx, 0)? };
-        unsafe { *ptr_at::<[u8; 18]>(ctx, strip)? = l2 };
+    if l3 != ETH_HLEN {
+        // SAFETY: bounds checked by ptr_at_fresh (source and destination).
+        let l2 = unsafe { *ptr_at_fresh::<[u8; 18]>(ctx, 0)? };
+        unsafe { *ptr_at_fresh::<[u8; 18]>(ctx, strip)? = l2 };
     } else {
         // SAFETY: as above.
-        let l2 = unsafe { *ptr_at::<[u8; ETH_HLEN]>(ctx, 0)? };
-        unsafe { *ptr_at::<[u8; ETH_HLEN]>(ctx, strip)? = l2 };
+        let l2 = unsafe { *ptr_at_fresh::<[u8; ETH_HLEN]>(ctx, 0)? };
+        unsafe { *ptr_at_fresh::<[u8; ETH_HLEN]>(ctx, strip)? = l2 };
     }
     // SAFETY: plain helper call.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, strip as i32) } != 0 {

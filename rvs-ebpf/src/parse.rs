@@ -22,12 +22,6 @@ const IP_MF_OFFSET_MASK: u16 = 0x3FFF;
 const IP_DF: u8 = 0x40;
 /// IP protocol number of ICMP.
 pub const IPPROTO_ICMP: u8 = 1;
-/// ICMP destination unreachable (incl. fragmentation needed, code 4).
-pub const ICMP_DEST_UNREACH: u8 = 3;
-/// ICMP source quench (IPVS translates it too).
-pub const ICMP_SOURCE_QUENCH: u8 = 4;
-/// ICMP time exceeded.
-pub const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// What the parser extracted from an IPv4 TCP/UDP frame that is not a fragment.
 #[derive(Clone, Copy)]
@@ -214,7 +208,7 @@ fn parse_icmp(ctx: &XdpContext, l3: usize, ip: &Ipv4) -> Result<IcmpError, Verdi
     let h = ptr_at::<[u8; 8]>(ctx, icmp).ok_or(Verdict::PassMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let kind = unsafe { (*h)[0] };
-    if kind != ICMP_DEST_UNREACH && kind != ICMP_SOURCE_QUENCH && kind != ICMP_TIME_EXCEEDED {
+    if !rvs_common::icmp::is_translated(kind) {
         return Err(Verdict::PassNotTcpUdp);
     }
     let q_l3 = icmp + 8;

@@ -10,14 +10,13 @@ use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use rvs_common::{csum, tunnel::OuterIpv4};
+use rvs_common::{icmp::frag_needed_header, tunnel::OuterIpv4};
 
 use crate::{
     access::ptr_at,
     parse::{ETH_HLEN, IPPROTO_ICMP, Packet},
 };
 
-const ICMP_FRAG_NEEDED: u8 = 4;
 const IPTOS_PREC_INTERNETCONTROL: u8 = 0xC0;
 const IPTOS_TOS_MASK: u8 = 0x1E;
 
@@ -79,17 +78,7 @@ pub fn frag_needed(ctx: &XdpContext, pkt: &Packet, mtu: u16) -> Option<u32> {
     // dropped the packet otherwise), so only the 8 quoted L4 bytes count.
     // SAFETY: bounds checked by ptr_at.
     let q = unsafe { *l4_p };
-    let m = mtu.to_be_bytes();
-    let mut h = [3u8, ICMP_FRAG_NEEDED, 0, 0, 0, 0, m[0], m[1]];
-    let sum = u16::from_ne_bytes([q[0], q[1]]) as u64
-        + u16::from_ne_bytes([q[2], q[3]]) as u64
-        + u16::from_ne_bytes([q[4], q[5]]) as u64
-        + u16::from_ne_bytes([q[6], q[7]]) as u64
-        + u16::from_ne_bytes([h[0], h[1]]) as u64
-        + u16::from_ne_bytes([h[6], h[7]]) as u64;
-    let c = (!csum::fold(sum)).to_ne_bytes();
-    h[2] = c[0];
-    h[3] = c[1];
+    let h = frag_needed_header(mtu, q);
     // SAFETY: bounds checked by ptr_at.
     unsafe {
         *ip_p = ip.bytes();

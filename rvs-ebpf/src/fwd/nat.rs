@@ -8,7 +8,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, FlowKey, IPPROTO_TCP, SETTINGS_F_NAT,
-    Settings, Verdict, csum, tcp::Direction,
+    Settings, Verdict, icmp, tcp::Direction,
 };
 
 use crate::{
@@ -218,14 +218,14 @@ fn translate(ctx: &XdpContext, e: &IcmpError, outbound: bool, addr: u32, port: u
     write_ne32(ctx, e.l3 + outer_at, addr)?;
     ip_replace32(ctx, e.l3, outer_old, addr)?;
     // Quoted header and its checksum; both are covered by the ICMP checksum.
-    let q_csum_old = read_ne16(ctx, e.q_l3 + 10)?;
-    let q_csum_new = csum::replace32(q_csum_old, q_old, addr);
+    let (c, q) = icmp::nat_icmp_checksums(
+        read_ne16(ctx, e.icmp + 2)?,
+        read_ne16(ctx, e.q_l3 + 10)?,
+        (q_old, addr),
+        (qp_old, port),
+    );
     write_ne32(ctx, e.q_l3 + q_at, addr)?;
-    write_ne16(ctx, e.q_l3 + 10, q_csum_new)?;
+    write_ne16(ctx, e.q_l3 + 10, q)?;
     write_ne16(ctx, e.q_l4 + qp_at, port)?;
-    let c = read_ne16(ctx, e.icmp + 2)?;
-    let c = csum::replace32(c, q_old, addr);
-    let c = csum::replace16(c, q_csum_old, q_csum_new);
-    let c = csum::replace16(c, qp_old, port);
     write_ne16(ctx, e.icmp + 2, c)
 }
