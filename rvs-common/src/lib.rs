@@ -245,6 +245,27 @@ pub struct FlowKey {
     pub proto: u32,
 }
 
+/// A family-tagged flow key (IPv4 in the first word of each address), the alternative to
+/// separate v4/v6 maps that the benchmark measures (`REF_TAGGED`); not used by the balancer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TaggedFlowKey {
+    /// Address family (2 = IPv4, 10 = IPv6).
+    pub family: u8,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: u16,
+    /// Source port, network order.
+    pub sport: u16,
+    /// Destination port, network order.
+    pub dport: u16,
+    /// Source address (IPv4: first word, rest zero).
+    pub src: [u32; 4],
+    /// Destination address (IPv4: first word, rest zero).
+    pub dst: [u32; 4],
+}
+
 /// Value of the connection table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -522,6 +543,10 @@ pub mod maps {
     pub const DECAP_ADDRS: &str = "RVS_DECAP_ADDRS";
     /// Decapsulation: GUE UDP ports (network order → 1).
     pub const DECAP_PORTS: &str = "RVS_DECAP_PORTS";
+    /// Benchmark reference: 16-byte IPv4 flow key → ConnEntry (LRU).
+    pub const REF_V4: &str = "RVS_REF_V4";
+    /// Benchmark reference: 40-byte family-tagged flow key → ConnEntry (LRU).
+    pub const REF_TAGGED: &str = "RVS_REF_TAGGED";
     /// Decapsulation counters (per CPU): `DecapCount` indexes.
     pub const DECAP_STATS: &str = "RVS_DECAP_STATS";
 }
@@ -534,6 +559,11 @@ pub mod programs {
     pub const PASS: &str = "rvs_xdp_pass";
     /// Reference program for benchmarks: parse, one map lookup, MAC swap, XDP_TX.
     pub const MINIMAL_TX: &str = "rvs_xdp_minimal_tx";
+    /// Benchmark reference: parse, look the 5-tuple up in a 16-byte-key LRU map, MACs from
+    /// the entry, XDP_TX.
+    pub const REF_CONN_V4: &str = "rvs_xdp_ref_conn_v4";
+    /// Benchmark reference: the same with a 40-byte family-tagged key.
+    pub const REF_CONN_TAGGED: &str = "rvs_xdp_ref_conn_tagged";
     /// Real-server side: strips IPIP/GUE/GRE addressed to the host, passes the inner packet.
     pub const DECAP: &str = "rvs_decap";
 }
@@ -546,6 +576,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceEntry {}
     unsafe impl aya::Pod for RealEntry {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for TaggedFlowKey {}
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for Settings {}

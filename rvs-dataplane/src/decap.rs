@@ -65,6 +65,8 @@ impl DecapProgram {
             maps::SERVICE_STATS,
             maps::REAL_STATS,
             maps::NAT_SOURCES,
+            maps::REF_V4,
+            maps::REF_TAGGED,
         ] {
             loader.map_max_entries(name, 1);
         }

@@ -25,7 +25,7 @@ use aya::{
 };
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, RealEntry, SETTINGS_F_NAT, ServiceEntry,
-    ServiceKey, Settings, Verdict, maps, programs, tcp,
+    ServiceKey, Settings, TaggedFlowKey, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -220,7 +220,13 @@ impl Dataplane {
                 pin_dir: pin_dir.to_owned(),
                 source: Box::new(source),
             })?;
-        for name in [programs::BALANCER, programs::PASS, programs::MINIMAL_TX] {
+        for name in [
+            programs::BALANCER,
+            programs::PASS,
+            programs::MINIMAL_TX,
+            programs::REF_CONN_V4,
+            programs::REF_CONN_TAGGED,
+        ] {
             xdp_of(&mut ebpf, name)?
                 .load()
                 .map_err(|e| DataplaneError::Program {
@@ -629,6 +635,28 @@ impl Dataplane {
         &mut self.conns
     }
 
+    /// Benchmark reference: inserts into the 16-byte-key connection map.
+    pub fn insert_ref_v4(&mut self, key: FlowKey, entry: ConnEntry) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(maps::REF_V4)
+            .ok_or(DataplaneError::MissingMap(maps::REF_V4))?;
+        let mut m: HashMap<&mut MapData, FlowKey, ConnEntry> =
+            HashMap::try_from(map).map_err(map_err(maps::REF_V4))?;
+        m.insert(key, entry, 0).map_err(map_err(maps::REF_V4))
+    }
+
+    /// Benchmark reference: inserts into the 40-byte family-tagged-key connection map.
+    pub fn insert_ref_tagged(&mut self, key: TaggedFlowKey, entry: ConnEntry) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(maps::REF_TAGGED)
+            .ok_or(DataplaneError::MissingMap(maps::REF_TAGGED))?;
+        let mut m: HashMap<&mut MapData, TaggedFlowKey, ConnEntry> =
+            HashMap::try_from(map).map_err(map_err(maps::REF_TAGGED))?;
+        m.insert(key, entry, 0).map_err(map_err(maps::REF_TAGGED))
+    }
+
     /// The pin directory.
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
@@ -676,6 +704,8 @@ impl PassProgram {
             maps::NAT_SOURCES,
             maps::DECAP_ADDRS,
             maps::DECAP_PORTS,
+            maps::REF_V4,
+            maps::REF_TAGGED,
         ] {
             loader.map_max_entries(name, 1);
         }

@@ -26,7 +26,7 @@ mod schedule;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use rvs_common::ServiceKey;
+use rvs_common::{FlowKey, ServiceKey, TaggedFlowKey};
 
 use crate::{access::ptr_at, maps::SERVICES, parse::Parsed};
 
@@ -78,6 +78,48 @@ pub fn rvs_xdp_minimal_tx(ctx: XdpContext) -> u32 {
         macs[6..12].copy_from_slice(&dst);
     }
     xdp_action::XDP_TX
+}
+
+/// Benchmark reference for the key layout: the connection-table floor with a 16-byte key.
+#[xdp]
+pub fn rvs_xdp_ref_conn_v4(ctx: XdpContext) -> u32 {
+    let Ok(Parsed::Flow(pkt)) = parse::parse_frame(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let key = FlowKey {
+        src: pkt.saddr,
+        dst: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto as u32,
+    };
+    // SAFETY: read while the program runs (RCU-protected).
+    match unsafe { maps::REF_V4.get(key) } {
+        Some(c) => fwd::dr::l2_out(&ctx, c.ifindex, &c.dmac, &c.smac),
+        None => xdp_action::XDP_PASS,
+    }
+}
+
+/// Benchmark reference for the key layout: the same with a 40-byte family-tagged key.
+#[xdp]
+pub fn rvs_xdp_ref_conn_tagged(ctx: XdpContext) -> u32 {
+    let Ok(Parsed::Flow(pkt)) = parse::parse_frame(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let key = TaggedFlowKey {
+        family: 2,
+        proto: pkt.proto,
+        pad: 0,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        src: [pkt.saddr, 0, 0, 0],
+        dst: [pkt.daddr, 0, 0, 0],
+    };
+    // SAFETY: read while the program runs (RCU-protected).
+    match unsafe { maps::REF_TAGGED.get(key) } {
+        Some(c) => fwd::dr::l2_out(&ctx, c.ifindex, &c.dmac, &c.smac),
+        None => xdp_action::XDP_PASS,
+    }
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use rvs_common::{
     ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
     DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, PersistEntry,
-    PersistKey, RealEntry, ServiceEntry, ServiceKey, Settings, VERDICTS,
+    PersistKey, RealEntry, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -57,3 +57,9 @@ pub static DECAP_PORTS: HashMap<u16, u8> = HashMap::pinned(64, 0);
 /// Decapsulation counters.
 #[map(name = "RVS_DECAP_STATS")]
 pub static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DECAP_COUNTS, 0);
+/// Benchmark reference: a 16-byte-key connection map.
+#[map(name = "RVS_REF_V4")]
+pub static REF_V4: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);
+/// Benchmark reference: a 40-byte family-tagged-key connection map.
+#[map(name = "RVS_REF_TAGGED")]
+pub static REF_TAGGED: LruHashMap<TaggedFlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);

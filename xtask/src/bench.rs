@@ -888,7 +888,7 @@ struct Report<'a> {
     opts: &'a Options,
     floor: Floor,
     rows: &'a [Row],
-    methods: &'a [methods::MethodFigure],
+    methods: &'a methods::Methods,
     wall_secs: f64,
 }
 
@@ -1120,6 +1120,27 @@ mod methods {
     const NAT_PORT: u16 = 8080;
     const TCP_SYNACK: u8 = 0x12;
 
+    /// The key-layout measurement for IPv6: the connection-table floor with the 16-byte
+    /// IPv4 key against a 40-byte family-tagged key (one frame repeated, rounds interleaved).
+    #[derive(Debug, Clone)]
+    pub struct KeyLayout {
+        /// ns per packet, 16-byte key.
+        pub v4: Stats,
+        /// ns per packet, 40-byte tagged key.
+        pub tagged: Stats,
+        /// Median over rounds of tagged / v4.
+        pub ratio: f64,
+    }
+
+    /// Results of this section.
+    #[derive(Debug, Clone)]
+    pub struct Methods {
+        /// Per forwarding method.
+        pub figures: Vec<MethodFigure>,
+        /// The key layout measurement.
+        pub keys: KeyLayout,
+    }
+
     /// One case's figures.
     #[derive(Debug, Clone)]
     pub struct MethodFigure {
@@ -1188,7 +1209,7 @@ mod methods {
     /// packet of each, one run per call (test_run runs a repeated frame on the buffer the
     /// previous run rewrote, so NAT and TUN cannot be repeated in one call), `--new-flows`
     /// calls per round (at most 20 000), interleaved round by round.
-    pub fn measure(opts: &Options, pin_root: &Path) -> Result<Vec<MethodFigure>> {
+    pub fn measure(opts: &Options, pin_root: &Path) -> Result<Methods> {
         let dir = pin_root.join("methods");
         let _pins = PinDir(dir.clone());
         let mut dp = Dataplane::load(&dir, Limits::default())?;
@@ -1306,7 +1327,7 @@ mod methods {
                 samples[i].push(total as f64 / f64::from(calls));
             }
         }
-        Ok(cases
+        let figures = cases
             .iter()
             .zip(&samples)
             .map(|(case, s)| MethodFigure {
@@ -1315,11 +1336,75 @@ mod methods {
                 ratio: paired_median(s, &samples[0]),
                 target: case.target,
             })
-            .collect())
+            .collect();
+        let keys = key_layout(&mut dp, a0, opts)?;
+        Ok(Methods { figures, keys })
+    }
+
+    /// Times the two reference programs on one established frame whose entry is in both
+    /// maps.
+    fn key_layout(dp: &mut Dataplane, a0: u32, opts: &Options) -> Result<KeyLayout> {
+        let c = (Ipv4Addr::new(198, 19, 7, 2), 40001);
+        let frame = tcp_frame(c, (VIP_DR, VIP_PORT), TCP_ACK);
+        let entry = ConnEntry {
+            ifindex: a0,
+            dmac: SEG_A[0].1,
+            smac: A0_MAC,
+            ..ConnEntry::default()
+        };
+        let ip = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
+        dp.insert_ref_v4(
+            FlowKey {
+                src: ip(c.0),
+                dst: ip(VIP_DR),
+                sport: c.1.to_be(),
+                dport: VIP_PORT.to_be(),
+                proto: u32::from(IPPROTO_TCP),
+            },
+            entry,
+        )?;
+        dp.insert_ref_tagged(
+            rvs_common::TaggedFlowKey {
+                family: 2,
+                proto: IPPROTO_TCP,
+                pad: 0,
+                sport: c.1.to_be(),
+                dport: VIP_PORT.to_be(),
+                src: [ip(c.0), 0, 0, 0],
+                dst: [ip(VIP_DR), 0, 0, 0],
+            },
+            entry,
+        )?;
+        let (mut v4, mut tagged) = (Vec::new(), Vec::new());
+        for round in 0..opts.rounds {
+            let order = if round % 2 == 0 {
+                [programs::REF_CONN_V4, programs::REF_CONN_TAGGED]
+            } else {
+                [programs::REF_CONN_TAGGED, programs::REF_CONN_V4]
+            };
+            for name in order {
+                let out = run_xdp(dp.xdp_program(name)?, &frame, a0, opts.repeat)?;
+                ensure!(
+                    out.action == XDP_TX && out.frame[..6] == SEG_A[0].1,
+                    "{name}: the reference did not find its entry"
+                );
+                if name == programs::REF_CONN_V4 {
+                    v4.push(out.ns_per_run as f64);
+                } else {
+                    tagged.push(out.ns_per_run as f64);
+                }
+            }
+        }
+        Ok(KeyLayout {
+            ratio: paired_median(&tagged, &v4),
+            v4: Stats::of(v4),
+            tagged: Stats::of(tagged),
+        })
     }
 
     /// The table of forwarding methods.
-    pub fn render(out: &mut String, opts: &Options, figures: &[MethodFigure]) {
+    pub fn render(out: &mut String, opts: &Options, methods: &Methods) {
+        let figures = &methods.figures;
         let calls = opts.new_flows.min(20_000);
         let _ = writeln!(
             out,
@@ -1346,6 +1431,18 @@ mod methods {
             opts.markdown,
             &["case", "ns (min / median)", "ratio to DR", "target"],
             &lines,
+        );
+        let k = &methods.keys;
+        let _ = writeln!(
+            out,
+            "\nConnection-key layout for IPv6 (parse + one LRU lookup + MACs + XDP_TX, \
+             repeat {}): 16-byte IPv4 key {} ns, 40-byte family-tagged key {} ns (min / \
+             median), tagged / v4 = {:.2}×. rvs keeps separate v4 and v6 maps, so IPv4 \
+             keeps the short key.",
+            opts.repeat,
+            min_median(&k.v4),
+            min_median(&k.tagged),
+            k.ratio
         );
     }
 }
