@@ -550,3 +550,34 @@ fn decap_program_strips_ipip_gue_and_gre_for_local_addresses() {
         })
         .expect("run in namespace");
 }
+
+#[test]
+fn one_armed_nat_replies_leave_by_the_same_interface() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    // Clients behind a router on a0 itself: requests and replies both use a0 (XDP_TX).
+    env.fib
+        .ns()
+        .exec(&["ip", "route", "add", "198.19.0.0/16", "via", "198.18.2.13"])
+        .expect("client route");
+    env.with_dataplane(&config(), |dp, ifs| {
+        let (rs, rs_mac) = SEG_A[0];
+        let router = SEG_A[2].1;
+        let c = client(10, 44000);
+        let syn = tcp_frame_macs((router, A0_MAC), c, (VIP_NAT, 80), Tcp::Syn, b"");
+        let out = go(dp, ifs.a0, &syn, XDP_TX, Verdict::FwdNew);
+        assert_eq!(
+            out,
+            tcp_frame_macs((A0_MAC, rs_mac), c, (rs, 8080), Tcp::Syn, b"")
+        );
+        let synack = tcp_frame_macs((rs_mac, A0_MAC), (rs, 8080), c, Tcp::SynAck, b"");
+        let out = go(dp, ifs.a0, &synack, XDP_TX, Verdict::FwdNatReply);
+        assert_eq!(
+            out,
+            tcp_frame_macs((A0_MAC, router), (VIP_NAT, 80), c, Tcp::SynAck, b"")
+        );
+        assert_checksums_ok(&out);
+    });
+}
