@@ -318,17 +318,33 @@ fn attach_decap(interface: &str, gue_ports: &[u16]) -> Result<()> {
     if let Some(dir) = pin.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let program = rvs_dataplane::DecapProgram::attach(
+    let attached = rvs_dataplane::DecapProgram::attach(
         interface,
         &rvs_dataplane::DecapOptions {
             local: Vec::new(),
             gue_ports: gue_ports.to_vec(),
         },
     )
-    .with_context(|| format!("attaching rvs's decapsulation program to {interface}"))?;
-    program
-        .pin(&pin)
-        .with_context(|| format!("pinning the decapsulation program at {}", pin.display()))
+    .with_context(|| format!("attaching rvs's decapsulation program to {interface}"))
+    .and_then(|program| {
+        program
+            .pin(&pin)
+            .with_context(|| format!("pinning the decapsulation program at {}", pin.display()))
+    });
+    if attached.is_err() {
+        remove_empty_pin_dirs(&pin);
+    }
+    attached
+}
+
+/// Removes this namespace's pin directory and the top one when nothing is pinned there.
+fn remove_empty_pin_dirs(pin: &Path) {
+    // remove_dir fails on a directory that still holds pins: exactly what is wanted.
+    for dir in pin.ancestors().skip(1).take(2) {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 fn detach_decap(interface: &str) -> Result<()> {
@@ -338,5 +354,7 @@ fn detach_decap(interface: &str) -> Result<()> {
             "detaching the decapsulation program pinned at {}",
             pin.display()
         )
-    })
+    })?;
+    remove_empty_pin_dirs(&pin);
+    Ok(())
 }

@@ -261,5 +261,10 @@ fn tun_without_an_ipip_module_attaches_the_program_and_undo_detaches_it() {
     if auto_program {
         let xdp = ns.exec(&["ip", "link", "show", "eth0"]).expect("ip link");
         assert!(!xdp.contains("xdp"), "program detached:\n{xdp}");
+        // Nothing is left pinned for this namespace either.
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(ns.path()).expect("netns handle").ino();
+        let dir = format!("/sys/fs/bpf/rvs-realserver/net{ino}");
+        assert!(!Path::new(&dir).exists(), "{dir} left behind");
     }
 }
