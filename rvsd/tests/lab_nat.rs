@@ -106,6 +106,23 @@ fn nat_end_to_end(layout: NatLayout) {
     // TCP: 300 connections, rr, 100 ± 2 each, none fails.
     let counts = shares(lab.client(), vip(), 300);
     assert_rr(&counts, &names(lab), 100);
+    // IPVS counts both directions of a NAT service: OutPkts/OutBytes are the replies.
+    let stats = rvsadm(socket, &["-Ln", "--stats", "--exact"]);
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with(&format!("TCP  {VIP}:80")))
+        .unwrap_or_else(|| panic!("no service line in\n{stats}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .map(|f| f.parse().expect("a counter"))
+        .collect();
+    assert_eq!(n.len(), 5, "{line}");
+    assert!(n[0] >= 300, "Conns {line}");
+    assert!(
+        n[2] > 0 && n[4] > 0,
+        "NAT replies counted as OutPkts/OutBytes: {line}"
+    );
 
     // UDP request/response through NAT (port 53 mapped to 5353), rr per datagram flow.
     let mut udp = std::collections::BTreeMap::<String, usize>::new();
