@@ -16,6 +16,7 @@ use rvs_dataplane::{Dataplane, DecapOptions, DecapProgram, testrun::run_xdp};
 
 const VIP_NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
 const VIP_TUN: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 60);
+const VIP_DR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 70);
 /// The LB's own address on a0: the FIB's source towards real servers there.
 const LB_A0: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 
@@ -73,6 +74,13 @@ port = 82
 address = "{rs2}"
 forward = "tun"
 tunnel = {{ type = "gre", checksum = "csum" }}
+
+[[service]]
+protocol = "tcp"
+address = "{VIP_DR}"
+port = 80
+[[service.real]]
+address = "{rs2}"
 
 [[service]]
 protocol = "udp"
@@ -579,5 +587,28 @@ fn one_armed_nat_replies_leave_by_the_same_interface() {
             tcp_frame_macs((A0_MAC, router), (VIP_NAT, 80), c, Tcp::SynAck, b"")
         );
         assert_checksums_ok(&out);
+    });
+}
+
+#[test]
+fn icmp_errors_about_a_dr_connection_go_to_its_real_server() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane(&config(), |dp, ifs| {
+        let c = client(11, 45000);
+        let syn = tcp_frame(c, (VIP_DR, 80), Tcp::Syn, b"");
+        go(dp, ifs.a0, &syn, XDP_TX, Verdict::FwdNew);
+        // A router on the client's path says the real server's reply (VIP:80 → client) is
+        // too big: forwarded unchanged, MACs towards the real server (IPVS: DR xmit).
+        let reply = tcp_frame_macs((SEG_A[1].1, CLIENT_MAC), (VIP_DR, 80), c, Tcp::Ack, b"");
+        let fneed =
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1400,
+            });
+        let err = icmp_frame((CLIENT_MAC, A0_MAC), SEG_B.0, VIP_DR, fneed, &quote(&reply));
+        let out = go(dp, ifs.a0, &err, XDP_TX, Verdict::FwdIcmp);
+        assert_eq!(out, dr_rewritten(&err, SEG_A[1].1, A0_MAC));
     });
 }

@@ -81,7 +81,7 @@ pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let pkt = match parsed {
         Parsed::Flow(p) => p,
-        Parsed::Icmp(e) => return nat::icmp(ctx, &e, settings, bytes),
+        Parsed::Icmp(e) => return nat::icmp(ctx, &e, bytes),
     };
     let mut tx = Tx::default();
     match balance(ctx, &pkt, settings, bytes, &mut tx) {

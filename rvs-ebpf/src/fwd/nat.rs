@@ -7,8 +7,8 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use rvs_common::{
-    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, FlowKey, IPPROTO_TCP, SETTINGS_F_NAT,
-    Settings, Verdict, icmp, tcp::Direction,
+    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, FlowKey, Forward, IPPROTO_TCP, Settings,
+    Verdict, icmp, tcp::Direction,
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     csum::{ip_replace32, l4_csum_offset, l4_replace},
     flow::{next_state, timeout_ns},
     fwd::dr::l2_out,
-    maps::CONNS,
+    maps::{CONNS, REALS},
     parse::{IcmpError, Packet},
     route::{self, NoRoute, Query},
     stats::{count_in, count_out},
@@ -144,13 +144,10 @@ pub fn reply(
     )
 }
 
-/// An ICMP error quoting a packet of a NAT connection, translated as IPVS does; any other
-/// ICMP error is the host's.
+/// An ICMP error quoting a packet of a connection: translated as IPVS does for NAT,
+/// forwarded as is for DR; any other ICMP error is the host's.
 #[inline(always)]
-pub fn icmp(ctx: &XdpContext, e: &IcmpError, settings: &Settings, bytes: u64) -> (Verdict, u32) {
-    if settings.flags & SETTINGS_F_NAT == 0 {
-        return (Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
-    }
+pub fn icmp(ctx: &XdpContext, e: &IcmpError, bytes: u64) -> (Verdict, u32) {
     // The quoted packet travelled the other way: its reversed tuple is the key of the
     // entry for the direction this error travels.
     let key = FlowKey {
@@ -166,7 +163,21 @@ pub fn icmp(ctx: &XdpContext, e: &IcmpError, settings: &Settings, bytes: u64) ->
     // SAFETY: a valid map value; concurrent writers only race on plain integers.
     let conn = unsafe { &mut *conn };
     if conn.flags & CONN_F_NAT == 0 {
-        return (Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
+        // A direct-routing connection: IPVS forwards the error unchanged to the real server
+        // (so PMTU discovery reaches it), by the connection's own method. rvs does this for
+        // DR; for TUN it would need a second copy of the encapsulation in the program, so
+        // such errors stay with the host.
+        let dr = REALS.get(conn.real).is_some_and(|r| {
+            r.generation == conn.real_gen && r.forward == Forward::DirectRoute as u8
+        });
+        if !dr {
+            return (Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
+        }
+        count_in(conn.service, conn.real, false, bytes);
+        return (
+            Verdict::FwdIcmp,
+            l2_out(ctx, conn.ifindex, &conn.dmac, &conn.smac),
+        );
     }
     let outbound = conn.flags & CONN_F_REPLY != 0;
     let (addr, port) = (conn.peer_addr, conn.peer_port);
