@@ -215,6 +215,9 @@ impl Dataplane {
             // One template per persistent client; a quarter of the connection table.
             .map_max_entries(maps::PERSIST, (limits.connections / 4).max(1024))
             .map_max_entries(maps::DISPATCH, limits.dispatch_slots)
+            // The benchmark's key-layout references hold one flow each.
+            .map_max_entries(maps::REF_V4, 16)
+            .map_max_entries(maps::REF_TAGGED, 16)
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::Load {
                 pin_dir: pin_dir.to_owned(),
