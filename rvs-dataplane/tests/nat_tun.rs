@@ -591,7 +591,7 @@ fn one_armed_nat_replies_leave_by_the_same_interface() {
 }
 
 #[test]
-fn icmp_errors_about_a_dr_connection_go_to_its_real_server() {
+fn icmp_errors_about_dr_and_tun_connections_go_to_their_real_server() {
     if !root() {
         return;
     }
@@ -610,5 +610,24 @@ fn icmp_errors_about_a_dr_connection_go_to_its_real_server() {
         let err = icmp_frame((CLIENT_MAC, A0_MAC), SEG_B.0, VIP_DR, fneed, &quote(&reply));
         let out = go(dp, ifs.a0, &err, XDP_TX, Verdict::FwdIcmp);
         assert_eq!(out, dr_rewritten(&err, SEG_A[1].1, A0_MAC));
+        // The same for a TUN connection: the error goes to the real server encapsulated
+        // like its connection's packets (IPIP to .12).
+        let syn = tcp_frame(c, (VIP_TUN, 80), Tcp::Syn, b"");
+        go(dp, ifs.a0, &syn, XDP_TX, Verdict::FwdNew);
+        let reply = tcp_frame_macs((SEG_A[1].1, CLIENT_MAC), (VIP_TUN, 80), c, Tcp::Ack, b"");
+        let fneed =
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1400,
+            });
+        let err = icmp_frame(
+            (CLIENT_MAC, A0_MAC),
+            SEG_B.0,
+            VIP_TUN,
+            fneed,
+            &quote(&reply),
+        );
+        let out = go(dp, ifs.a0, &err, XDP_TX, Verdict::FwdIcmp);
+        let rest = outer(&out, SEG_A[1].0, SEG_A[1].1, IpNumber::IPV4, &err[14..]);
+        assert_eq!(rest, err[14..], "the ICMP error, unchanged, inside IPIP");
     });
 }

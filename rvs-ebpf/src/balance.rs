@@ -57,7 +57,7 @@ pub struct Tx {
 
 impl Tx {
     #[inline(always)]
-    fn set(&mut self, conn: &ConnEntry, real: &RealEntry) {
+    pub fn set(&mut self, conn: &ConnEntry, real: &RealEntry) {
         self.ifindex = conn.ifindex;
         self.dmac = conn.dmac;
         self.smac = conn.smac;
@@ -79,12 +79,17 @@ pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
         return (Verdict::PassMalformed, xdp_action::XDP_PASS);
     };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let pkt = match parsed {
-        Parsed::Flow(p) => p,
-        Parsed::Icmp(e) => return nat::icmp(ctx, &e, bytes),
-    };
     let mut tx = Tx::default();
-    match balance(ctx, &pkt, settings, bytes, &mut tx) {
+    // One place sends (each rewriter appears once in the program): flows and ICMP errors
+    // about DR/TUN connections alike.
+    let (pkt, outcome) = match parsed {
+        Parsed::Flow(p) => {
+            let o = balance(ctx, &p, settings, bytes, &mut tx);
+            (p, o)
+        }
+        Parsed::Icmp(e) => (e.outer(), nat::icmp(ctx, &e, bytes, &mut tx)),
+    };
+    match outcome {
         Outcome::Done(v, a) => (v, a),
         Outcome::Send(_)
             if tx.forward == Forward::Tunnel as u8 && tun::encap_refused(&pkt, &tx.real) =>

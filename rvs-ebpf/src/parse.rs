@@ -64,6 +64,12 @@ pub struct IcmpError {
     pub daddr: u32,
     /// Outer total length.
     pub tot_len: u16,
+    /// Outer TOS.
+    pub tos: u8,
+    /// Outer TTL.
+    pub ttl: u8,
+    /// Outer DF.
+    pub df: bool,
     /// Offset of the outer IPv4 header.
     pub l3: usize,
     /// Offset of the ICMP header.
@@ -82,6 +88,28 @@ pub struct IcmpError {
     pub q_dport: u16,
     /// Quoted protocol.
     pub q_proto: u8,
+}
+
+impl IcmpError {
+    /// The outer packet as the forwarders see one (no ports; the ICMP header as "L4").
+    #[inline(always)]
+    pub fn outer(&self) -> Packet {
+        Packet {
+            saddr: self.saddr,
+            daddr: self.daddr,
+            sport: 0,
+            dport: 0,
+            proto: IPPROTO_ICMP,
+            tcp_flags: 0,
+            tot_len: self.tot_len,
+            tos: self.tos,
+            ttl: self.ttl,
+            df: self.df,
+            udp_csum_zero: false,
+            l3: self.l3,
+            l4: self.icmp,
+        }
+    }
 }
 
 /// A frame the balancer looks at.
@@ -224,6 +252,9 @@ fn parse_icmp(ctx: &XdpContext, l3: usize, ip: &Ipv4) -> Result<IcmpError, Verdi
         saddr: ip.saddr,
         daddr: ip.daddr,
         tot_len: ip.tot_len,
+        tos: ip.tos,
+        ttl: ip.ttl,
+        df: ip.df,
         l3,
         icmp,
         q_l3,

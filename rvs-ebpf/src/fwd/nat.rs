@@ -7,12 +7,13 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use rvs_common::{
-    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, FlowKey, Forward, IPPROTO_TCP, Settings,
-    Verdict, icmp, tcp::Direction,
+    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, FlowKey, IPPROTO_TCP, Settings, Verdict,
+    icmp, tcp::Direction,
 };
 
 use crate::{
     access::{read_ne16, write_ne16, write_ne32},
+    balance::{Outcome, Tx},
     csum::{ip_replace32, l4_csum_offset, l4_replace},
     flow::{next_state, timeout_ns},
     fwd::dr::l2_out,
@@ -145,9 +146,10 @@ pub fn reply(
 }
 
 /// An ICMP error quoting a packet of a connection: translated as IPVS does for NAT,
-/// forwarded as is for DR; any other ICMP error is the host's.
+/// forwarded as is (by the connection's method) for DR and TUN; any other ICMP error is the
+/// host's.
 #[inline(always)]
-pub fn icmp(ctx: &XdpContext, e: &IcmpError, bytes: u64) -> (Verdict, u32) {
+pub fn icmp(ctx: &XdpContext, e: &IcmpError, bytes: u64, tx: &mut Tx) -> Outcome {
     // The quoted packet travelled the other way: its reversed tuple is the key of the
     // entry for the direction this error travels.
     let key = FlowKey {
@@ -158,26 +160,22 @@ pub fn icmp(ctx: &XdpContext, e: &IcmpError, bytes: u64) -> (Verdict, u32) {
         proto: e.q_proto as u32,
     };
     let Some(conn) = CONNS.get_ptr_mut(key) else {
-        return (Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
+        return Outcome::Done(Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
     };
     // SAFETY: a valid map value; concurrent writers only race on plain integers.
     let conn = unsafe { &mut *conn };
     if conn.flags & CONN_F_NAT == 0 {
-        // A direct-routing connection: IPVS forwards the error unchanged to the real server
-        // (so PMTU discovery reaches it), by the connection's own method. rvs does this for
-        // DR; for TUN it would need a second copy of the encapsulation in the program, so
-        // such errors stay with the host.
-        let dr = REALS.get(conn.real).is_some_and(|r| {
-            r.generation == conn.real_gen && r.forward == Forward::DirectRoute as u8
-        });
-        if !dr {
-            return (Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
+        // A DR or TUN connection: IPVS forwards the error unchanged to the real server (so
+        // PMTU discovery reaches it) by the connection's own method.
+        let Some(real) = REALS.get(conn.real) else {
+            return Outcome::Done(Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
+        };
+        if real.generation != conn.real_gen {
+            return Outcome::Done(Verdict::PassNotTcpUdp, xdp_action::XDP_PASS);
         }
         count_in(conn.service, conn.real, false, bytes);
-        return (
-            Verdict::FwdIcmp,
-            l2_out(ctx, conn.ifindex, &conn.dmac, &conn.smac),
-        );
+        tx.set(conn, real);
+        return Outcome::Send(Verdict::FwdIcmp);
     }
     let outbound = conn.flags & CONN_F_REPLY != 0;
     let (addr, port) = (conn.peer_addr, conn.peer_port);
@@ -198,18 +196,18 @@ pub fn icmp(ctx: &XdpContext, e: &IcmpError, bytes: u64) -> (Verdict, u32) {
                 conn.dmac = r.dmac;
                 conn.smac = r.smac;
             }
-            Err(_) => return (Verdict::DropNoRoute, xdp_action::XDP_DROP),
+            Err(_) => return Outcome::Done(Verdict::DropNoRoute, xdp_action::XDP_DROP),
         }
     }
     if translate(ctx, e, outbound, addr, port).is_none() {
-        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
+        return Outcome::Done(Verdict::PassMalformed, xdp_action::XDP_PASS);
     }
     if outbound {
         count_out(conn.service, conn.real, bytes);
     } else {
         count_in(conn.service, conn.real, false, bytes);
     }
-    (
+    Outcome::Done(
         Verdict::FwdIcmp,
         l2_out(ctx, conn.ifindex, &conn.dmac, &conn.smac),
     )

@@ -11,7 +11,10 @@ use rvs_common::{
     },
 };
 
-use crate::{access::ptr_at, parse::ETH_HLEN};
+use crate::{
+    access::ptr_at,
+    parse::{ETH_HLEN, IPPROTO_ICMP},
+};
 
 /// Whether `real`'s encapsulation cannot carry `pkt`: a GRE checksum over a UDP datagram
 /// that has no checksum of its own would need a sum over the whole payload, which rvs does
@@ -36,7 +39,8 @@ pub fn encap(ctx: &XdpContext, pkt: &Packet, real: &RealEntry, src: u32) -> Opti
     // checksum as 0 (allowed over IPv4), GRE refuses (see `encap_refused`).
     let no_inner_csum = pkt.udp_csum_zero && pkt.proto == IPPROTO_UDP;
     let with_csum = with_csum && !no_inner_csum;
-    let inner = if with_csum {
+    // An ICMP message has no pseudo-header and sums to zero, as its IPv4 header does.
+    let inner = if with_csum && pkt.proto != IPPROTO_ICMP {
         inner_sum(pseudo_sum(pkt.saddr, pkt.daddr, pkt.proto, l4_len))
     } else {
         0
