@@ -1044,6 +1044,69 @@ address = "198.18.2.12"
     }
 
     #[test]
+    fn nat_and_tunnel_reals_are_written_and_adopted_back() {
+        let text = r#"
+[[service]]
+protocol = "tcp"
+address = "198.18.0.10"
+port = 80
+[[service.real]]
+address = "198.18.2.11"
+port = 8080
+forward = "nat"
+[[service.real]]
+address = "198.18.2.12"
+forward = "tun"
+tunnel = { type = "gue", port = 6080, checksum = "remcsum" }
+[[service.real]]
+address = "198.18.2.13"
+forward = "tun"
+tunnel = { type = "gre", checksum = "csum" }
+"#;
+        let cfg = config(text);
+        let mut p = Planner::new(&Limits::default());
+        let plan = p.plan(&cfg, 0).expect("plan");
+        let by_addr = |last: u8| {
+            plan.reals
+                .iter()
+                .map(|(_, e)| *e)
+                .find(|e| e.addr.to_ne_bytes() == [198, 18, 2, last])
+                .expect("real written")
+        };
+        let nat = by_addr(11);
+        assert_eq!(
+            (nat.forward, u16::from_be(nat.port), nat.tun_type),
+            (Forward::Masq as u8, 8080, 0)
+        );
+        let gue = by_addr(12);
+        assert_eq!(
+            (
+                gue.forward,
+                gue.tun_type,
+                u16::from_be(gue.tun_port),
+                gue.tun_flags
+            ),
+            (
+                Forward::Tunnel as u8,
+                tunnel::TUN_GUE,
+                6080,
+                tunnel::TUN_F_REMCSUM
+            )
+        );
+        let gre = by_addr(13);
+        assert_eq!(
+            (gre.tun_type, gre.tun_port, gre.tun_flags),
+            (tunnel::TUN_GRE, 0, tunnel::TUN_F_CSUM)
+        );
+        let (services, reals) = maps_after(&[&plan]);
+        let (_, configs, _) = Planner::adopt(&Limits::default(), &services, &reals);
+        assert_eq!(
+            configs.iter().map(canonical).collect::<Vec<_>>(),
+            cfg.services.iter().map(canonical).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn adopting_retires_orphaned_reals() {
         let mut p = Planner::new(&Limits::default());
         let plan = p.plan(&config(TWO), 0).expect("plan");
