@@ -3,9 +3,13 @@
 //! Every BPF map key and value is defined here exactly once, `#[repr(C)]` with explicit
 //! padding, so both sides agree on the layout byte for byte. Addresses and ports are kept in
 //! network byte order, as they appear in packets, so the fast path never swaps bytes.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
+pub mod csum;
 pub mod hash;
+pub mod icmp;
+pub mod tcp;
+pub mod tunnel;
 
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
@@ -130,6 +134,12 @@ pub struct RealEntry {
     pub u_threshold: u32,
     /// Lower connection threshold (userspace only).
     pub l_threshold: u32,
+    /// Tunnel destination port (GUE), network byte order.
+    pub tun_port: u16,
+    /// Tunnel type for [`Forward::Tunnel`]: `tunnel::TUN_IPIP`, `TUN_GUE` or `TUN_GRE`.
+    pub tun_type: u8,
+    /// Tunnel flags: `tunnel::TUN_F_CSUM`, `TUN_F_REMCSUM` (0 = `--tun-nocsum`).
+    pub tun_flags: u8,
 }
 
 /// A real-server entry is in use when its address is set; freed ids keep only their
@@ -141,27 +151,85 @@ impl RealEntry {
     }
 }
 
-/// TCP connection states tracked from the client→server direction only (as IPVS does for
-/// DR and TUN, where replies bypass the director).
+/// Connection states: IPVS's TCP states (`ip_vs_proto_tcp.c`) plus UDP. The first five
+/// values keep their numbers from before NAT (pinned maps and settings stay readable).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
     /// SYN seen, handshake not completed (IPVS SYN_RECV).
     SynRecv = 0,
-    /// ACK seen after the SYN (IPVS ESTABLISHED).
+    /// Handshake completed (IPVS ESTABLISHED).
     Established = 1,
-    /// FIN seen (IPVS FIN_WAIT).
+    /// IPVS FIN_WAIT.
     FinWait = 2,
-    /// RST seen (IPVS CLOSE).
+    /// IPVS CLOSE.
     Close = 3,
     /// A UDP flow.
     Udp = 4,
+    /// IPVS NONE (a connection before its first transition).
+    None = 5,
+    /// IPVS SYN_SENT.
+    SynSent = 6,
+    /// IPVS TIME_WAIT.
+    TimeWait = 7,
+    /// IPVS CLOSE_WAIT.
+    CloseWait = 8,
+    /// IPVS LAST_ACK.
+    LastAck = 9,
+    /// IPVS LISTEN.
+    Listen = 10,
+    /// IPVS SYNACK.
+    SynAck = 11,
 }
 
 /// Number of [`ConnState`] values (size of the timeout table).
-pub const CONN_STATES: usize = 5;
+pub const CONN_STATES: usize = 12;
 
-/// Key of the connection table: the flow 5-tuple as seen from the client.
+impl ConnState {
+    /// Every state, by value.
+    pub const ALL: [ConnState; CONN_STATES] = [
+        ConnState::SynRecv,
+        ConnState::Established,
+        ConnState::FinWait,
+        ConnState::Close,
+        ConnState::Udp,
+        ConnState::None,
+        ConnState::SynSent,
+        ConnState::TimeWait,
+        ConnState::CloseWait,
+        ConnState::LastAck,
+        ConnState::Listen,
+        ConnState::SynAck,
+    ];
+
+    /// The state of a stored value, if valid.
+    pub fn from_u8(v: u8) -> Option<ConnState> {
+        Self::ALL.get(v as usize).copied()
+    }
+
+    /// The name `ipvsadm -L -c` prints for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConnState::SynRecv => "SYN_RECV",
+            ConnState::Established => "ESTABLISHED",
+            ConnState::FinWait => "FIN_WAIT",
+            ConnState::Close => "CLOSE",
+            ConnState::Udp => "UDP",
+            ConnState::None => "NONE",
+            ConnState::SynSent => "SYN_SENT",
+            ConnState::TimeWait => "TIME_WAIT",
+            ConnState::CloseWait => "CLOSE_WAIT",
+            ConnState::LastAck => "LAST_ACK",
+            ConnState::Listen => "LISTEN",
+            ConnState::SynAck => "SYNACK",
+        }
+    }
+}
+
+/// Key of the IPv4 connection table: a packet's 5-tuple as it arrives (client → VIP for
+/// the request direction, real server → client for a NAT reply entry). IPv6 gets its own
+/// map with its own key (measured: a 16-byte key hashes faster than a family-tagged 40-byte
+/// one, and v4 lookups keep their cost).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -175,6 +243,27 @@ pub struct FlowKey {
     pub dport: u16,
     /// IP protocol number, widened so the key has no padding bytes to zero.
     pub proto: u32,
+}
+
+/// A family-tagged flow key (IPv4 in the first word of each address), the alternative to
+/// separate v4/v6 maps that the benchmark measures (`REF_TAGGED`); not used by the balancer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TaggedFlowKey {
+    /// Address family (2 = IPv4, 10 = IPv6).
+    pub family: u8,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: u16,
+    /// Source port, network order.
+    pub sport: u16,
+    /// Destination port, network order.
+    pub dport: u16,
+    /// Source address (IPv4: first word, rest zero).
+    pub src: [u32; 4],
+    /// Destination address (IPv4: first word, rest zero).
+    pub dst: [u32; 4],
 }
 
 /// Value of the connection table.
@@ -197,8 +286,32 @@ pub struct ConnEntry {
     pub smac: [u8; 6],
     /// A [`ConnState`] as u8.
     pub state: u8,
+    /// `CONN_F_*` flags.
+    pub flags: u8,
+    /// Request entry of a NAT connection: the real server's port (network order). Reply
+    /// entry: the virtual port the reply is rewritten to.
+    pub peer_port: u16,
+    /// Request entry of a NAT connection: the real server's address. Reply entry: the VIP.
+    /// Tunnel entry: the outer source address (the LB's address towards the real server).
+    pub peer_addr: u32,
+    /// Largest IPv4 total length (after encapsulation) the last FIB lookup accepted for this
+    /// path; a larger packet asks the FIB again, which checks the egress MTU.
+    pub fits: u16,
     /// Explicit padding, always zero.
-    pub pad: [u8; 7],
+    pub pad: [u8; 2],
+}
+
+/// Connection flag: this entry is the reply direction (real server → client) of a NAT
+/// connection; userspace skips it in listings and counts.
+pub const CONN_F_REPLY: u8 = 1 << 0;
+/// Connection flag: a NAT connection (its request entry has a reply entry).
+pub const CONN_F_NAT: u8 = 1 << 1;
+
+impl ConnEntry {
+    /// Whether this is the reply half of a NAT connection.
+    pub fn is_reply(&self) -> bool {
+        self.flags & CONN_F_REPLY != 0
+    }
 }
 
 /// Key of the persistence-template table: the service and the client address under the
@@ -246,11 +359,17 @@ pub struct Counters {
 pub struct Settings {
     /// Idle timeout per [`ConnState`], in nanoseconds.
     pub timeouts_ns: [u64; CONN_STATES],
+    /// `SETTINGS_F_*` flags.
+    pub flags: u64,
 }
 
+/// Settings flag: some real server is NAT: look packets up in the reply direction too.
+pub const SETTINGS_F_NAT: u64 = 1 << 0;
+
 impl Settings {
-    /// IPVS's default timeouts: SYN_RECV 60 s, ESTABLISHED 900 s, FIN_WAIT 120 s,
-    /// CLOSE 10 s, UDP 300 s.
+    /// IPVS's default timeouts (`tcp_timeouts`, `udp_timeouts`): SYN_RECV 60 s,
+    /// ESTABLISHED 900 s, FIN_WAIT 120 s, CLOSE 10 s, UDP 300 s, NONE 2 s, SYN_SENT 120 s,
+    /// TIME_WAIT 120 s, CLOSE_WAIT 60 s, LAST_ACK 30 s, LISTEN 120 s, SYNACK 120 s.
     pub const IPVS_DEFAULTS: Settings = Settings {
         timeouts_ns: [
             60 * NS_PER_SEC,
@@ -258,7 +377,15 @@ impl Settings {
             120 * NS_PER_SEC,
             10 * NS_PER_SEC,
             300 * NS_PER_SEC,
+            2 * NS_PER_SEC,
+            120 * NS_PER_SEC,
+            120 * NS_PER_SEC,
+            60 * NS_PER_SEC,
+            30 * NS_PER_SEC,
+            120 * NS_PER_SEC,
+            120 * NS_PER_SEC,
         ],
+        flags: 0,
     };
 }
 
@@ -305,10 +432,21 @@ pub enum Verdict {
     FwdEstablished = 11,
     /// Passed: a new connection for a VIP this node is VRRP BACKUP for.
     PassStandby = 12,
+    /// Forwarded: a NAT reply rewritten back to VIP:port, towards the client.
+    FwdNatReply = 13,
+    /// Passed: a packet from a NAT real server that matches no connection (its own traffic).
+    PassNatNoConn = 14,
+    /// Forwarded: an ICMP error about a NAT connection, translated with its quoted header.
+    FwdIcmp = 15,
+    /// Answered: the packet (DF set) would exceed the egress MTU once encapsulated or NAT'd;
+    /// the client got an ICMP fragmentation-needed.
+    TxFragNeeded = 16,
+    /// Dropped: too big for the egress MTU and DF clear (XDP cannot fragment).
+    DropTooBig = 17,
 }
 
 /// Number of [`Verdict`] values (size of the verdict counter array).
-pub const VERDICTS: u32 = 13;
+pub const VERDICTS: u32 = 18;
 
 impl Verdict {
     /// All verdicts, in counter-index order.
@@ -326,6 +464,11 @@ impl Verdict {
         Verdict::FwdNew,
         Verdict::FwdEstablished,
         Verdict::PassStandby,
+        Verdict::FwdNatReply,
+        Verdict::PassNatNoConn,
+        Verdict::FwdIcmp,
+        Verdict::TxFragNeeded,
+        Verdict::DropTooBig,
     ];
 
     /// Stable snake_case name, used in metrics and listings.
@@ -344,9 +487,32 @@ impl Verdict {
             Verdict::FwdNew => "fwd_new",
             Verdict::FwdEstablished => "fwd_established",
             Verdict::PassStandby => "pass_standby",
+            Verdict::FwdNatReply => "fwd_nat_reply",
+            Verdict::PassNatNoConn => "pass_nat_no_conn",
+            Verdict::FwdIcmp => "fwd_icmp",
+            Verdict::TxFragNeeded => "tx_frag_needed",
+            Verdict::DropTooBig => "drop_too_big",
         }
     }
 }
+
+/// Counters of the decapsulation program (index of `maps::DECAP_STATS`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapCount {
+    /// IPIP packets decapsulated.
+    Ipip = 0,
+    /// GUE packets decapsulated.
+    Gue = 1,
+    /// GRE packets decapsulated.
+    Gre = 2,
+    /// Tunnel packets for this host left to the kernel (malformed, options rvs does not
+    /// handle such as GUE remote checksum offload, non-IPv4 inner packets).
+    Passed = 3,
+}
+
+/// Number of [`DecapCount`] values.
+pub const DECAP_COUNTS: u32 = 4;
 
 /// Names of the maps in the eBPF object, shared so the loader never spells them differently.
 pub mod maps {
@@ -370,6 +536,19 @@ pub mod maps {
     pub const VERDICTS: &str = "RVS_VERDICTS";
     /// One-element array of Settings.
     pub const SETTINGS: &str = "RVS_SETTINGS";
+    /// NAT real-server address → number of NAT real servers with it (their own traffic is
+    /// recognised and passed).
+    pub const NAT_SOURCES: &str = "RVS_NAT_SOURCES";
+    /// Decapsulation: local IPv4 addresses tunnels may be addressed to (addr → 1).
+    pub const DECAP_ADDRS: &str = "RVS_DECAP_ADDRS";
+    /// Decapsulation: GUE UDP ports (network order → 1).
+    pub const DECAP_PORTS: &str = "RVS_DECAP_PORTS";
+    /// Benchmark reference: 16-byte IPv4 flow key → ConnEntry (LRU).
+    pub const REF_V4: &str = "RVS_REF_V4";
+    /// Benchmark reference: 40-byte family-tagged flow key → ConnEntry (LRU).
+    pub const REF_TAGGED: &str = "RVS_REF_TAGGED";
+    /// Decapsulation counters (per CPU): `DecapCount` indexes.
+    pub const DECAP_STATS: &str = "RVS_DECAP_STATS";
 }
 
 /// Names of the programs in the eBPF object.
@@ -380,6 +559,13 @@ pub mod programs {
     pub const PASS: &str = "rvs_xdp_pass";
     /// Reference program for benchmarks: parse, one map lookup, MAC swap, XDP_TX.
     pub const MINIMAL_TX: &str = "rvs_xdp_minimal_tx";
+    /// Benchmark reference: parse, look the 5-tuple up in a 16-byte-key LRU map, MACs from
+    /// the entry, XDP_TX.
+    pub const REF_CONN_V4: &str = "rvs_xdp_ref_conn_v4";
+    /// Benchmark reference: the same with a 40-byte family-tagged key.
+    pub const REF_CONN_TAGGED: &str = "rvs_xdp_ref_conn_tagged";
+    /// Real-server side: strips IPIP/GUE/GRE addressed to the host, passes the inner packet.
+    pub const DECAP: &str = "rvs_decap";
 }
 
 #[cfg(feature = "user")]
@@ -390,6 +576,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceEntry {}
     unsafe impl aya::Pod for RealEntry {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for TaggedFlowKey {}
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for Settings {}

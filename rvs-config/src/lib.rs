@@ -338,6 +338,147 @@ pub enum ForwardMethod {
     Nat,
 }
 
+/// Encapsulation of a tunnelled real server (`ipvsadm --tun-type`, keepalived's
+/// `lvs_method TUN type ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    /// IP in IP (protocol 4), IPVS's default.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation: an outer UDP header to `port`, then a GUE header.
+    Gue,
+    /// GRE (protocol 47), optionally with a GRE checksum.
+    Gre,
+}
+
+impl TunnelType {
+    /// ipvsadm's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelType::Ipip => "ipip",
+            TunnelType::Gue => "gue",
+            TunnelType::Gre => "gre",
+        }
+    }
+
+    /// The type called `name` (ipvsadm's and keepalived's spelling), if any.
+    pub fn from_name(name: &str) -> Option<TunnelType> {
+        [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for TunnelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Checksum mode of a GUE or GRE tunnel (`--tun-nocsum|--tun-csum|--tun-remcsum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelChecksum {
+    /// No tunnel checksum (IPVS's default).
+    #[default]
+    Nocsum,
+    /// A checksum over the encapsulation (UDP checksum for GUE, GRE checksum for GRE).
+    Csum,
+    /// Remote checksum offload (GUE only): the inner checksum is completed by the receiver.
+    Remcsum,
+}
+
+impl TunnelChecksum {
+    /// ipvsadm's mark for it in `--tun-info` listings (`-c`, `+c`, `r+c`).
+    pub fn info_mark(self) -> &'static str {
+        match self {
+            TunnelChecksum::Nocsum => "-c",
+            TunnelChecksum::Csum => "+c",
+            TunnelChecksum::Remcsum => "r+c",
+        }
+    }
+
+    /// keepalived's name for it (`lvs_method TUN type gue port N csum`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelChecksum::Nocsum => "nocsum",
+            TunnelChecksum::Csum => "csum",
+            TunnelChecksum::Remcsum => "remcsum",
+        }
+    }
+
+    /// The mode called `name` (keepalived's spelling), if any.
+    pub fn from_name(name: &str) -> Option<TunnelChecksum> {
+        [
+            TunnelChecksum::Nocsum,
+            TunnelChecksum::Csum,
+            TunnelChecksum::Remcsum,
+        ]
+        .into_iter()
+        .find(|t| t.name() == name)
+    }
+}
+
+/// How a `forward = "tun"` real server's packets are encapsulated. The default (IPIP, no
+/// port, no checksum) is what `ipvsadm -i` without tunnel options gives.
+///
+/// ```toml
+/// tunnel = { type = "gue", port = 6080, checksum = "csum" }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// ipip, gue or gre.
+    #[serde(rename = "type", default)]
+    pub kind: TunnelType,
+    /// GUE's UDP destination port (required for gue, refused for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Checksum mode (gue: any; gre: nocsum or csum; ipip: nocsum only).
+    #[serde(default)]
+    pub checksum: TunnelChecksum,
+}
+
+impl Tunnel {
+    /// Whether this is plain IPIP, what a real server without tunnel options gets.
+    pub fn is_default(&self) -> bool {
+        *self == Tunnel::default()
+    }
+
+    /// The rules ipvsadm 1.31 and keepalived 2.2.7 apply (the kernel itself only insists
+    /// on a GUE port): the reason this tunnel is invalid, if it is.
+    pub fn problem(&self) -> Option<&'static str> {
+        match (self.kind, self.port, self.checksum) {
+            (TunnelType::Gue, None | Some(0), _) => Some("a gue tunnel needs a port (1-65535)"),
+            (TunnelType::Ipip | TunnelType::Gre, Some(_), _) => {
+                Some("only gue tunnels have a port")
+            }
+            (TunnelType::Ipip, _, TunnelChecksum::Csum | TunnelChecksum::Remcsum) => {
+                Some("ipip tunnels have no checksum option")
+            }
+            (TunnelType::Gre, _, TunnelChecksum::Remcsum) => {
+                Some("gre tunnels do not support remote checksum offload (remcsum)")
+            }
+            _ => None,
+        }
+    }
+
+    /// ipvsadm 1.31's `--tun-info` column: `ipip`, `gue:PORT:MARK` or `gre:MARK`, the mark
+    /// being `-c` (nocsum), `+c` (csum) or `r+c` (remcsum).
+    pub fn info(&self) -> String {
+        match self.kind {
+            TunnelType::Ipip => "ipip".to_string(),
+            TunnelType::Gue => format!(
+                "gue:{}:{}",
+                self.port.unwrap_or(0),
+                self.checksum.info_mark()
+            ),
+            TunnelType::Gre => format!("gre:{}", self.checksum.info_mark()),
+        }
+    }
+}
+
 /// Identity of a virtual service: (protocol, VIP, port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,6 +578,9 @@ pub struct RealServer {
     /// Forwarding method (default dr).
     #[serde(default)]
     pub forward: ForwardMethod,
+    /// Encapsulation for `forward = "tun"` (default IPIP); refused with other methods.
+    #[serde(default, skip_serializing_if = "Tunnel::is_default")]
+    pub tunnel: Tunnel,
     /// Upper connection threshold (`ipvsadm -x`); 0 = none.
     #[serde(default)]
     pub u_threshold: u32,
@@ -453,6 +597,7 @@ impl RealServer {
             port: None,
             weight: 1,
             forward: ForwardMethod::Dr,
+            tunnel: Tunnel::default(),
             u_threshold: 0,
             l_threshold: 0,
         }
@@ -505,6 +650,16 @@ pub enum ConfigError {
         address: Ipv4Addr,
         /// The port given.
         port: u16,
+    },
+    /// Tunnel options that the forwarding method or the tunnel type does not allow.
+    #[error("service {service}: real server {address}: {problem}")]
+    Tunnel {
+        /// Service.
+        service: ServiceId,
+        /// Real server address.
+        address: Ipv4Addr,
+        /// What is wrong, e.g. "a gue tunnel needs a port (1-65535)".
+        problem: &'static str,
     },
     /// A port-0 service's real servers must use port 0 too.
     #[error(
@@ -745,6 +900,20 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
                 weight: real.weight,
             });
         }
+        let tunnel_problem = if real.forward == ForwardMethod::Tun {
+            real.tunnel.problem()
+        } else if !real.tunnel.is_default() {
+            Some("tunnel options apply to forward = \"tun\" only")
+        } else {
+            None
+        };
+        if let Some(problem) = tunnel_problem {
+            return Err(ConfigError::Tunnel {
+                service: id,
+                address: real.address,
+                problem,
+            });
+        }
         if let Some(port) = real.port {
             if svc.port == 0 && port != 0 {
                 return Err(ConfigError::PortZeroReal {
@@ -975,6 +1144,83 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     fn nat_may_map_ports() {
         let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nport = 8080\nforward = \"nat\"\n";
         assert!(Config::from_toml(text).is_ok());
+    }
+
+    #[test]
+    fn tunnel_options_are_checked_as_ipvsadm_does() {
+        let real = |extra: &str| {
+            format!(
+                "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.20\"\nport = 80\n[[service.real]]\naddress = \"198.18.4.11\"\n{extra}"
+            )
+        };
+        let ok = |extra: &str| {
+            Config::from_toml(&real(extra))
+                .unwrap_or_else(|e| panic!("{extra}: {e}"))
+                .services[0]
+                .reals[0]
+                .tunnel
+        };
+        assert_eq!(ok("forward = \"tun\"\n"), Tunnel::default());
+        let gue = ok(
+            "forward = \"tun\"\ntunnel = { type = \"gue\", port = 6080, checksum = \"remcsum\" }\n",
+        );
+        assert_eq!(
+            gue,
+            Tunnel {
+                kind: TunnelType::Gue,
+                port: Some(6080),
+                checksum: TunnelChecksum::Remcsum
+            }
+        );
+        assert_eq!(gue.info(), "gue:6080:r+c");
+        let gre = ok("forward = \"tun\"\ntunnel = { type = \"gre\", checksum = \"csum\" }\n");
+        assert_eq!(gre.info(), "gre:+c");
+        assert_eq!(Tunnel::default().info(), "ipip");
+        for (extra, message) in [
+            (
+                "forward = \"tun\"\ntunnel = { type = \"gue\" }\n",
+                "real server 198.18.4.11: a gue tunnel needs a port (1-65535)",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { type = \"gue\", port = 0 }\n",
+                "a gue tunnel needs a port",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { type = \"ipip\", port = 5 }\n",
+                "only gue tunnels have a port",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { type = \"gre\", port = 5 }\n",
+                "only gue tunnels have a port",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { checksum = \"csum\" }\n",
+                "ipip tunnels have no checksum option",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { type = \"gre\", checksum = \"remcsum\" }\n",
+                "gre tunnels do not support remote checksum offload",
+            ),
+            (
+                "forward = \"nat\"\ntunnel = { type = \"gre\" }\n",
+                "tunnel options apply to forward = \"tun\" only",
+            ),
+            (
+                "forward = \"tun\"\ntunnel = { type = \"vxlan\" }\n",
+                "unknown variant `vxlan`",
+            ),
+        ] {
+            let e = err(&real(extra));
+            assert!(e.contains(message), "{extra}: {e}");
+        }
+        // A default tunnel is left out of the TOML, so DR/NAT files stay as they were.
+        let c = Config::from_toml(&real("forward = \"tun\"\n")).expect("valid");
+        assert!(!c.to_toml().contains("tunnel"));
+        let c = Config::from_toml(&real(
+            "forward = \"tun\"\ntunnel = { type = \"gue\", port = 6080 }\n",
+        ))
+        .expect("valid");
+        assert_eq!(Config::from_toml(&c.to_toml()).expect("valid"), c);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct InstallStats {
     pub no_real: u64,
     /// The map refused the write (full, or a map error).
     pub failed: u64,
+    /// NAT connections: not installed (syncing NAT needs the reply half too; not yet).
+    pub nat: u64,
 }
 
 fn ip(a: u32) -> Ipv4Addr {
@@ -84,13 +86,7 @@ fn forward_of(f: u8) -> Forward {
 }
 
 fn state_of(s: u8) -> ConnState {
-    match s {
-        x if x == ConnState::SynRecv as u8 => ConnState::SynRecv,
-        x if x == ConnState::Established as u8 => ConnState::Established,
-        x if x == ConnState::FinWait as u8 => ConnState::FinWait,
-        x if x == ConnState::Close as u8 => ConnState::Close,
-        _ => ConnState::Udp,
-    }
+    ConnState::from_u8(s).unwrap_or(ConnState::Close)
 }
 
 impl Dataplane {
@@ -101,6 +97,8 @@ impl Dataplane {
         self.conns
             .iter()
             .filter_map(|entry| entry.ok())
+            // NAT connections are not synced yet (a BACKUP would need their reply half too).
+            .filter(|(_, c)| c.flags & (rvs_common::CONN_F_REPLY | rvs_common::CONN_F_NAT) == 0)
             .filter(|(_, c)| self.conn_is_current(c) && self.time_left(c, now) > 0)
             .filter_map(|(k, c)| {
                 let real = self.reals.get(c.real)?;
@@ -155,6 +153,10 @@ impl Dataplane {
                 stats.no_real += 1;
                 continue;
             };
+            if real.forward == Forward::Masq as u8 {
+                stats.nat += 1;
+                continue;
+            }
             // Expire `timeout_secs` from now under the state's (global) timeout, and be
             // old enough that the first packet refreshes the route.
             let state_timeout = self

@@ -6,6 +6,7 @@
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
 mod conn_sync;
+mod decap;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -24,14 +25,15 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
-    ConnEntry, ConnState, Counters, FlowKey, RealEntry, ServiceEntry, ServiceKey, Settings,
-    Verdict, maps, programs,
+    ConnEntry, ConnState, Counters, FlowKey, Forward, RealEntry, SETTINGS_F_NAT, ServiceEntry,
+    ServiceKey, Settings, TaggedFlowKey, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
 use crate::mmap::MmapArray;
 
 pub use conn_sync::{ConnInstall, ConnView, InstallStats};
+pub use decap::{DecapCounters, DecapOptions, DecapProgram};
 pub use plan::{Plan, PlanError, Planner};
 
 /// The eBPF object, built for bpfel-unknown-none by build.rs.
@@ -130,6 +132,11 @@ pub struct Dataplane {
     settings_map: Array<MapData, Settings>,
     settings: Settings,
     attached: Vec<String>,
+    nat_sources: HashMap<MapData, u32, u32>,
+    /// NAT real-server id → its address, as written to the real-server array.
+    nat_reals: std::collections::HashMap<u32, u32>,
+    /// What NAT_SOURCES holds: address → number of NAT real servers with it.
+    nat_counts: std::collections::HashMap<u32, u32>,
 }
 
 /// Maps an mmapable BPF array.
@@ -210,12 +217,21 @@ impl Dataplane {
             // One template per persistent client; a quarter of the connection table.
             .map_max_entries(maps::PERSIST, (limits.connections / 4).max(1024))
             .map_max_entries(maps::DISPATCH, limits.dispatch_slots)
+            // The benchmark's key-layout references hold one flow each.
+            .map_max_entries(maps::REF_V4, 16)
+            .map_max_entries(maps::REF_TAGGED, 16)
             .load(EBPF_OBJECT)
             .map_err(|source| DataplaneError::Load {
                 pin_dir: pin_dir.to_owned(),
                 source: Box::new(source),
             })?;
-        for name in [programs::BALANCER, programs::PASS, programs::MINIMAL_TX] {
+        for name in [
+            programs::BALANCER,
+            programs::PASS,
+            programs::MINIMAL_TX,
+            programs::REF_CONN_V4,
+            programs::REF_CONN_TAGGED,
+        ] {
             xdp_of(&mut ebpf, name)?
                 .load()
                 .map_err(|e| DataplaneError::Program {
@@ -244,6 +260,8 @@ impl Dataplane {
             .map_err(map_err(maps::VERDICTS))?;
         let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
             .map_err(map_err(maps::SETTINGS))?;
+        let nat_sources = HashMap::try_from(take_map(&mut ebpf, maps::NAT_SOURCES)?)
+            .map_err(map_err(maps::NAT_SOURCES))?;
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -252,6 +270,8 @@ impl Dataplane {
             .filter(|(_, e)| e.in_use() || e.generation != 0)
             .collect();
         let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        let nat_counts: std::collections::HashMap<u32, u32> =
+            nat_sources.iter().filter_map(|e| e.ok()).collect();
         let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
         let fresh_settings = stored.timeouts_ns.iter().all(|&t| t == 0);
         let settings = if fresh_settings {
@@ -282,6 +302,13 @@ impl Dataplane {
             settings_map,
             settings,
             attached: Vec::new(),
+            nat_sources,
+            nat_reals: real_entries
+                .iter()
+                .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
+                .map(|(id, e)| (*id, e.addr))
+                .collect(),
+            nat_counts,
         };
         dp.write(&orphans)?;
         dp.set_settings(&settings)?;
@@ -305,12 +332,52 @@ impl Dataplane {
         &self.planner
     }
 
-    /// Writes the global settings (timeouts).
+    /// Writes the global settings (timeouts); the flags are the dataplane's own.
     pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        let mut settings = *settings;
+        settings.flags = if self.nat_reals.is_empty() {
+            0
+        } else {
+            SETTINGS_F_NAT
+        };
         self.settings_map
             .set(0, settings, 0)
             .map_err(map_err(maps::SETTINGS))?;
-        self.settings = *settings;
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Brings NAT_SOURCES and the NAT settings flag in line with the NAT real servers.
+    fn sync_nat_sources(&mut self) -> Result<()> {
+        let mut want: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for addr in self.nat_reals.values() {
+            *want.entry(*addr).or_default() += 1;
+        }
+        for (addr, n) in &want {
+            if self.nat_counts.get(addr) != Some(n) {
+                self.nat_sources
+                    .insert(addr, n, 0)
+                    .map_err(map_err(maps::NAT_SOURCES))?;
+            }
+        }
+        for addr in self.nat_counts.keys() {
+            if !want.contains_key(addr) {
+                match self.nat_sources.remove(addr) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(maps::NAT_SOURCES)(e)),
+                }
+            }
+        }
+        self.nat_counts = want;
+        let flags = if self.nat_reals.is_empty() {
+            0
+        } else {
+            SETTINGS_F_NAT
+        };
+        if flags != self.settings.flags {
+            let s = self.settings;
+            self.set_settings(&s)?;
+        }
         Ok(())
     }
 
@@ -341,9 +408,10 @@ impl Dataplane {
         for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
             if self.time_left(&conn, now) == 0 {
                 expired.push(key);
-            } else if self.conn_is_current(&conn) {
+            } else if !conn.is_reply() && self.conn_is_current(&conn) {
+                // One connection per request entry (a NAT reply entry is its other half).
                 let counts = scan.per_real.entry(conn.real).or_default();
-                if conn.state == ConnState::Established as u8 {
+                if tcp::is_active(conn.state) {
                     counts.0 += 1;
                 } else {
                     counts.1 += 1;
@@ -364,13 +432,16 @@ impl Dataplane {
         Ok(scan)
     }
 
-    /// The live connections: (flow, entry, nanoseconds until it expires).
+    /// The live connections, one per connection (NAT reply entries are left out; the
+    /// request entry carries the state both directions moved it to): (flow, entry,
+    /// nanoseconds until it expires). For NAT, `entry.peer_addr`/`peer_port` are the real
+    /// server's address and port.
     pub fn connections(&self) -> Vec<(FlowKey, ConnEntry, u64)> {
         let now = monotonic_coarse_ns();
         self.conns
             .iter()
             .filter_map(|entry| entry.ok())
-            .filter(|(_, c)| self.conn_is_current(c))
+            .filter(|(_, c)| !c.is_reply() && self.conn_is_current(c))
             .filter_map(|(k, c)| {
                 let left = self.time_left(&c, now);
                 (left > 0).then_some((k, c, left))
@@ -486,7 +557,14 @@ impl Dataplane {
         for (id, entry) in &plan.retire_reals {
             self.reals.set(*id, *entry);
         }
-        Ok(())
+        for (id, entry) in plan.reals.iter().chain(&plan.retire_reals) {
+            if entry.in_use() && entry.forward == Forward::Masq as u8 {
+                self.nat_reals.insert(*id, entry.addr);
+            } else {
+                self.nat_reals.remove(id);
+            }
+        }
+        self.sync_nat_sources()
     }
 
     /// Attaches the balancer to `interface` through a bpf_link pinned under the pin
@@ -562,6 +640,28 @@ impl Dataplane {
         &mut self.conns
     }
 
+    /// Benchmark reference: inserts into the 16-byte-key connection map.
+    pub fn insert_ref_v4(&mut self, key: FlowKey, entry: ConnEntry) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(maps::REF_V4)
+            .ok_or(DataplaneError::MissingMap(maps::REF_V4))?;
+        let mut m: HashMap<&mut MapData, FlowKey, ConnEntry> =
+            HashMap::try_from(map).map_err(map_err(maps::REF_V4))?;
+        m.insert(key, entry, 0).map_err(map_err(maps::REF_V4))
+    }
+
+    /// Benchmark reference: inserts into the 40-byte family-tagged-key connection map.
+    pub fn insert_ref_tagged(&mut self, key: TaggedFlowKey, entry: ConnEntry) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(maps::REF_TAGGED)
+            .ok_or(DataplaneError::MissingMap(maps::REF_TAGGED))?;
+        let mut m: HashMap<&mut MapData, TaggedFlowKey, ConnEntry> =
+            HashMap::try_from(map).map_err(map_err(maps::REF_TAGGED))?;
+        m.insert(key, entry, 0).map_err(map_err(maps::REF_TAGGED))
+    }
+
     /// The pin directory.
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
@@ -606,6 +706,11 @@ impl PassProgram {
             maps::PERSIST,
             maps::SERVICE_STATS,
             maps::REAL_STATS,
+            maps::NAT_SOURCES,
+            maps::DECAP_ADDRS,
+            maps::DECAP_PORTS,
+            maps::REF_V4,
+            maps::REF_TAGGED,
         ] {
             loader.map_max_entries(name, 1);
         }

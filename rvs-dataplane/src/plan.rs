@@ -13,11 +13,11 @@ use std::{
 
 use rvs_common::{
     DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_ONE_PACKET,
-    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey,
+    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey, tunnel,
 };
 use rvs_config::{
     Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
-    ServiceId, VirtualService,
+    ServiceId, TunnelChecksum, TunnelType, VirtualService,
 };
 use rvs_sched::Dest;
 
@@ -247,6 +247,47 @@ fn service_key(id: &ServiceId) -> ServiceKey {
     }
 }
 
+/// The tunnel fields of a real server's map entry (zero unless it is a TUN real server).
+fn tunnel_fields(real: &RealServer) -> RealEntry {
+    if real.forward != ForwardMethod::Tun {
+        return RealEntry::default();
+    }
+    let t = &real.tunnel;
+    RealEntry {
+        tun_type: match t.kind {
+            TunnelType::Ipip => tunnel::TUN_IPIP,
+            TunnelType::Gue => tunnel::TUN_GUE,
+            TunnelType::Gre => tunnel::TUN_GRE,
+        },
+        tun_port: t.port.unwrap_or(0).to_be(),
+        tun_flags: match t.checksum {
+            TunnelChecksum::Nocsum => 0,
+            TunnelChecksum::Csum => tunnel::TUN_F_CSUM,
+            TunnelChecksum::Remcsum => tunnel::TUN_F_REMCSUM,
+        },
+        ..RealEntry::default()
+    }
+}
+
+/// The tunnel configuration read back from a real server's map entry (adoption).
+fn tunnel_of(r: &RealEntry) -> rvs_config::Tunnel {
+    rvs_config::Tunnel {
+        kind: match r.tun_type {
+            tunnel::TUN_GUE => TunnelType::Gue,
+            tunnel::TUN_GRE => TunnelType::Gre,
+            _ => TunnelType::Ipip,
+        },
+        port: (r.tun_type == tunnel::TUN_GUE).then(|| u16::from_be(r.tun_port)),
+        checksum: if r.tun_flags & tunnel::TUN_F_REMCSUM != 0 {
+            TunnelChecksum::Remcsum
+        } else if r.tun_flags & tunnel::TUN_F_CSUM != 0 {
+            TunnelChecksum::Csum
+        } else {
+            TunnelChecksum::Nocsum
+        },
+    }
+}
+
 fn forward(method: ForwardMethod) -> Forward {
     match method {
         ForwardMethod::Dr => Forward::DirectRoute,
@@ -354,6 +395,7 @@ fn service_from_maps(
                     2 => ForwardMethod::Nat,
                     _ => ForwardMethod::Dr,
                 },
+                tunnel: tunnel_of(r),
                 u_threshold: r.u_threshold,
                 l_threshold: r.l_threshold,
             }
@@ -715,6 +757,7 @@ impl Planner {
                     last_weight,
                     u_threshold: real.u_threshold,
                     l_threshold: real.l_threshold,
+                    ..tunnel_fields(real)
                 };
                 if prev.map(|(_, e)| e) != Some(entry) {
                     plan.reals.push((rid, entry));
@@ -998,6 +1041,69 @@ address = "198.18.2.12"
             .map(|(i, _)| *i)
             .collect();
         assert!(plan.reset_real_counters.iter().all(|id| !used.contains(id)));
+    }
+
+    #[test]
+    fn nat_and_tunnel_reals_are_written_and_adopted_back() {
+        let text = r#"
+[[service]]
+protocol = "tcp"
+address = "198.18.0.10"
+port = 80
+[[service.real]]
+address = "198.18.2.11"
+port = 8080
+forward = "nat"
+[[service.real]]
+address = "198.18.2.12"
+forward = "tun"
+tunnel = { type = "gue", port = 6080, checksum = "remcsum" }
+[[service.real]]
+address = "198.18.2.13"
+forward = "tun"
+tunnel = { type = "gre", checksum = "csum" }
+"#;
+        let cfg = config(text);
+        let mut p = Planner::new(&Limits::default());
+        let plan = p.plan(&cfg, 0).expect("plan");
+        let by_addr = |last: u8| {
+            plan.reals
+                .iter()
+                .map(|(_, e)| *e)
+                .find(|e| e.addr.to_ne_bytes() == [198, 18, 2, last])
+                .expect("real written")
+        };
+        let nat = by_addr(11);
+        assert_eq!(
+            (nat.forward, u16::from_be(nat.port), nat.tun_type),
+            (Forward::Masq as u8, 8080, 0)
+        );
+        let gue = by_addr(12);
+        assert_eq!(
+            (
+                gue.forward,
+                gue.tun_type,
+                u16::from_be(gue.tun_port),
+                gue.tun_flags
+            ),
+            (
+                Forward::Tunnel as u8,
+                tunnel::TUN_GUE,
+                6080,
+                tunnel::TUN_F_REMCSUM
+            )
+        );
+        let gre = by_addr(13);
+        assert_eq!(
+            (gre.tun_type, gre.tun_port, gre.tun_flags),
+            (tunnel::TUN_GRE, 0, tunnel::TUN_F_CSUM)
+        );
+        let (services, reals) = maps_after(&[&plan]);
+        let (_, configs, _) = Planner::adopt(&Limits::default(), &services, &reals);
+        assert_eq!(
+            configs.iter().map(canonical).collect::<Vec<_>>(),
+            cfg.services.iter().map(canonical).collect::<Vec<_>>()
+        );
     }
 
     #[test]

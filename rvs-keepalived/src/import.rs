@@ -99,11 +99,11 @@ fn script_as(s: &ScriptConf, default_user: Option<&(String, Option<String>)>) ->
     }
 }
 
-fn forward(kind: LbKind) -> ForwardMethod {
+fn forward(kind: LbKind) -> (ForwardMethod, rvs_config::Tunnel) {
     match kind {
-        LbKind::Nat => ForwardMethod::Nat,
-        LbKind::Dr => ForwardMethod::Dr,
-        LbKind::Tun => ForwardMethod::Tun,
+        LbKind::Nat => (ForwardMethod::Nat, rvs_config::Tunnel::default()),
+        LbKind::Dr => (ForwardMethod::Dr, rvs_config::Tunnel::default()),
+        LbKind::Tun(t) => (ForwardMethod::Tun, t),
     }
 }
 
@@ -504,7 +504,7 @@ impl Mapper<'_> {
             .map_or(vs_kind, |k| k.value);
         let mut real = RealServer::new(address);
         real.port = s.port;
-        real.forward = forward(kind);
+        (real.forward, real.tunnel) = forward(kind);
         Ok(Some(SorryServer {
             real,
             inhibit: vs.sorry_server_inhibit,
@@ -553,7 +553,7 @@ impl Mapper<'_> {
             return Ok(None);
         }
         let kind = rs.lb_kind.as_ref().map_or(vs_kind, |k| k.value);
-        let fwd = forward(kind);
+        let (fwd, tunnel) = forward(kind);
         let weight = match &rs.weight {
             Some(w) if w.value > i64::from(rvs_config::MAX_WEIGHT) => {
                 return err(
@@ -585,6 +585,7 @@ impl Mapper<'_> {
         real.port = port;
         real.weight = weight;
         real.forward = fwd;
+        real.tunnel = tunnel;
         real.u_threshold = rs.uthreshold.unwrap_or(0);
         real.l_threshold = rs.lthreshold.unwrap_or(0);
         // Checkers connect to the port written on the real server, else the service's.

@@ -180,8 +180,8 @@ pub enum LbKind {
     Nat,
     /// Direct routing.
     Dr,
-    /// IPIP tunnel.
-    Tun,
+    /// A tunnel: IPIP unless `lvs_method TUN type gue port N|gre [nocsum|csum|remcsum]`.
+    Tun(rvs_config::Tunnel),
 }
 
 /// Transport protocol of a virtual server.
@@ -796,20 +796,92 @@ fn parse_port(word: &Word, what: &str) -> Result<u16, SyntaxError> {
     parse_uint(word, what, 0, 65535).map(|p| p as u16)
 }
 
-/// Parses `NAT|DR|TUN` (upper case only: keepalived 2.2.7 calls `dr` an unknown method).
-fn parse_lb_kind(word: &Word) -> Result<LbKind, SyntaxError> {
-    match word.text.as_str() {
-        "NAT" => Ok(LbKind::Nat),
-        "DR" => Ok(LbKind::Dr),
-        "TUN" => Ok(LbKind::Tun),
-        _ => err(
-            &word.loc,
-            format!(
-                "forwarding method must be NAT, DR or TUN, not {:?}",
-                word.text
-            ),
-        ),
+/// Parses `lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]` with
+/// keepalived 2.2.7's rules and messages (its `svr_forwarding_handler`): the options are read
+/// for every method, later ones override earlier ones, and only a tunnel keeps them.
+fn parse_lb_kind(node: &Node, server: &str) -> Result<LbKind, SyntaxError> {
+    let Some(word) = node.args.first() else {
+        return err(node.loc(), format!("{} needs NAT, DR or TUN", node.name()));
+    };
+    // Case matters: keepalived 2.2.7 compares with strcmp and fails `--config-test` on `nat`.
+    let base = match word.text.as_str() {
+        "NAT" => LbKind::Nat,
+        "DR" => LbKind::Dr,
+        "TUN" => LbKind::Tun(rvs_config::Tunnel::default()),
+        _ => {
+            return err(
+                &word.loc,
+                format!(
+                    "unknown [{}] routing method for {server} server: keepalived knows NAT, DR and TUN (in capitals)",
+                    word.text
+                ),
+            );
+        }
+    };
+    let mut tunnel = rvs_config::Tunnel::default();
+    let mut args = node.args[1..].iter();
+    while let Some(w) = args.next() {
+        match w.text.as_str() {
+            "type" => {
+                let Some(t) = args.next() else {
+                    return err(&w.loc, format!("Missing tunnel type for {server} server."));
+                };
+                let Some(kind) = rvs_config::TunnelType::from_name(&t.text) else {
+                    return err(
+                        &t.loc,
+                        format!("Unknown tunnel type {} for {server} server.", t.text),
+                    );
+                };
+                tunnel.kind = kind;
+            }
+            "port" => {
+                let Some(p) = args.next() else {
+                    return err(
+                        &w.loc,
+                        format!("Missing port for {server} server gue tunnel."),
+                    );
+                };
+                match p.text.parse::<u16>() {
+                    Ok(port) if port != 0 => tunnel.port = Some(port),
+                    _ => {
+                        return err(
+                            &p.loc,
+                            format!("Invalid gue tunnel port {} for {server} server.", p.text),
+                        );
+                    }
+                }
+            }
+            other => match rvs_config::TunnelChecksum::from_name(other) {
+                Some(c) => tunnel.checksum = c,
+                None => {
+                    return err(
+                        &w.loc,
+                        format!("Invalid tunnel option {other} for {server} server."),
+                    );
+                }
+            },
+        }
     }
+    let message = match (tunnel.kind, tunnel.port, tunnel.checksum) {
+        (rvs_config::TunnelType::Gue, None, _)
+        | (rvs_config::TunnelType::Ipip | rvs_config::TunnelType::Gre, Some(_), _) => {
+            Some("gue tunnels require port, otherwise cannot have port.")
+        }
+        (rvs_config::TunnelType::Ipip, _, c) if c != rvs_config::TunnelChecksum::Nocsum => {
+            Some("ipip tunnels do not support checksum option.")
+        }
+        (rvs_config::TunnelType::Gre, _, rvs_config::TunnelChecksum::Remcsum) => {
+            Some("gre tunnels do not support remote checksum option.")
+        }
+        _ => None,
+    };
+    if let Some(message) = message {
+        return err(node.loc(), message);
+    }
+    Ok(match base {
+        LbKind::Tun(_) => LbKind::Tun(tunnel),
+        other => other,
+    })
 }
 
 /// Splits a script string the way keepalived does: unquoted blanks separate arguments,
@@ -1358,9 +1430,7 @@ impl Cx<'_> {
                 match n.name() {
                     "lb_algo" | "lvs_sched" => vs.lb_algo = Some(at(self.text(n)?)),
                     "lb_kind" | "lvs_method" => {
-                        let w = self.arg(n, 0)?;
-                        let kind = parse_lb_kind(w)?;
-                        self.tun_options(n, kind);
+                        let kind = self.lb_kind(n, "virtual")?;
                         vs.lb_kind = Some(At {
                             value: kind,
                             loc: n.loc().clone(),
@@ -1426,9 +1496,7 @@ impl Cx<'_> {
                     }
                     "sorry_server_inhibit" => vs.sorry_server_inhibit = self.flag(n)?,
                     "sorry_server_lvs_method" => {
-                        let w = self.arg(n, 0)?;
-                        let kind = parse_lb_kind(w)?;
-                        self.tun_options(n, kind);
+                        let kind = self.lb_kind(n, "sorry")?;
                         vs.sorry_server_lb_kind = Some(At {
                             value: kind,
                             loc: n.loc().clone(),
@@ -1455,18 +1523,21 @@ impl Cx<'_> {
         Ok(vs)
     }
 
-    /// Warns about tunnel options after `lvs_method TUN` (rvs tunnels are IPIP only).
-    fn tun_options(&mut self, node: &Node, kind: LbKind) {
-        if let Some(w) = node.args.get(1) {
-            if kind == LbKind::Tun {
-                self.warn(
-                    &w.loc,
-                    "tunnel type options are not supported by rvs (it tunnels with IPIP); ignored",
-                );
-            } else {
-                self.extra(node, 1);
-            }
+    /// `lvs_method` of a `server` ("virtual", "sorry", "real"): tunnel options on a NAT or DR
+    /// server are checked as keepalived does, then warned about, since IPVS uses them only
+    /// for tunnelled servers.
+    fn lb_kind(&mut self, node: &Node, server: &str) -> Result<LbKind, SyntaxError> {
+        self.no_block(node);
+        let kind = parse_lb_kind(node, server)?;
+        if !matches!(kind, LbKind::Tun(_))
+            && let Some(w) = node.args.get(1)
+        {
+            self.warn(
+                &w.loc,
+                "tunnel options only apply to lvs_method TUN (IPVS ignores them here, and so does rvs)",
+            );
         }
+        Ok(kind)
     }
 
     fn real_server(&mut self, node: &Node) -> Result<RealServerConf, SyntaxError> {
@@ -1505,9 +1576,7 @@ impl Cx<'_> {
                         });
                     }
                     "lb_kind" | "lvs_method" => {
-                        let w = self.arg(n, 0)?;
-                        let kind = parse_lb_kind(w)?;
-                        self.tun_options(n, kind);
+                        let kind = self.lb_kind(n, "real")?;
                         rs.lb_kind = Some(At {
                             value: kind,
                             loc: n.loc().clone(),

@@ -32,13 +32,13 @@
 //! servers' replies, sourced from the VIP, on another interface than the VIP route's).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Once;
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::client::http_get;
-use crate::netns::{Netns, cleanup_stale, unique_prefix};
+use crate::netns::{Netns, unique_prefix};
 use crate::responder::HttpResponder;
+use crate::wire::{address, cleanup_once, veth};
 
 /// The client's interface.
 pub const CLIENT_IF: &str = "c0";
@@ -96,6 +96,7 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    /// A real server `rs<index>` at `addr` in `ns` (the labs build these).
     pub(crate) fn new(ns: Netns, index: usize, name: String, addr: Ipv4Addr) -> RealServer {
         RealServer {
             index,
@@ -148,8 +149,6 @@ pub struct DrLab {
     real_servers: Vec<RealServer>,
 }
 
-static CLEANUP: Once = Once::new();
-
 impl DrLab {
     /// Builds the lab with `real_servers` real servers holding `vips` (each in
     /// 198.18.0.0/24); first deletes stale namespaces of killed runs (once per process).
@@ -165,11 +164,7 @@ impl DrLab {
                 "VIP {vip} is not a host of {VIP_NET}/24"
             );
         }
-        CLEANUP.call_once(|| match cleanup_stale() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "deleted stale lab namespaces"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "stale namespace clean-up failed"),
-        });
+        cleanup_once();
         let prefix = unique_prefix();
         let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
         let client = make("client")?;
@@ -419,34 +414,5 @@ fn expect_name(from: &Netns, addr: SocketAddr, name: &str) -> Result<()> {
             from.name()
         );
     }
-    Ok(())
-}
-
-/// Creates a veth pair `a_if` (in `a`) — `b_if` (in `b`), turns off checksum offload on
-/// both ends and brings both up.
-pub(crate) fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
-    a.exec(&[
-        "ip",
-        "link",
-        "add",
-        a_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ])?;
-    for (ns, ifname) in [(a, a_if), (b, b_if)] {
-        ns.exec(&["ethtool", "-K", ifname, "tx", "off"])?;
-        ns.exec(&["ip", "link", "set", ifname, "up"])?;
-    }
-    Ok(())
-}
-
-/// Adds `addr/len` to `ifname` in `ns`.
-pub(crate) fn address(ns: &Netns, ifname: &str, addr: Ipv4Addr, len: u8) -> Result<()> {
-    ns.exec(&["ip", "addr", "add", &format!("{addr}/{len}"), "dev", ifname])?;
     Ok(())
 }

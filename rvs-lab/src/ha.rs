@@ -23,9 +23,10 @@ use anyhow::{Context, Result, ensure};
 use crate::dr::{
     CLIENT_ADDR, CLIENT_IF, LB_SEGMENT_IF, LB_UPLINK_IF, MAX_REAL_SERVERS, ROUTER_CLIENT_ADDR,
     ROUTER_CLIENT_IF, ROUTER_LB_ADDR, ROUTER_LB_IF, ROUTER_SEGMENT_ADDR, ROUTER_SEGMENT_IF, RS_IF,
-    SWITCH_BRIDGE, SWITCH_ROUTER_PORT, VIP_NET, address, rs_addr, veth,
+    SWITCH_BRIDGE, SWITCH_ROUTER_PORT, VIP_NET, rs_addr,
 };
 use crate::netns::{Netns, unique_prefix};
+use crate::wire::{address, veth};
 
 /// The uplink bridge (in the switch namespace).
 pub const UPLINK_BRIDGE: &str = "ubr";

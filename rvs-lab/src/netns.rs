@@ -292,52 +292,20 @@ impl Netns {
         cmd::run(&self.exec_argv(argv)).with_context(|| format!("in namespace {}", self.name))
     }
 
+    /// Runs a command with only its network namespace switched (unlike [`Netns::exec`],
+    /// which also gives it a private mount namespace with its own /sys, where bpffs is not
+    /// mounted) and waits for it: for commands that pin BPF objects. Bounded by `timeout`.
+    /// The output's `stdout` holds stdout and stderr interleaved; `stderr` is empty.
+    pub fn output(&self, argv: &[&str], timeout: Duration) -> Result<std::process::Output> {
+        output_at(&self.path, &self.name, argv, timeout)
+    }
+
     /// Starts a long-running command inside the namespace; the returned guard stops it
     /// (SIGTERM, then SIGKILL) when dropped. Only the network namespace changes (unlike
     /// `ip netns exec`, which also gives the command a private mount namespace): a daemon
     /// started here pins BPF objects in the host's bpffs, where they outlive it.
     pub fn spawn(&self, argv: &[&str]) -> Result<ChildGuard> {
-        use std::os::{fd::AsRawFd, unix::process::CommandExt};
-        let line = argv.join(" ");
-        let (program, args) = argv.split_first().context("empty command")?;
-        let netns = File::open(&self.path)
-            .with_context(|| format!("cannot open {}", self.path.display()))?;
-        let fd = netns.as_raw_fd();
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec the closure only makes one syscall on an fd that
-        // stays open in this process until spawn returns.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{line}` in namespace {}", self.name))?;
-        drop(netns);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            drain(out, Arc::clone(&output));
-        }
-        if let Some(err) = child.stderr.take() {
-            drain(err, Arc::clone(&output));
-        }
-        tracing::debug!(netns = %self.name, command = %line, pid = child.id(), "spawned");
-        Ok(ChildGuard {
-            child,
-            what: format!("`{line}` in {}", self.name),
-            output,
-            done: None,
-        })
+        spawn_at(&self.path, &self.name, argv)
     }
 
     /// Sets a sysctl inside the namespace (`net.ipv4.ip_forward` style key).
@@ -393,6 +361,79 @@ impl Drop for Netns {
             }
         }
     }
+}
+
+/// [`Netns::spawn`] for the namespace whose handle is `path` (named `name` in messages).
+pub(crate) fn spawn_at(path: &Path, name: &str, argv: &[&str]) -> Result<ChildGuard> {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let line = argv.join(" ");
+    let (program, args) = argv.split_first().context("empty command")?;
+    let netns = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let fd = netns.as_raw_fd();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only makes one syscall on an fd that
+    // stays open in this process until spawn returns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{line}` in namespace {}", name))?;
+    drop(netns);
+    let output = Arc::new(Mutex::new(Vec::new()));
+    if let Some(out) = child.stdout.take() {
+        drain(out, Arc::clone(&output));
+    }
+    if let Some(err) = child.stderr.take() {
+        drain(err, Arc::clone(&output));
+    }
+    tracing::debug!(netns = %name, command = %line, pid = child.id(), "spawned");
+    Ok(ChildGuard {
+        child,
+        what: format!("`{line}` in {}", name),
+        output,
+        done: None,
+    })
+}
+
+/// [`Netns::output`] for the namespace whose handle is `path` (named `name` in messages).
+pub(crate) fn output_at(
+    path: &Path,
+    name: &str,
+    argv: &[&str],
+    timeout: Duration,
+) -> Result<std::process::Output> {
+    let mut child = spawn_at(path, name, argv)?;
+    let deadline = Instant::now() + timeout;
+    while child.is_running() {
+        if Instant::now() > deadline {
+            bail!(
+                "`{}` in {} did not finish within {timeout:?}",
+                argv.join(" "),
+                name
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status = child.stop()?;
+    // The drain threads have the whole output once the pipes closed at exit.
+    thread::sleep(Duration::from_millis(20));
+    Ok(std::process::Output {
+        status,
+        stdout: child.output().into_bytes(),
+        stderr: Vec::new(),
+    })
 }
 
 /// `/proc/sys/...` path of a dotted sysctl key.

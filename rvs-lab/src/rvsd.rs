@@ -47,15 +47,26 @@ impl Rvsd {
         interface: &str,
         pin_path: &Path,
     ) -> Result<Rvsd> {
+        Self::start_keepalived_on(ns, binary, keepalived_conf, &[interface], pin_path)
+    }
+
+    /// [`Rvsd::start_keepalived`] with the balancer on several interfaces (a two-armed NAT
+    /// LB receives requests on one and replies on the other).
+    pub fn start_keepalived_on(
+        ns: &Netns,
+        binary: &Path,
+        keepalived_conf: &str,
+        interfaces: &[&str],
+        pin_path: &Path,
+    ) -> Result<Rvsd> {
         let config_path = std::env::temp_dir().join(format!("{}-keepalived.conf", ns.name()));
-        let args = vec![
-            "--keepalived".to_owned(),
-            config_path.display().to_string(),
-            "--interface".to_owned(),
-            interface.to_owned(),
-            "--pin-path".to_owned(),
-            pin_path.display().to_string(),
-        ];
+        let mut args = vec!["--keepalived".to_owned(), config_path.display().to_string()];
+        for interface in interfaces {
+            args.push("--interface".to_owned());
+            args.push((*interface).to_owned());
+        }
+        args.push("--pin-path".to_owned());
+        args.push(pin_path.display().to_string());
         Self::launch(ns, binary, keepalived_conf, config_path, args, pin_path)
     }
 

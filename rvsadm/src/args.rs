@@ -4,7 +4,7 @@
 //! rvsd (an [`Op`]), a listing, `-S`, `-R`, help or version.
 //!
 //! What rvs does not implement yet (fwmark, IPv6 and SCTP services, persistence engines,
-//! GUE/GRE tunnels, an IPv6 sync group) is parsed and checked like ipvsadm does, so
+//! an IPv6 sync group) is parsed and checked like ipvsadm does, so
 //! ipvsadm's own errors come first, and then refused with a message that says so.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rvs_api::Op;
 use rvs_config::{
     ForwardMethod, Persistence, Protocol, RealServer, SchedFlag, Scheduler, ServiceId, Timeouts,
-    VirtualService,
+    Tunnel, TunnelChecksum, TunnelType, VirtualService,
 };
 
 use crate::{
@@ -418,6 +418,8 @@ struct Dest {
     u_threshold: u32,
     l_threshold: u32,
     tun_type: usize,
+    tun_port: u16,
+    tun_checksum: TunnelChecksum,
 }
 
 const SCHED1: u8 = 1;
@@ -595,6 +597,8 @@ impl Entry {
                 u_threshold: 0,
                 l_threshold: 0,
                 tun_type: 0,
+                tun_port: 0,
+                tun_checksum: TunnelChecksum::Nocsum,
             },
             timeouts: Timeouts {
                 tcp: 0,
@@ -898,12 +902,23 @@ pub fn parse(
             }
             Tag::TunPort => {
                 e.set(O_TUN_PORT)?;
-                string_to_number(&arg, 1, 65535)
+                let port = string_to_number(&arg, 1, 65535)
                     .ok_or_else(|| fail(2, "illegal tunnel port specified"))?;
+                // In range 1..=65535 by the check above.
+                e.dest.tun_port = u16::try_from(port).unwrap_or(0);
             }
-            Tag::TunNocsum => e.set(O_TUN_NOCSUM)?,
-            Tag::TunCsum => e.set(O_TUN_CSUM)?,
-            Tag::TunRemcsum => e.set(O_TUN_REMCSUM)?,
+            Tag::TunNocsum => {
+                e.set(O_TUN_NOCSUM)?;
+                e.dest.tun_checksum = TunnelChecksum::Nocsum;
+            }
+            Tag::TunCsum => {
+                e.set(O_TUN_CSUM)?;
+                e.dest.tun_checksum = TunnelChecksum::Csum;
+            }
+            Tag::TunRemcsum => {
+                e.set(O_TUN_REMCSUM)?;
+                e.dest.tun_checksum = TunnelChecksum::Remcsum;
+            }
             _ => {
                 return Err(fail(2, format!("invalid option `{}'", popt.bad_option())));
             }
@@ -1109,12 +1124,13 @@ fn real_server(svc: &Svc, dest: &Dest) -> Result<RealServer, Failure> {
     if dest.l_threshold > dest.u_threshold {
         return Err(fail(255, "Numerical result out of range"));
     }
-    if dest.tun_type != 0 {
-        return Err(fail(
-            255,
-            "GUE and GRE tunnels (--tun-type) are not supported by rvs yet",
-        ));
-    }
+    // ipvsadm's option checks (done before this) allow exactly the combinations that
+    // `Tunnel::problem` accepts, so the tunnel is valid here.
+    let tunnel = Tunnel {
+        kind: [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre][dest.tun_type],
+        port: (dest.tun_port != 0).then_some(dest.tun_port),
+        checksum: dest.tun_checksum,
+    };
     Ok(RealServer {
         address,
         port: (dest.port != svc.port).then_some(dest.port),
@@ -1124,6 +1140,7 @@ fn real_server(svc: &Svc, dest: &Dest) -> Result<RealServer, Failure> {
             Fwd::Tunnel => ForwardMethod::Tun,
             Fwd::Masq => ForwardMethod::Nat,
         },
+        tunnel,
         u_threshold: dest.u_threshold,
         l_threshold: dest.l_threshold,
     })

@@ -9,7 +9,10 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use rvs_api::{Connection, ConnectionList, RealStatus, ServiceList, ServiceStatus};
-use rvs_config::{ForwardMethod, Protocol, SchedFlag, Scheduler, Timeouts, VirtualService};
+use rvs_config::{
+    ForwardMethod, Protocol, SchedFlag, Scheduler, Timeouts, Tunnel, TunnelChecksum, TunnelType,
+    VirtualService,
+};
 
 use crate::{
     args::Format,
@@ -216,6 +219,20 @@ fn fwd_switch(f: ForwardMethod) -> &'static str {
     }
 }
 
+/// ipvsadm's `print_tunnel_rule`: the tunnel options of a `-S` line for a tunnelled server.
+fn tunnel_rule(t: &Tunnel) -> String {
+    let csum = match t.checksum {
+        TunnelChecksum::Nocsum => "--tun-nocsum",
+        TunnelChecksum::Csum => "--tun-csum",
+        TunnelChecksum::Remcsum => "--tun-remcsum",
+    };
+    match t.kind {
+        TunnelType::Ipip => " --tun-type ipip".to_string(),
+        TunnelType::Gue => format!(" --tun-type gue --tun-port {} {csum}", t.port.unwrap_or(0)),
+        TunnelType::Gre => format!(" --tun-type gre {csum}"),
+    }
+}
+
 /// The end of a `-S` real-server line. ipvsadm's `-S` leaves connection thresholds out, so
 /// its rules lose them; rvsadm adds `-x`/`-y` when they are set (ipvsadm's `-R` reads
 /// them too) so that `-S`, `-C`, `-R` gives back the same state. Without thresholds the
@@ -299,8 +316,9 @@ pub fn service_entry(out: &mut String, st: &ServiceStatus, f: Format, r: &dyn Re
             if real.forward == ForwardMethod::Tun {
                 write!(
                     out,
-                    "-a {svc_name} -r {dname} -i -w {} --tun-type ipip",
-                    real.weight
+                    "-a {svc_name} -r {dname} -i -w {}{}",
+                    real.weight,
+                    tunnel_rule(&real.tunnel)
                 )
                 .and_then(|()| thresholds_rule(out, real))
             } else {
@@ -343,9 +361,9 @@ pub fn service_entry(out: &mut String, st: &ServiceStatus, f: Format, r: &dyn Re
             )
         } else if f.tun_info {
             let info = if real.forward == ForwardMethod::Tun {
-                "ipip"
+                real.tunnel.info()
             } else {
-                "n/a"
+                "n/a".to_string()
             };
             writeln!(
                 out,

@@ -80,3 +80,8 @@ fn unsupported() {
 fn rvs() {
     check("rvs");
 }
+
+#[test]
+fn tunnel() {
+    check("tunnel");
+}

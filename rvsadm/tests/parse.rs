@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use rvs_api::Op;
 use rvs_config::{
     ForwardMethod, Persistence, Protocol, RealServer, SchedFlag, Scheduler, ServiceId, Timeouts,
-    VirtualService,
+    Tunnel, TunnelChecksum, TunnelType, VirtualService,
 };
 use rvsadm::{Failure, Format, Invocation, ListRequest, ListTarget, split_rvs_options};
 
@@ -202,6 +202,7 @@ fn real_servers() {
         port,
         weight,
         forward,
+        tunnel: Default::default(),
         u_threshold: u,
         l_threshold: l,
     };
@@ -244,6 +245,54 @@ fn real_servers() {
             real: real(rs1, None, 65535, ForwardMethod::Tun, 0, 0)
         }
     );
+    // Tunnel options land in the real server's tunnel, as ipvsadm fills ipvs_dest_t.
+    for (line, kind, port, checksum) in [
+        (
+            "-i --tun-type ipip",
+            TunnelType::Ipip,
+            None,
+            TunnelChecksum::Nocsum,
+        ),
+        (
+            "-i --tun-type gue --tun-port 6080",
+            TunnelType::Gue,
+            Some(6080),
+            TunnelChecksum::Nocsum,
+        ),
+        (
+            "-i --tun-type gue --tun-port 6081 --tun-remcsum",
+            TunnelType::Gue,
+            Some(6081),
+            TunnelChecksum::Remcsum,
+        ),
+        (
+            "-i --tun-type gre --tun-csum",
+            TunnelType::Gre,
+            None,
+            TunnelChecksum::Csum,
+        ),
+        (
+            "-i --tun-type gre --tun-nocsum",
+            TunnelType::Gre,
+            None,
+            TunnelChecksum::Nocsum,
+        ),
+    ] {
+        let mut want = real(rs1, None, 1, ForwardMethod::Tun, 0, 0);
+        want.tunnel = Tunnel {
+            kind,
+            port,
+            checksum,
+        };
+        assert_eq!(
+            op(&format!("-a -t 198.18.0.10:80 -r 198.18.2.11 {line}")),
+            Op::AddReal {
+                service: tcp80,
+                real: want
+            },
+            "{line}"
+        );
+    }
     // ipvsadm accepts weights up to INT_MAX; rvsd refuses above 65535 with its reason.
     assert_eq!(
         op("-a -t 198.18.0.10:80 -r 198.18.2.11 -w 2147483647"),
@@ -443,11 +492,6 @@ fn what_rvs_does_not_have_yet() {
             "-a -t 198.18.0.10:80 -r [fd00::1]:80 -i",
             255,
             "IPv6 real servers are not supported by rvs yet",
-        ),
-        (
-            "-a -t 198.18.0.10:80 -r 198.18.2.11 -i --tun-type gue --tun-port 6080",
-            255,
-            "GUE and GRE tunnels (--tun-type) are not supported by rvs yet",
         ),
         (
             "--start-daemon master --mcast-interface eth0 --mcast-group ff02::81",

@@ -1253,13 +1253,7 @@ impl Daemon {
             .into_iter()
             .filter_map(|(key, conn, left_ns)| {
                 let real = self.dp.real(conn.real)?;
-                let state = match conn.state {
-                    s if s == ConnState::SynRecv as u8 => "SYN_RECV",
-                    s if s == ConnState::Established as u8 => "ESTABLISHED",
-                    s if s == ConnState::FinWait as u8 => "FIN_WAIT",
-                    s if s == ConnState::Close as u8 => "CLOSE",
-                    _ => "UDP",
-                };
+                let state = ConnState::from_u8(conn.state).map_or("UDP", ConnState::name);
                 let addr = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
                 Some(Connection {
                     protocol: if key.proto == u32::from(IPPROTO_TCP) {

@@ -79,9 +79,15 @@ fn io_error(what: &str, e: std::io::Error) -> ApiError {
 /// rvs-sync's state for the dataplane's.
 fn flow_state(s: ConnState) -> FlowState {
     match s {
-        ConnState::SynRecv => FlowState::SynRecv,
+        ConnState::SynRecv
+        | ConnState::None
+        | ConnState::SynSent
+        | ConnState::Listen
+        | ConnState::SynAck => FlowState::SynRecv,
         ConnState::Established => FlowState::Established,
-        ConnState::FinWait => FlowState::FinWait,
+        ConnState::FinWait | ConnState::TimeWait | ConnState::CloseWait | ConnState::LastAck => {
+            FlowState::FinWait
+        }
         ConnState::Close => FlowState::Close,
         ConnState::Udp => FlowState::Udp,
     }

@@ -175,12 +175,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let fib = FibNs::new().context("creating the benchmark namespace")?;
     let pin_root = PathBuf::from(format!("{PIN_PREFIX}{}", std::process::id()));
-    let (floor, rows) = fib.ns().run(|| measure(&opts, &pin_root))??;
+    // Clients sit behind a router on a0 (one-armed): NAT replies are routed back there.
+    fib.ns()
+        .exec(&["ip", "route", "add", "198.19.0.0/16", "via", "198.18.2.11"])
+        .context("client route for the NAT reply case")?;
+    let (floor, rows, methods) = fib.ns().run(|| -> Result<_> {
+        let (floor, rows) = measure(&opts, &pin_root)?;
+        let methods = methods::measure(&opts, &pin_root)?;
+        Ok((floor, rows, methods))
+    })??;
     drop(fib);
     let report = Report {
         opts: &opts,
         floor,
         rows: &rows,
+        methods: &methods,
         wall_secs: started.elapsed().as_secs_f64(),
     };
     print!("{}", report.render());
@@ -714,7 +723,9 @@ impl Testbed {
                 dmac: b.mac,
                 smac: A0_MAC,
                 state: ConnState::Established as u8,
-                pad: [0; 7],
+                // Frames of any size fit: no MTU lookup on the measured path.
+                fits: u16::MAX,
+                ..ConnEntry::default()
             };
             let key = self.flow(n).key();
             self.dp
@@ -877,6 +888,7 @@ struct Report<'a> {
     opts: &'a Options,
     floor: Floor,
     rows: &'a [Row],
+    methods: &'a methods::Methods,
     wall_secs: f64,
 }
 
@@ -917,6 +929,8 @@ impl Report<'_> {
         self.table(&mut out);
         out.push('\n');
         self.growth(&mut out);
+        out.push('\n');
+        methods::render(&mut out, self.opts, self.methods);
         out.push('\n');
         self.notes(&mut out);
         let _ = writeln!(out, "\nwall time: {:.0} s", self.wall_secs);
@@ -1092,4 +1106,343 @@ fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("model name"))?;
     Some(line.split_once(':')?.1.trim().to_owned())
+}
+
+/// The forwarding methods side by side: an established flow forwarded by direct routing,
+/// NAT (each direction) and TUN (each encapsulation), in one dataplane, timed the same way.
+mod methods {
+    use super::*;
+
+    /// NAT service (TCP, to SEG_A[1]:8080), TUN services (to SEG_A[2]: ipip, gue, gre), DR.
+    const VIP_DR: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 1);
+    const VIP_NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 2);
+    const VIP_TUN: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 3);
+    const NAT_PORT: u16 = 8080;
+    const TCP_SYNACK: u8 = 0x12;
+
+    /// The key-layout measurement for IPv6: the connection-table floor with the 16-byte
+    /// IPv4 key against a 40-byte family-tagged key (one frame repeated, rounds interleaved).
+    #[derive(Debug, Clone)]
+    pub struct KeyLayout {
+        /// ns per packet, 16-byte key.
+        pub v4: Stats,
+        /// ns per packet, 40-byte tagged key.
+        pub tagged: Stats,
+        /// Median over rounds of tagged / v4.
+        pub ratio: f64,
+    }
+
+    /// Results of this section.
+    #[derive(Debug, Clone)]
+    pub struct Methods {
+        /// Per forwarding method.
+        pub figures: Vec<MethodFigure>,
+        /// The key layout measurement.
+        pub keys: KeyLayout,
+    }
+
+    /// One case's figures.
+    #[derive(Debug, Clone)]
+    pub struct MethodFigure {
+        /// Case name.
+        pub case: &'static str,
+        /// ns per packet over the rounds.
+        pub ns: Stats,
+        /// Median over rounds of case / direct routing in the same round.
+        pub ratio: f64,
+        /// Target ratio, if any.
+        pub target: Option<f64>,
+    }
+
+    struct Case {
+        name: &'static str,
+        frame: Vec<u8>,
+        verdict: Verdict,
+        action: u32,
+        target: Option<f64>,
+    }
+
+    fn config() -> Config {
+        let rs = |i: usize, port: Option<u16>, forward: rvs_config::ForwardMethod| {
+            let mut r = RealServer::new(SEG_A[i].0);
+            r.port = port;
+            r.forward = forward;
+            r
+        };
+        let svc = |address, port, reals| {
+            let mut s = VirtualService::new(Protocol::Tcp, address, port);
+            s.scheduler = Scheduler::Rr;
+            s.reals = reals;
+            s
+        };
+        let tun = |kind, port, checksum| {
+            let mut r = rs(2, None, rvs_config::ForwardMethod::Tun);
+            r.tunnel = rvs_config::Tunnel {
+                kind,
+                port,
+                checksum,
+            };
+            r
+        };
+        use rvs_config::{TunnelChecksum as C, TunnelType as T};
+        Config {
+            services: vec![
+                svc(
+                    VIP_DR,
+                    VIP_PORT,
+                    vec![rs(0, None, rvs_config::ForwardMethod::Dr)],
+                ),
+                svc(
+                    VIP_NAT,
+                    VIP_PORT,
+                    vec![rs(1, Some(NAT_PORT), rvs_config::ForwardMethod::Nat)],
+                ),
+                svc(VIP_TUN, 80, vec![tun(T::Ipip, None, C::Nocsum)]),
+                svc(VIP_TUN, 81, vec![tun(T::Gue, Some(6080), C::Csum)]),
+                svc(VIP_TUN, 82, vec![tun(T::Gre, None, C::Nocsum)]),
+            ],
+            ..Config::default()
+        }
+    }
+
+    /// Loads the dataplane, opens one connection per case and times an established
+    /// packet of each, one run per call (test_run runs a repeated frame on the buffer the
+    /// previous run rewrote, so NAT and TUN cannot be repeated in one call), `--new-flows`
+    /// calls per round (at most 20 000), interleaved round by round.
+    pub fn measure(opts: &Options, pin_root: &Path) -> Result<Methods> {
+        let dir = pin_root.join("methods");
+        let _pins = PinDir(dir.clone());
+        let mut dp = Dataplane::load(&dir, Limits::default())?;
+        dp.apply(&config())?;
+        // SAFETY: NUL-terminated name; if_nametoindex only reads it.
+        let a0 = unsafe { libc::if_nametoindex(c"a0".as_ptr()) };
+        ensure!(a0 != 0, "no a0 in the benchmark namespace");
+        let c = (Ipv4Addr::new(198, 19, 7, 1), 40000);
+        let rs_nat = (SEG_A[1].0, NAT_PORT);
+        let from_rs = |mut f: Vec<u8>| {
+            f[6..12].copy_from_slice(&SEG_A[1].1);
+            f
+        };
+        // Open the connections: SYNs, and for NAT the SYN-ACK and the ACK.
+        let setup = [
+            (tcp_frame(c, (VIP_DR, VIP_PORT), TCP_SYN), XDP_TX),
+            (tcp_frame(c, (VIP_NAT, VIP_PORT), TCP_SYN), XDP_TX),
+            (from_rs(tcp_frame(rs_nat, c, TCP_SYNACK)), XDP_TX),
+            (tcp_frame(c, (VIP_NAT, VIP_PORT), TCP_ACK), XDP_TX),
+            (tcp_frame(c, (VIP_TUN, 80), TCP_SYN), XDP_TX),
+            (tcp_frame(c, (VIP_TUN, 81), TCP_SYN), XDP_TX),
+            (tcp_frame(c, (VIP_TUN, 82), TCP_SYN), XDP_TX),
+        ];
+        for (frame, action) in &setup {
+            let prog = dp.xdp_program(programs::BALANCER)?;
+            let out = run_xdp(prog, frame, a0, 1)?;
+            ensure!(
+                out.action == *action,
+                "forwarding-methods setup: action {} instead of {action}",
+                out.action
+            );
+        }
+        let cases = [
+            Case {
+                name: "DR established (reference)",
+                frame: tcp_frame(c, (VIP_DR, VIP_PORT), TCP_ACK),
+                verdict: Verdict::FwdEstablished,
+                action: XDP_TX,
+                target: None,
+            },
+            Case {
+                name: "NAT request (DNAT)",
+                frame: tcp_frame(c, (VIP_NAT, VIP_PORT), TCP_ACK),
+                verdict: Verdict::FwdEstablished,
+                action: XDP_TX,
+                target: Some(1.5),
+            },
+            Case {
+                name: "NAT reply (SNAT)",
+                frame: from_rs(tcp_frame(rs_nat, c, TCP_ACK)),
+                verdict: Verdict::FwdNatReply,
+                action: XDP_TX,
+                target: Some(1.5),
+            },
+            Case {
+                name: "TUN ipip",
+                frame: tcp_frame(c, (VIP_TUN, 80), TCP_ACK),
+                verdict: Verdict::FwdEstablished,
+                action: XDP_TX,
+                target: Some(1.3),
+            },
+            Case {
+                name: "TUN gue + csum",
+                frame: tcp_frame(c, (VIP_TUN, 81), TCP_ACK),
+                verdict: Verdict::FwdEstablished,
+                action: XDP_TX,
+                target: Some(1.3),
+            },
+            Case {
+                name: "TUN gre",
+                frame: tcp_frame(c, (VIP_TUN, 82), TCP_ACK),
+                verdict: Verdict::FwdEstablished,
+                action: XDP_TX,
+                target: Some(1.3),
+            },
+        ];
+        let calls = opts.new_flows.min(20_000);
+        let mut samples = vec![Vec::new(); cases.len()];
+        for round in 0..opts.rounds {
+            for k in 0..cases.len() {
+                // Alternate the order so drift does not favour one case.
+                let i = if round % 2 == 0 {
+                    k
+                } else {
+                    cases.len() - 1 - k
+                };
+                let case = &cases[i];
+                let count = |dp: &Dataplane| -> Result<u64> {
+                    Ok(dp
+                        .verdicts()?
+                        .into_iter()
+                        .find(|(v, _)| *v == case.verdict)
+                        .map_or(0, |(_, n)| n))
+                };
+                let before = count(&dp)?;
+                let mut total = 0u64;
+                for _ in 0..calls {
+                    let prog = dp.xdp_program(programs::BALANCER)?;
+                    let out = run_xdp(prog, &case.frame, a0, 1)?;
+                    ensure!(
+                        out.action == case.action,
+                        "{}: action {} instead of {}; refusing to time the wrong path",
+                        case.name,
+                        out.action,
+                        case.action
+                    );
+                    total += out.ns_per_run;
+                }
+                ensure!(
+                    count(&dp)? - before == u64::from(calls),
+                    "{}: not every run was counted as {}",
+                    case.name,
+                    case.verdict.name()
+                );
+                samples[i].push(total as f64 / f64::from(calls));
+            }
+        }
+        let figures = cases
+            .iter()
+            .zip(&samples)
+            .map(|(case, s)| MethodFigure {
+                case: case.name,
+                ns: Stats::of(s.clone()),
+                ratio: paired_median(s, &samples[0]),
+                target: case.target,
+            })
+            .collect();
+        let keys = key_layout(&mut dp, a0, opts)?;
+        Ok(Methods { figures, keys })
+    }
+
+    /// Times the two reference programs on one established frame whose entry is in both
+    /// maps.
+    fn key_layout(dp: &mut Dataplane, a0: u32, opts: &Options) -> Result<KeyLayout> {
+        let c = (Ipv4Addr::new(198, 19, 7, 2), 40001);
+        let frame = tcp_frame(c, (VIP_DR, VIP_PORT), TCP_ACK);
+        let entry = ConnEntry {
+            ifindex: a0,
+            dmac: SEG_A[0].1,
+            smac: A0_MAC,
+            ..ConnEntry::default()
+        };
+        let ip = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
+        dp.insert_ref_v4(
+            FlowKey {
+                src: ip(c.0),
+                dst: ip(VIP_DR),
+                sport: c.1.to_be(),
+                dport: VIP_PORT.to_be(),
+                proto: u32::from(IPPROTO_TCP),
+            },
+            entry,
+        )?;
+        dp.insert_ref_tagged(
+            rvs_common::TaggedFlowKey {
+                family: 2,
+                proto: IPPROTO_TCP,
+                pad: 0,
+                sport: c.1.to_be(),
+                dport: VIP_PORT.to_be(),
+                src: [ip(c.0), 0, 0, 0],
+                dst: [ip(VIP_DR), 0, 0, 0],
+            },
+            entry,
+        )?;
+        let (mut v4, mut tagged) = (Vec::new(), Vec::new());
+        for round in 0..opts.rounds {
+            let order = if round % 2 == 0 {
+                [programs::REF_CONN_V4, programs::REF_CONN_TAGGED]
+            } else {
+                [programs::REF_CONN_TAGGED, programs::REF_CONN_V4]
+            };
+            for name in order {
+                let out = run_xdp(dp.xdp_program(name)?, &frame, a0, opts.repeat)?;
+                ensure!(
+                    out.action == XDP_TX && out.frame[..6] == SEG_A[0].1,
+                    "{name}: the reference did not find its entry"
+                );
+                if name == programs::REF_CONN_V4 {
+                    v4.push(out.ns_per_run as f64);
+                } else {
+                    tagged.push(out.ns_per_run as f64);
+                }
+            }
+        }
+        Ok(KeyLayout {
+            ratio: paired_median(&tagged, &v4),
+            v4: Stats::of(v4),
+            tagged: Stats::of(tagged),
+        })
+    }
+
+    /// The table of forwarding methods.
+    pub fn render(out: &mut String, opts: &Options, methods: &Methods) {
+        let figures = &methods.figures;
+        let calls = opts.new_flows.min(20_000);
+        let _ = writeln!(
+            out,
+            "Forwarding methods, established flow, one run per call ({calls} calls per \
+             round, {} rounds; single runs include the kernel's clock reads, like the \
+             new-flow case):\n",
+            opts.rounds
+        );
+        let lines: Vec<[String; 4]> = figures
+            .iter()
+            .map(|f| {
+                [
+                    f.case.to_owned(),
+                    min_median(&f.ns),
+                    format!("{:.2}×", f.ratio),
+                    f.target.map_or("reference".into(), |t| {
+                        format!("≤ {t}×: {}", verdict(f.ratio <= t))
+                    }),
+                ]
+            })
+            .collect();
+        write_table(
+            out,
+            opts.markdown,
+            &["case", "ns (min / median)", "ratio to DR", "target"],
+            &lines,
+        );
+        let k = &methods.keys;
+        let _ = writeln!(
+            out,
+            "\nConnection-key layout for IPv6 (parse + one LRU lookup + MACs + XDP_TX, \
+             repeat {}): 16-byte IPv4 key {} ns, 40-byte family-tagged key {} ns (min / \
+             median), tagged / v4 = {:.2}×. rvs keeps separate v4 and v6 maps, so IPv4 \
+             keeps the short key.",
+            opts.repeat,
+            min_median(&k.v4),
+            min_median(&k.tagged),
+            k.ratio
+        );
+    }
 }

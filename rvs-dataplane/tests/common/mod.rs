@@ -103,6 +103,7 @@ pub enum Tcp {
     Ack,
     Fin,
     Rst,
+    SynAck,
 }
 
 /// An Ethernet/IPv4/TCP frame from the client, with correct checksums.
@@ -120,10 +121,38 @@ pub fn tcp_frame(
         Tcp::Ack => b.ack(1),
         Tcp::Fin => b.fin().ack(1),
         Tcp::Rst => b.rst(),
+        Tcp::SynAck => b.syn().ack(1),
     };
     let mut out = Vec::new();
     b.write(&mut out, payload).expect("build frame");
     out
+}
+
+/// An Ethernet/IPv4/TCP frame between any two MACs, with correct checksums.
+pub fn tcp_frame_macs(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = tcp_frame(src, dst, flags, payload);
+    f[..6].copy_from_slice(&macs.1);
+    f[6..12].copy_from_slice(&macs.0);
+    f
+}
+
+/// An Ethernet/IPv4/UDP frame between any two MACs, with correct checksums.
+pub fn udp_frame_macs(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = udp_frame(src, dst, payload);
+    f[..6].copy_from_slice(&macs.1);
+    f[6..12].copy_from_slice(&macs.0);
+    f
 }
 
 /// An Ethernet/IPv4/UDP frame from the client, with correct checksums.

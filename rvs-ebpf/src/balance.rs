@@ -1,0 +1,367 @@
+//! The balancer's driver, as Katran's `process_packet`: parse; a known connection (either
+//! direction of NAT) goes out by its entry; otherwise find the service, schedule, remember
+//! the connection and forward by the real server's method.
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
+};
+use rvs_common::{
+    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
+    PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY,
+    ServiceKey, Verdict,
+    tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
+    tunnel::overhead,
+};
+
+use crate::{
+    flow::{next_state, reusable, timeout_ns},
+    fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
+    maps::{CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
+    parse::{Packet, Parsed, parse_frame},
+    route::{self, NoRoute, Query},
+    schedule::{persisted_real, remember, schedule},
+    stats::count_in,
+};
+
+/// How a frame leaves: decided by [`balance`], carried out once by [`finish`] (one copy of
+/// each rewriter in the program keeps the verifier's work small).
+/// (Small and plain: copying a large enum let LLVM store undefined registers, which the
+/// verifier refuses.)
+pub enum Outcome {
+    /// Done: the verdict and the action.
+    Done(Verdict, u32),
+    /// Forward by the real server's method, as the `Tx` filled in says.
+    Send(Verdict),
+    /// Too big for the egress MTU (the MTU less the encapsulation).
+    TooBig(u16),
+}
+
+/// What sending needs from the connection and its real server.
+#[derive(Clone, Copy, Default)]
+pub struct Tx {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Next-hop MAC.
+    pub dmac: [u8; 6],
+    /// Egress MAC.
+    pub smac: [u8; 6],
+    /// NAT: the real server's address; TUN: the outer source.
+    pub peer_addr: u32,
+    /// NAT: the real server's port.
+    pub peer_port: u16,
+    /// A `Forward` as u8.
+    pub forward: u8,
+    /// The real server (tunnel destination).
+    pub real: RealEntry,
+}
+
+impl Tx {
+    #[inline(always)]
+    pub fn set(&mut self, conn: &ConnEntry, real: &RealEntry) {
+        self.ifindex = conn.ifindex;
+        self.dmac = conn.dmac;
+        self.smac = conn.smac;
+        self.peer_addr = conn.peer_addr;
+        self.peer_port = conn.peer_port;
+        self.forward = real.forward;
+        self.real = *real;
+    }
+}
+
+/// Balances one frame and sends it: the verdict to count and the XDP action.
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
+    let parsed = match parse_frame(ctx) {
+        Ok(p) => p,
+        Err(verdict) => return (verdict, xdp_action::XDP_PASS),
+    };
+    let Some(settings) = SETTINGS.get(0) else {
+        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
+    };
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let mut tx = Tx::default();
+    // One place sends (each rewriter appears once in the program): flows and ICMP errors
+    // about DR/TUN connections alike.
+    let (pkt, outcome) = match parsed {
+        Parsed::Flow(p) => {
+            let o = balance(ctx, &p, settings, bytes, &mut tx);
+            (p, o)
+        }
+        Parsed::Icmp(e) => (e.outer(), nat::icmp(ctx, &e, bytes, &mut tx)),
+    };
+    match outcome {
+        Outcome::Done(v, a) => (v, a),
+        Outcome::Send(_)
+            if tx.forward == Forward::Tunnel as u8 && tun::encap_refused(&pkt, &tx.real) =>
+        {
+            (Verdict::DropUnsupported, xdp_action::XDP_DROP)
+        }
+        Outcome::Send(v) => (v, transmit(ctx, &pkt, &tx)),
+        Outcome::TooBig(mtu) => too_big(ctx, &pkt, mtu),
+    }
+}
+
+/// Decides what happens to one TCP/UDP packet; for a forward, fills `tx`.
+#[inline(always)]
+fn balance(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    settings: &rvs_common::Settings,
+    bytes: u64,
+    tx: &mut Tx,
+) -> Outcome {
+    let pkt = *pkt;
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let flow = FlowKey {
+        src: pkt.saddr,
+        dst: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto as u32,
+    };
+    let is_tcp = pkt.proto == IPPROTO_TCP;
+    let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
+
+    // Known connections first: the entry names its service and real server, so an
+    // established packet needs no service lookup. An entry whose real server was removed
+    // (generation changed) — which is also what deleting its service does — is not used.
+    let mut real_gone = false;
+    if let Some(conn) = CONNS.get_ptr_mut(flow) {
+        // SAFETY: a valid map value; concurrent writers only race on plain integers.
+        let conn = unsafe { &mut *conn };
+        if conn.flags & CONN_F_REPLY != 0 {
+            let (v, a) = nat::reply(ctx, &pkt, &flow, conn, settings, now, bytes);
+            return Outcome::Done(v, a);
+        }
+        let idle = now.saturating_sub(conn.last_seen);
+        let expired = idle > timeout_ns(settings, conn.state);
+        let reused = is_tcp && opens && reusable(conn.state);
+        let real = REALS.get(conn.real);
+        let real_ok = real.is_some_and(|r| r.generation == conn.real_gen);
+        if !expired && !reused {
+            if let (true, Some(real)) = (real_ok, real) {
+                let dir = direction(real);
+                let state = next_state(dir, conn.state, pkt.proto, pkt.tcp_flags);
+                let size = out_len(&pkt, real);
+                if state != conn.state || idle > CONN_REFRESH_NS || size > conn.fits {
+                    // A route or neighbour may have changed: refresh with the kernel.
+                    if let Err(o) = route_to_real(ctx, &pkt, real, size, conn) {
+                        return o;
+                    }
+                    if conn.flags & CONN_F_NAT != 0 {
+                        nat::sync_peer(&nat::reply_key(&flow, conn), state, now);
+                    }
+                    conn.state = state;
+                    conn.last_seen = now;
+                }
+                count_in(conn.service, conn.real, false, bytes);
+                tx.set(conn, real);
+                return Outcome::Send(Verdict::FwdEstablished);
+            }
+            real_gone = true;
+        }
+    }
+
+    let mut key = ServiceKey {
+        vip: pkt.daddr,
+        port: pkt.dport,
+        proto: pkt.proto,
+        pad: 0,
+    };
+    // SAFETY: the value is only read while the program runs (RCU-protected).
+    let svc = match unsafe { SERVICES.get(key) } {
+        Some(svc) => *svc,
+        None => {
+            key.port = 0;
+            match unsafe { SERVICES.get(key) } {
+                Some(svc) => *svc,
+                None => {
+                    let (v, a) = not_for_a_service(&pkt, settings.flags);
+                    return Outcome::Done(v, a);
+                }
+            }
+        }
+    };
+    if svc.flags & SVC_F_STANDBY != 0 {
+        return Outcome::Done(Verdict::PassStandby, xdp_action::XDP_PASS);
+    }
+    // A packet of a connection whose real server was removed: IPVS drops it; only a new
+    // connection (SYN, or any UDP datagram) on the same tuple is scheduled again.
+    if real_gone && !opens {
+        return Outcome::Done(Verdict::DropRealGone, xdp_action::XDP_DROP);
+    }
+    let one_packet = svc.flags & SVC_F_ONE_PACKET != 0 && !is_tcp;
+
+    // A new flow (or one whose entry expired, was closed, or lost its real server).
+    if is_tcp && !opens && svc.flags & SVC_F_SLOPPY_TCP == 0 {
+        return Outcome::Done(Verdict::PassNoConn, xdp_action::XDP_PASS);
+    }
+    // Persistence: a client (under the netmask) goes back to its real server while its
+    // template lives, even when that server is quiesced (IPVS with expire_quiescent_template
+    // off, its default); otherwise it is scheduled and the template (re)made.
+    let persist_key = PersistKey {
+        service: svc.id,
+        client: pkt.saddr & svc.persist_mask,
+    };
+    let persisted = if svc.persist_timeout != 0 {
+        persisted_real(&persist_key, svc.persist_timeout, now)
+    } else {
+        None
+    };
+    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport)) else {
+        return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);
+    };
+    let Some(real) = REALS.get(real_id) else {
+        return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);
+    };
+    if svc.persist_timeout != 0 {
+        remember(&persist_key, real_id, real.generation, now);
+    }
+    let nat = real.forward == Forward::Masq as u8;
+    // A port-0 service keeps the port the client asked for (IPVS: dest port 0).
+    let rport = if real.port == 0 { pkt.dport } else { real.port };
+    let mut conn = ConnEntry {
+        last_seen: now,
+        real: real_id,
+        real_gen: real.generation,
+        service: svc.id,
+        state: next_state(
+            direction(real),
+            ConnState::None as u8,
+            pkt.proto,
+            pkt.tcp_flags,
+        ),
+        ..ConnEntry::default()
+    };
+    if nat {
+        conn.flags = CONN_F_NAT;
+        conn.peer_addr = real.addr;
+        conn.peer_port = rport;
+    }
+    let size = out_len(&pkt, real);
+    if let Err(o) = route_to_real(ctx, &pkt, real, size, &mut conn) {
+        return o;
+    }
+    // If the table is full the LRU evicts the least recently used flow; a failed insert
+    // only means this flow is scheduled again on its next packet.
+    if !one_packet {
+        let _ = CONNS.insert(flow, conn, 0);
+        if nat {
+            // The reply half: found by the real server's packets, routed on first use.
+            let rev = ConnEntry {
+                flags: CONN_F_NAT | CONN_F_REPLY,
+                peer_addr: pkt.daddr,
+                peer_port: pkt.dport,
+                fits: 0,
+                ..conn
+            };
+            let _ = CONNS.insert(nat::reply_key(&flow, &conn), rev, 0);
+        }
+    }
+    count_in(svc.id, real_id, true, bytes);
+    tx.set(&conn, real);
+    Outcome::Send(Verdict::FwdNew)
+}
+
+/// Which of IPVS's state tables a request packet uses.
+#[inline(always)]
+fn direction(real: &RealEntry) -> Direction {
+    if real.forward == Forward::Masq as u8 {
+        Direction::Input
+    } else {
+        Direction::InputOnly
+    }
+}
+
+/// The IPv4 total length of the packet as it will leave towards `real`.
+#[inline(always)]
+fn out_len(pkt: &Packet, real: &RealEntry) -> u16 {
+    if real.forward == Forward::Tunnel as u8 {
+        pkt.tot_len
+            .saturating_add(overhead(real.tun_type, real.tun_flags))
+    } else {
+        pkt.tot_len
+    }
+}
+
+/// A packet for no service: a NAT real server's own traffic is told apart (counted), all of
+/// it goes to the kernel untouched.
+#[inline(always)]
+fn not_for_a_service(pkt: &Packet, flags: u64) -> (Verdict, u32) {
+    // SAFETY: read while the program runs (RCU-protected).
+    if flags & SETTINGS_F_NAT != 0 && unsafe { NAT_SOURCES.get(pkt.saddr) }.is_some() {
+        return (Verdict::PassNatNoConn, xdp_action::XDP_PASS);
+    }
+    (Verdict::PassNotService, xdp_action::XDP_PASS)
+}
+
+/// Routes towards the real server (with the MTU check for the packet as it will leave) and
+/// stores the result in `conn`; the Err is what to return instead.
+#[inline(always)]
+fn route_to_real(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    real: &RealEntry,
+    size: u16,
+    conn: &mut ConnEntry,
+) -> Result<(), Outcome> {
+    let tunnel = real.forward == Forward::Tunnel as u8;
+    let q = Query {
+        src: if tunnel { 0 } else { pkt.saddr },
+        dst: real.addr,
+        sport: pkt.sport,
+        dport: if real.forward == Forward::Masq as u8 {
+            conn.peer_port
+        } else {
+            pkt.dport
+        },
+        proto: pkt.proto,
+        tot_len: size,
+        want_src: tunnel,
+    };
+    match route::lookup(ctx, &q) {
+        Ok(r) => {
+            conn.ifindex = r.ifindex;
+            conn.dmac = r.dmac;
+            conn.smac = r.smac;
+            conn.fits = size;
+            if tunnel {
+                conn.peer_addr = r.src;
+            }
+            Ok(())
+        }
+        Err(NoRoute::FragNeeded(mtu)) => {
+            Err(Outcome::TooBig(mtu.saturating_sub(size - pkt.tot_len)))
+        }
+        Err(NoRoute::Unreachable) => Err(Outcome::Done(Verdict::DropNoRoute, xdp_action::XDP_DROP)),
+    }
+}
+
+/// A packet that does not fit the egress MTU: ICMP fragmentation-needed when DF is set
+/// (with the MTU less the encapsulation, as IPVS), dropped otherwise (XDP cannot fragment).
+#[inline(always)]
+fn too_big(ctx: &XdpContext, pkt: &Packet, mtu: u16) -> (Verdict, u32) {
+    if !pkt.df {
+        return (Verdict::DropTooBig, xdp_action::XDP_DROP);
+    }
+    match frag_needed(ctx, pkt, mtu) {
+        Some(action) => (Verdict::TxFragNeeded, action),
+        None => (Verdict::DropTooBig, xdp_action::XDP_DROP),
+    }
+}
+
+/// Sends the packet of `conn` by the real server's forwarding method.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, pkt: &Packet, tx: &Tx) -> u32 {
+    if tx.forward == Forward::Masq as u8 {
+        if nat::dnat(ctx, pkt, tx.peer_addr, tx.peer_port).is_none() {
+            return xdp_action::XDP_DROP;
+        }
+    } else if tx.forward == Forward::Tunnel as u8
+        && tun::encap(ctx, pkt, &tx.real, tx.peer_addr).is_none()
+    {
+        return xdp_action::XDP_DROP;
+    }
+    l2_out(ctx, tx.ifindex, &tx.dmac, &tx.smac)
+}

@@ -1,0 +1,65 @@
+//! Every BPF map of the object. Sizes here are defaults; the loader resizes them from the
+//! configuration before load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use rvs_common::{
+    ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
+    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, PersistEntry,
+    PersistKey, RealEntry, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+};
+
+/// Lets userspace read and write arrays through mmap instead of a syscall per element.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// (proto, VIP, port) → service.
+#[map(name = "RVS_SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::pinned(DEFAULT_MAX_SERVICES, 0);
+/// Real-server id → real server.
+#[map(name = "RVS_REALS")]
+pub static REALS: Array<RealEntry> = Array::pinned(DEFAULT_MAX_REALS, BPF_F_MMAPABLE);
+/// Every service's scheduler table (real-server ids).
+#[map(name = "RVS_DISPATCH")]
+pub static DISPATCH: Array<u32> = Array::pinned(DEFAULT_DISPATCH_SLOTS, BPF_F_MMAPABLE);
+/// Service id → rr/wrr cursor.
+#[map(name = "RVS_CURSORS")]
+pub static CURSORS: Array<u64> = Array::pinned(DEFAULT_MAX_SERVICES, 0);
+/// IPv4 connection table: request entries and NAT reply entries.
+#[map(name = "RVS_CONNS")]
+pub static CONNS: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(DEFAULT_MAX_CONNS, 0);
+/// Per-service counters.
+#[map(name = "RVS_SERVICE_STATS")]
+pub static SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(DEFAULT_MAX_SERVICES, 0);
+/// Per-real-server counters.
+#[map(name = "RVS_REAL_STATS")]
+pub static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(DEFAULT_MAX_REALS, 0);
+/// Verdict counters.
+#[map(name = "RVS_VERDICTS")]
+pub static VERDICT_COUNTS: PerCpuArray<u64> = PerCpuArray::pinned(VERDICTS, 0);
+/// Persistence templates.
+#[map(name = "RVS_PERSIST")]
+pub static PERSIST: LruHashMap<PersistKey, PersistEntry> =
+    LruHashMap::pinned(DEFAULT_MAX_PERSIST, 0);
+/// Global settings.
+#[map(name = "RVS_SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+/// NAT real-server addresses (→ how many NAT real servers have it).
+#[map(name = "RVS_NAT_SOURCES")]
+pub static NAT_SOURCES: HashMap<u32, u32> = HashMap::pinned(65_536, 0);
+/// Decapsulation: local addresses (→ 1).
+#[map(name = "RVS_DECAP_ADDRS")]
+pub static DECAP_ADDRS: HashMap<u32, u8> = HashMap::pinned(256, 0);
+/// Decapsulation: GUE ports, network order (→ 1).
+#[map(name = "RVS_DECAP_PORTS")]
+pub static DECAP_PORTS: HashMap<u16, u8> = HashMap::pinned(64, 0);
+/// Decapsulation counters.
+#[map(name = "RVS_DECAP_STATS")]
+pub static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DECAP_COUNTS, 0);
+/// Benchmark reference: a 16-byte-key connection map.
+#[map(name = "RVS_REF_V4")]
+pub static REF_V4: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);
+/// Benchmark reference: a 40-byte family-tagged-key connection map.
+#[map(name = "RVS_REF_TAGGED")]
+pub static REF_TAGGED: LruHashMap<TaggedFlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);
