@@ -2347,8 +2347,14 @@ mod tests {
             "eth1 VI_1 ttl",
             "eth1 VI_1 mtu 1",
         ] {
+            // keepalived reports a bad lvs_sync_daemon and runs without a sync daemon.
             let text = format!("global_defs {{\n  lvs_sync_daemon {bad}\n}}\n");
-            assert!(build_str(&text).is_err(), "{bad} must be refused");
+            let (c, w) = build_str(&text).unwrap();
+            assert!(c.global_defs.lvs_sync_daemon.is_none(), "{bad} must be ignored");
+            assert!(
+                w.iter().any(|w| w.message.contains("lvs_sync_daemon")),
+                "{bad} must be reported: {w:?}"
+            );
         }
     }
 
