@@ -119,7 +119,7 @@ fn unknown_forwarding_methods_fall_back_to_nat_as_keepalived() {
     for (file, line) in [("fnat.conf", 4), ("lower.conf", 4)] {
         let i = load(file);
         assert!(
-            warned(&i, line, "forwarding method"),
+            warned(&i, line, "routing method"),
             "{file}: {:?}",
             i.warnings
         );
@@ -132,7 +132,7 @@ fn unknown_forwarding_methods_fall_back_to_nat_as_keepalived() {
     // The newer keyword names work: lvs_sched wrr; `lvs_method dr` is unknown and
     // ignored, so the `lb_kind DR` before it stays.
     let i = load("lvsnames.conf");
-    assert!(warned(&i, 7, "forwarding method"), "{:?}", i.warnings);
+    assert!(warned(&i, 7, "routing method"), "{:?}", i.warnings);
     assert_eq!(i.config.services[0].reals[0].forward, ForwardMethod::Dr);
     assert_eq!(i.config.services[0].scheduler.to_string(), "wrr");
 }
