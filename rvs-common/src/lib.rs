@@ -443,10 +443,29 @@ pub enum Verdict {
     TxFragNeeded = 16,
     /// Dropped: too big for the egress MTU and DF clear (XDP cannot fragment).
     DropTooBig = 17,
+    /// Passed: the IPv4 header checksum is wrong. The kernel drops it (`ip_rcv_core`,
+    /// counted in `IpExtInCsumErrors`) before any routing.
+    PassBadChecksum = 18,
+    /// Passed: malformed IPv4 options (an option length below 2 or past the header). The
+    /// kernel drops it with an ICMP parameter problem (`ip_options_compile`), as for IPVS.
+    PassBadOptions = 19,
+    /// Passed: loose or strict source routing (LSRR/SSRR). The kernel drops it unless
+    /// `accept_source_route` is set (default off); IPVS sees only what the kernel accepts.
+    PassSourceRoute = 20,
+    /// Passed: a martian source (0.0.0.0/8, 127.0.0.0/8, multicast, 255.255.255.255). The
+    /// kernel drops it in `ip_route_input` before forwarding or local delivery.
+    PassMartianSource = 21,
+    /// Dropped: the IPv4 total length cannot hold the TCP/UDP header, or the TCP data
+    /// offset is below 5 or past the total length. Dropped here, as IPVS does, because the
+    /// kernel's IP layer would accept it and route it on.
+    DropBadL4Header = 22,
+    /// Dropped: a packet for a service whose source address is the VIP itself (the kernel
+    /// drops a local source; a VIP not configured locally would be routed back out).
+    DropSourceIsVip = 23,
 }
 
 /// Number of [`Verdict`] values (size of the verdict counter array).
-pub const VERDICTS: u32 = 18;
+pub const VERDICTS: u32 = 24;
 
 impl Verdict {
     /// All verdicts, in counter-index order.
@@ -469,6 +488,12 @@ impl Verdict {
         Verdict::FwdIcmp,
         Verdict::TxFragNeeded,
         Verdict::DropTooBig,
+        Verdict::PassBadChecksum,
+        Verdict::PassBadOptions,
+        Verdict::PassSourceRoute,
+        Verdict::PassMartianSource,
+        Verdict::DropBadL4Header,
+        Verdict::DropSourceIsVip,
     ];
 
     /// Stable snake_case name, used in metrics and listings.
@@ -492,6 +517,12 @@ impl Verdict {
             Verdict::FwdIcmp => "fwd_icmp",
             Verdict::TxFragNeeded => "tx_frag_needed",
             Verdict::DropTooBig => "drop_too_big",
+            Verdict::PassBadChecksum => "pass_bad_checksum",
+            Verdict::PassBadOptions => "pass_bad_options",
+            Verdict::PassSourceRoute => "pass_source_route",
+            Verdict::PassMartianSource => "pass_martian_source",
+            Verdict::DropBadL4Header => "drop_bad_l4_header",
+            Verdict::DropSourceIsVip => "drop_source_is_vip",
         }
     }
 }

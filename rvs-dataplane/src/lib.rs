@@ -181,24 +181,28 @@ pub fn monotonic_coarse_ns() -> u64 {
 
 /// Mounts bpffs at /sys/fs/bpf if nothing is mounted there.
 pub fn ensure_bpffs() -> Result<()> {
-    let mounts =
-        fs::read_to_string("/proc/self/mounts").map_err(io_err("reading /proc/self/mounts"))?;
+    // The calling thread's mount namespace (a lab thread may have one of its own).
+    let mounts = fs::read_to_string("/proc/thread-self/mounts")
+        .map_err(io_err("reading /proc/thread-self/mounts"))?;
     if mounts.lines().any(|l| {
         let mut f = l.split_whitespace();
         f.nth(1) == Some("/sys/fs/bpf") && f.next() == Some("bpf")
     }) {
         return Ok(());
     }
-    let status = std::process::Command::new("mount")
-        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
-        .status()
-        .map_err(io_err("running mount -t bpf"))?;
-    if !status.success() {
-        return Err(DataplaneError::Io {
-            what: "mount -t bpf bpf /sys/fs/bpf".into(),
-            source: std::io::Error::other(format!("exited with {status}")),
-        });
-    }
+    // The mount(2) call itself: no `mount` binary or PATH needed (rvsd under systemd with
+    // an empty PATH, a minimal container).
+    nix::mount::mount(
+        Some("bpf"),
+        "/sys/fs/bpf",
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| DataplaneError::Io {
+        what: "mounting bpffs at /sys/fs/bpf".into(),
+        source: e.into(),
+    })?;
     Ok(())
 }
 

@@ -282,6 +282,7 @@ fn passes_what_is_not_for_a_service() {
         // ICMP echo to the VIP.
         let mut icmp = tcp_frame(client(1, 1), (VIP, 80), Tcp::Syn, b"");
         icmp[23] = 1;
+        fix_ip_checksum(&mut icmp, 14);
         expect(dp, ifs.a0, &icmp, XDP_PASS, Verdict::PassNotTcpUdp, &icmp);
     });
 }
@@ -392,6 +393,122 @@ fn truncated_frames_are_passed_at_every_length() {
             }
             expect(dp, ifs.a0, &bad, XDP_PASS, Verdict::PassMalformed, &bad);
         }
+    });
+}
+
+/// `frame` with IPv4 options inserted (IHL and total length adjusted, checksum fixed).
+fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0, "options are whole words");
+    let mut f = frame.to_vec();
+    f.splice(34..34, options.iter().copied());
+    f[14] = 0x45 + (options.len() / 4) as u8;
+    let tot = u16::from_be_bytes([f[16], f[17]]) + options.len() as u16;
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    fix_ip_checksum(&mut f, 14);
+    f
+}
+
+/// `frame` with its IPv4 total length set to `tot` (checksum fixed).
+fn with_tot_len(frame: &[u8], tot: u16) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    fix_ip_checksum(&mut f, 14);
+    f
+}
+
+#[test]
+fn packets_the_kernel_discards_are_not_scheduled() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane(&config([1, 1, 1], ""), |dp, ifs| {
+        let syn = tcp_frame(client(1, 1000), (VIP, 80), Tcp::Syn, b"");
+        let udp = udp_frame(client(1, 1000), (VIP, 80), b"data");
+        let pass = |dp: &mut Dataplane, f: &[u8], why| expect(dp, ifs.a0, f, XDP_PASS, why, f);
+        let dropped = |dp: &mut Dataplane, f: &[u8], why| expect(dp, ifs.a0, f, XDP_DROP, why, f);
+
+        // A wrong header checksum: ip_rcv_core drops it (IpExtInCsumErrors).
+        let mut bad = syn.clone();
+        bad[24] ^= 0x01;
+        pass(dp, &bad, Verdict::PassBadChecksum);
+        let mut bad = udp.clone();
+        bad[25] ^= 0x80;
+        pass(dp, &bad, Verdict::PassBadChecksum);
+
+        // Total length too short for the L4 header, TCP data offset < 5 or past the total
+        // length: the kernel's IP layer would route these on, so they are dropped here.
+        dropped(dp, &with_tot_len(&syn, 20 + 19), Verdict::DropBadL4Header);
+        dropped(dp, &with_tot_len(&udp, 20 + 7), Verdict::DropBadL4Header);
+        for doff in [0u8, 4, 6, 15] {
+            let mut f = syn.clone();
+            f[46] = (doff << 4) | (f[46] & 0x0F);
+            dropped(dp, &f, Verdict::DropBadL4Header);
+        }
+        // A data offset covering options inside the total length is fine.
+        let mut opts = tcp_frame(client(1, 1001), (VIP, 80), Tcp::Syn, &[1, 1, 1, 0]);
+        opts[46] = (6 << 4) | (opts[46] & 0x0F);
+        let r = run(dp, &opts, ifs.a0);
+        assert_eq!(r.action, XDP_TX, "TCP options inside the segment");
+        // The frame shorter than the total length: truncated.
+        let long = tcp_frame(client(1, 1000), (VIP, 80), Tcp::Syn, b"abcd");
+        pass(dp, &long[..long.len() - 2], Verdict::PassMalformed);
+        // Ethernet padding past the total length is no error.
+        let mut padded = tcp_frame(client(1, 1002), (VIP, 80), Tcp::Syn, b"");
+        padded.extend_from_slice(&[0; 6]);
+        let r = run(dp, &padded, ifs.a0);
+        assert_eq!(r.action, XDP_TX, "padded frame");
+
+        // Martian sources: ip_route_input_slow drops them before routing.
+        for src in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(0, 1, 2, 3),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(224, 0, 0, 1),
+            Ipv4Addr::new(239, 255, 255, 250),
+            Ipv4Addr::BROADCAST,
+        ] {
+            let f = tcp_frame((src, 1000), (VIP, 80), Tcp::Syn, b"");
+            pass(dp, &f, Verdict::PassMartianSource);
+        }
+        // The VIP as its own client is dropped once the service is found; the same
+        // addresses for no service are none of rvs's business.
+        let land = tcp_frame((VIP, 80), (VIP, 80), Tcp::Syn, b"");
+        dropped(dp, &land, Verdict::DropSourceIsVip);
+        let other = Ipv4Addr::new(198, 18, 0, 99);
+        let not_ours = tcp_frame((other, 80), (other, 80), Tcp::Syn, b"");
+        pass(dp, &not_ours, Verdict::PassNotService);
+
+        // Malformed options (as ip_options_compile): length 0 or 1, past the header, a
+        // type byte with no room for its length.
+        for options in [
+            [0x94u8, 0x00, 0x00, 0x00],
+            [0x94, 0x01, 0x00, 0x00],
+            [0x94, 0x05, 0x00, 0x00],
+            [0x01, 0x01, 0x01, 0x94],
+        ] {
+            pass(dp, &with_options(&syn, &options), Verdict::PassBadOptions);
+        }
+        let overlong = [0x07u8, 0x27, 0x04, 0, 0, 0, 0, 0];
+        pass(dp, &with_options(&syn, &overlong), Verdict::PassBadOptions);
+        // Loose and strict source routing: the kernel drops them unless
+        // accept_source_route is set.
+        for kind in [0x83u8, 0x89] {
+            let srr = [0x01, kind, 0x07, 0x04, 198, 18, 1, 11];
+            pass(dp, &with_options(&syn, &srr), Verdict::PassSourceRoute);
+        }
+        // Well-formed options after END are not parsed; a record-route option is fine.
+        let rr = [0x07u8, 0x07, 0x04, 0, 0, 0, 0, 0x00];
+        let f = with_options(&tcp_frame(client(2, 1003), (VIP, 80), Tcp::Syn, b""), &rr);
+        let r = run(dp, &f, ifs.a0);
+        assert_eq!(r.action, XDP_TX, "record route");
+        let after_end = [0x00u8, 0x83, 0x00, 0x00];
+        let f = with_options(
+            &tcp_frame(client(2, 1004), (VIP, 80), Tcp::Syn, b""),
+            &after_end,
+        );
+        let r = run(dp, &f, ifs.a0);
+        assert_eq!(r.action, XDP_TX, "bytes after END");
     });
 }
 

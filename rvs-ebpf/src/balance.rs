@@ -73,6 +73,10 @@ impl Tx {
 pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
     let parsed = match parse_frame(ctx) {
         Ok(p) => p,
+        // What the kernel's IP layer would route on is dropped; the rest it drops itself.
+        Err(Verdict::DropBadL4Header) => {
+            return (Verdict::DropBadL4Header, xdp_action::XDP_DROP);
+        }
         Err(verdict) => return (verdict, xdp_action::XDP_PASS),
     };
     let Some(settings) = SETTINGS.get(0) else {
@@ -183,6 +187,10 @@ fn balance(
             }
         }
     };
+    // A spoofed source equal to the VIP (a LAND packet): never scheduled.
+    if pkt.saddr == pkt.daddr {
+        return Outcome::Done(Verdict::DropSourceIsVip, xdp_action::XDP_DROP);
+    }
     if svc.flags & SVC_F_STANDBY != 0 {
         return Outcome::Done(Verdict::PassStandby, xdp_action::XDP_PASS);
     }

@@ -4,9 +4,9 @@
 //! [`parse_ipv4`] behind the same ethertype switch.
 
 use aya_ebpf::programs::XdpContext;
-use rvs_common::{IPPROTO_TCP, IPPROTO_UDP, Verdict};
+use rvs_common::{IPPROTO_TCP, IPPROTO_UDP, Verdict, csum};
 
-use crate::access::{ptr_at, read_be16};
+use crate::access::{ptr_at, ptr_at_fresh, read_be16};
 
 /// Length of an Ethernet header.
 pub const ETH_HLEN: usize = 14;
@@ -22,6 +22,12 @@ const IP_MF_OFFSET_MASK: u16 = 0x3FFF;
 const IP_DF: u8 = 0x40;
 /// IP protocol number of ICMP.
 pub const IPPROTO_ICMP: u8 = 1;
+/// Most IPv4 option bytes a header can carry (IHL 15).
+const IPV4_MAX_OPT_LEN: usize = 40;
+const IPOPT_END: u8 = 0;
+const IPOPT_NOOP: u8 = 1;
+const IPOPT_LSRR: u8 = 131;
+const IPOPT_SSRR: u8 = 137;
 
 /// What the parser extracted from an IPv4 TCP/UDP frame that is not a fragment.
 #[derive(Clone, Copy)]
@@ -185,20 +191,128 @@ pub fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Ipv4, Verdict> {
     })
 }
 
+/// What the kernel's `ip_rcv_core` and `ip_route_input` check before a received packet
+/// goes anywhere: the frame holds the total length, the header checksum is right, the
+/// options are well-formed and not source routing, the source is no martian. A packet
+/// failing one of them is passed: the kernel drops it (and counts it in its own SNMP
+/// counters, or answers a parameter problem), as it would have with IPVS.
+///
+/// It reads the header again through [`ptr_at_fresh`]: its comparisons then narrow only its
+/// own copies of IHL, total length and source, so the verifier does not walk the rest of
+/// the program once per header length it saw here.
+#[inline(always)]
+fn check_ipv4(ctx: &XdpContext, l3: usize) -> Result<(), Verdict> {
+    let h = ptr_at_fresh::<[u8; IPV4_MIN_HLEN]>(ctx, l3).ok_or(Verdict::PassMalformed)?;
+    // SAFETY: bounds checked by ptr_at_fresh.
+    let h = unsafe { &*h };
+    let ihl = ((h[0] & 0x0F) as usize) * 4;
+    let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if l3 + tot_len > ctx.data_end() - ctx.data() {
+        return Err(Verdict::PassMalformed);
+    }
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < IPV4_MIN_HLEN {
+        sum += u16::from_ne_bytes([h[i], h[i + 1]]) as u64;
+        i += 2;
+    }
+    if ihl > IPV4_MIN_HLEN {
+        // Options: up to 10 more words, each read with its own bounds check.
+        let mut w = 0;
+        while w < IPV4_MAX_OPT_LEN / 4 {
+            let off = IPV4_MIN_HLEN + w * 4;
+            if off >= ihl {
+                break;
+            }
+            let o = ptr_at::<[u8; 4]>(ctx, l3 + off).ok_or(Verdict::PassMalformed)?;
+            // SAFETY: bounds checked by ptr_at.
+            let o = unsafe { *o };
+            sum += u16::from_ne_bytes([o[0], o[1]]) as u64;
+            sum += u16::from_ne_bytes([o[2], o[3]]) as u64;
+            w += 1;
+        }
+    }
+    if csum::fold(sum) != 0xFFFF {
+        return Err(Verdict::PassBadChecksum);
+    }
+    if ihl > IPV4_MIN_HLEN {
+        check_options(ctx, l3, ihl)?;
+    }
+    // As `ip_route_input_slow`: multicast, limited broadcast, 0.0.0.0/8 and (without
+    // route_localnet) 127.0.0.0/8 are martian sources.
+    let s = [h[12], h[13], h[14], h[15]];
+    if s[0] == 0 || s[0] == 127 || s[0] & 0xF0 == 0xE0 || s == [0xFF; 4] {
+        return Err(Verdict::PassMartianSource);
+    }
+    Ok(())
+}
+
+/// Walks the IPv4 options as `ip_options_compile` does: END stops, NOP is one byte, any
+/// other option has a length of at least 2 that stays inside the header; LSRR/SSRR are
+/// refused here (the kernel decides by `accept_source_route`).
+#[inline(always)]
+fn check_options(ctx: &XdpContext, l3: usize, ihl: usize) -> Result<(), Verdict> {
+    let mut off = IPV4_MIN_HLEN;
+    let mut n = 0;
+    // At most one step per option byte.
+    while n < IPV4_MAX_OPT_LEN {
+        if off >= ihl || off >= IPV4_MIN_HLEN + IPV4_MAX_OPT_LEN {
+            return Ok(());
+        }
+        // Type and length read together: a one-byte check is compiled to `ptr >= end`,
+        // which gives the verifier no range. Past the header (no L4 at all) is malformed.
+        let opt = ptr_at::<[u8; 2]>(ctx, l3 + off).ok_or(Verdict::PassMalformed)?;
+        // SAFETY: bounds checked by ptr_at.
+        let [kind, len] = unsafe { *opt };
+        if kind == IPOPT_END {
+            return Ok(());
+        }
+        if kind == IPOPT_NOOP {
+            off += 1;
+            n += 1;
+            continue;
+        }
+        if off + 1 >= ihl {
+            return Err(Verdict::PassBadOptions);
+        }
+        let len = len as usize;
+        if len < 2 || off + len > ihl {
+            return Err(Verdict::PassBadOptions);
+        }
+        if kind == IPOPT_LSRR || kind == IPOPT_SSRR {
+            return Err(Verdict::PassSourceRoute);
+        }
+        off += len;
+        n += 1;
+    }
+    Ok(())
+}
+
 /// Parses a frame for the balancer.
 #[inline(always)]
 pub fn parse_frame(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     let l3 = parse_l2(ctx)?;
     let ip = parse_ipv4(ctx, l3)?;
+    check_ipv4(ctx, l3)?;
     let l4 = l3 + ip.ihl;
+    // The L4 header must fit the total length (the frame may carry Ethernet padding past
+    // it): IPVS drops what it cannot read, and the kernel would route it on.
+    let l4_room = ip.tot_len as usize - ip.ihl;
     let (ports, tcp_flags, udp_csum_zero) = match ip.proto {
         IPPROTO_TCP => {
             let tcp = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4).ok_or(Verdict::PassMalformed)?;
             // SAFETY: bounds checked by ptr_at.
             let tcp = unsafe { &*tcp };
+            let doff = ((tcp[12] >> 4) as usize) * 4;
+            if doff < TCP_MIN_HLEN || doff > l4_room {
+                return Err(Verdict::DropBadL4Header);
+            }
             ([tcp[0], tcp[1], tcp[2], tcp[3]], tcp[13], false)
         }
         IPPROTO_UDP => {
+            if l4_room < UDP_HLEN {
+                return Err(Verdict::DropBadL4Header);
+            }
             let udp = ptr_at::<[u8; UDP_HLEN]>(ctx, l4).ok_or(Verdict::PassMalformed)?;
             // SAFETY: bounds checked by ptr_at.
             let udp = unsafe { &*udp };

@@ -265,6 +265,51 @@ struct Instance {
     master: Option<IpAddr>,
     last_transition: Duration,
     counters: Counters,
+    drop_log: DropLog,
+}
+
+/// How often a dropped-advert log line of one reason repeats for one instance: a peer
+/// with a wrong password or a broken sender sends one a second, and the counters already
+/// count each.
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Rate limit of the dropped-advert log lines of one instance, per reason: the first is
+/// logged at once, the next after [`DROP_LOG_EVERY`] with the number left out since.
+#[derive(Debug, Default)]
+struct DropLog {
+    /// (reason, when last logged, drops not logged since).
+    reasons: Vec<(&'static str, Duration, u64)>,
+}
+
+impl DropLog {
+    /// Whether a drop for `reason` at `now` is logged: `Some(left out since the last line)`.
+    fn admit(&mut self, now: Duration, reason: &'static str) -> Option<u64> {
+        match self.reasons.iter_mut().find(|(r, _, _)| *r == reason) {
+            None => {
+                self.reasons.push((reason, now, 0));
+                Some(0)
+            }
+            Some((_, last, left_out)) if now.saturating_sub(*last) >= DROP_LOG_EVERY => {
+                let n = *left_out;
+                *last = now;
+                *left_out = 0;
+                Some(n)
+            }
+            Some((_, _, left_out)) => {
+                *left_out += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Logs a dropped advert of instance `$inst` unless [`DropLog`] holds it back.
+macro_rules! log_drop {
+    ($inst:expr, $now:expr, $msg:literal, $($field:tt)*) => {
+        if let Some(suppressed) = $inst.drop_log.admit($now, $msg) {
+            tracing::info!(instance = %$inst.cfg.name, $($field)*, suppressed, $msg);
+        }
+    };
 }
 
 impl Instance {
@@ -377,6 +422,7 @@ impl Node {
                     master: None,
                     last_transition: Duration::ZERO,
                     counters: Counters::default(),
+                    drop_log: DropLog::default(),
                     cfg: c.clone(),
                 }
             })
@@ -1022,6 +1068,7 @@ impl Node {
     /// counting each reason for a drop; returns the parsed advert if it is to be processed.
     fn check_packet(
         &mut self,
+        now: Duration,
         i: usize,
         src: IpAddr,
         dst: IpAddr,
@@ -1033,12 +1080,12 @@ impl Node {
             Ok(p) => p,
             Err(WireError::Version(v)) => {
                 inst.counters.version_errors += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, version = v, "advert of an unsupported VRRP version dropped");
+                log_drop!(inst, now, "advert of an unsupported VRRP version dropped", %src, version = v);
                 return None;
             }
             Err(e) => {
                 inst.counters.length_errors += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, error = %e, "malformed advert dropped");
+                log_drop!(inst, now, "malformed advert dropped", %src, error = %e);
                 return None;
             }
         };
@@ -1049,24 +1096,24 @@ impl Node {
         if inst.multicast() && ttl != TTL {
             // keepalived checks the TTL only for multicast (unicast may cross routers).
             inst.counters.ttl_errors += 1;
-            tracing::info!(instance = %inst.cfg.name, %src, ttl, "advert with TTL/hop limit other than 255 dropped");
+            log_drop!(inst, now, "advert with TTL/hop limit other than 255 dropped", %src, ttl);
             return None;
         }
         if packet.version() != Some(inst.version) {
             inst.counters.version_errors += 1;
-            tracing::info!(instance = %inst.cfg.name, %src, version = packet.version_number(), "advert of another VRRP version dropped");
+            log_drop!(inst, now, "advert of another VRRP version dropped", %src, version = packet.version_number());
             return None;
         }
         if packet.kind() != TYPE_ADVERTISEMENT {
             inst.counters.type_errors += 1;
-            tracing::info!(instance = %inst.cfg.name, %src, kind = packet.kind(), "VRRP packet of an unknown type dropped");
+            log_drop!(inst, now, "VRRP packet of an unknown type dropped", %src, kind = packet.kind());
             return None;
         }
         let repr = match Repr::parse(&packet, src, dst) {
             Ok(r) => r,
             Err(WireError::Checksum { .. }) => {
                 inst.counters.checksum_errors += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, "advert with a bad checksum dropped");
+                log_drop!(inst, now, "advert with a bad checksum dropped", %src);
                 return None;
             }
             Err(_) => {
@@ -1078,22 +1125,22 @@ impl Node {
             let got = repr.auth.type_value();
             if got > 2 {
                 inst.counters.invalid_auth_type += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, auth_type = got, "advert with an invalid auth type dropped");
+                log_drop!(inst, now, "advert with an invalid auth type dropped", %src, auth_type = got);
                 return None;
             }
             if got != inst.auth.type_value() {
                 inst.counters.auth_type_mismatch += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, "advert with another auth type dropped");
+                log_drop!(inst, now, "advert with another auth type dropped", %src);
                 return None;
             }
             if repr.auth != inst.auth {
                 inst.counters.auth_failures += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, "advert with a wrong password dropped");
+                log_drop!(inst, now, "advert with a wrong password dropped", %src);
                 return None;
             }
             if repr.adver_int != inst.cfg.adver_int_field(Version::V2) {
                 inst.counters.interval_errors += 1;
-                tracing::info!(instance = %inst.cfg.name, %src, got = repr.adver_int, "advert with another interval dropped");
+                log_drop!(inst, now, "advert with another interval dropped", %src, got = repr.adver_int);
                 return None;
             }
         }
@@ -1105,7 +1152,7 @@ impl Node {
             // RFC: MAY check and MUST log; keepalived drops such adverts, and so do we, so
             // that both behave alike in a mixed group.
             inst.counters.address_list_errors += 1;
-            tracing::info!(instance = %inst.cfg.name, %src, "advert with another address list dropped");
+            log_drop!(inst, now, "advert with another address list dropped", %src);
             return None;
         }
         inst.counters.adverts_received += 1;
@@ -1134,7 +1181,7 @@ impl Node {
             // Our own advert looped back.
             return;
         }
-        let Some(repr) = self.check_packet(i, src, dst, ttl, data) else {
+        let Some(repr) = self.check_packet(now, i, src, dst, ttl, data) else {
             return;
         };
         let inst = &mut self.instances[i];

@@ -784,3 +784,74 @@ fn ipv6_instances_elect_too() {
     );
     assert!(sim.nodes[a].node.counters(0).unwrap().adverts_received > 5);
 }
+
+/// A log sink for one test: what the subscriber wrote.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn repeated_bad_adverts_are_logged_once_a_minute_per_reason() {
+    let mut sim = Sim::new();
+    let n = sim.add(&config(100, Version::V2), 1);
+    let src = addr(2);
+    let dst = IpAddr::V4(MULTICAST_V4);
+    let good = Repr {
+        version: Version::V2,
+        vrid: 51,
+        priority: 200,
+        adver_int: 1,
+        auth: Auth::None,
+        addresses: vec![addr(100)],
+    };
+    let mut bad_sum = good.to_bytes(src, dst);
+    bad_sum[6] ^= 0xff;
+    let mut other_int = good.clone();
+    other_int.adver_int = 3;
+    let other_int = other_int.to_bytes(src, dst);
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        // One bad advert a second for 150 s, and one with another interval at 10 s.
+        for s in 0..150u64 {
+            sim.now = Duration::from_secs(s);
+            sim.deliver(99, 0, src, dst, 255, &bad_sum);
+            if s == 10 {
+                sim.deliver(99, 0, src, dst, 255, &other_int);
+            }
+        }
+    });
+    let k = sim.nodes[n].node.counters(0).unwrap();
+    assert_eq!(k.checksum_errors, 150, "every drop is counted");
+    assert_eq!(k.interval_errors, 1);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let sums: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("bad checksum"))
+        .collect();
+    // At 0 s, 60 s and 120 s; the later lines say how many were left out.
+    assert_eq!(sums.len(), 3, "{text}");
+    assert!(sums[0].contains("suppressed=0"), "{}", sums[0]);
+    assert!(sums[1].contains("suppressed=59"), "{}", sums[1]);
+    assert!(sums[2].contains("suppressed=59"), "{}", sums[2]);
+    // Another reason is not hidden behind the first.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("another interval"))
+            .count(),
+        1
+    );
+}

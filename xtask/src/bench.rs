@@ -50,7 +50,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use rvs_common::{ConnEntry, ConnState, FlowKey, IPPROTO_TCP, Verdict, programs};
+use rvs_common::{ConnEntry, ConnState, FlowKey, IPPROTO_TCP, Verdict, csum, programs};
 use rvs_config::{Config, Limits, Protocol, RealServer, Scheduler, ServiceId, VirtualService};
 use rvs_dataplane::{Dataplane, testrun::run_xdp};
 use rvs_lab::fib::{A0_MAC, FibNs, SEG_A};
@@ -846,8 +846,8 @@ fn tcp_frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
     f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
     f.extend_from_slice(&src.0.octets());
     f.extend_from_slice(&dst.0.octets());
-    let ip_sum = checksum(&f[IP..TCP], 0);
-    f[IP + 10..IP + 12].copy_from_slice(&ip_sum.to_be_bytes());
+    let ip_sum = csum::checksum(&f[IP..TCP]);
+    f[IP + 10..IP + 12].copy_from_slice(&ip_sum.to_ne_bytes());
     let ack_no: u32 = if flags & TCP_ACK != 0 { 1 } else { 0 };
     f.extend_from_slice(&src.1.to_be_bytes());
     f.extend_from_slice(&dst.1.to_be_bytes());
@@ -862,25 +862,9 @@ fn tcp_frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
     pseudo[4..8].copy_from_slice(&dst.0.octets());
     pseudo[9] = IPPROTO_TCP;
     pseudo[10..].copy_from_slice(&20u16.to_be_bytes());
-    let tcp_sum = checksum(&f[TCP..], sum16(&pseudo));
-    f[TCP + 16..TCP + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+    let tcp_sum = !csum::fold(csum::sum_bytes(&pseudo) + csum::sum_bytes(&f[TCP..]));
+    f[TCP + 16..TCP + 18].copy_from_slice(&tcp_sum.to_ne_bytes());
     f
-}
-
-/// Sum of big-endian 16-bit words (even-length input).
-fn sum16(data: &[u8]) -> u32 {
-    data.chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum()
-}
-
-/// Internet checksum of `data` plus a partial sum.
-fn checksum(data: &[u8], partial: u32) -> u16 {
-    let mut sum = partial + sum16(data);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The printed results.
