@@ -1,14 +1,14 @@
 //! What a MASTER sends, decided from periodic snapshots of its connection table.
 //!
 //! IPVS decides per packet (`ip_vs_sync_conn_needed`): a TCP connection is sent when it
-//! enters ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT or TIME_WAIT (never in SYN_RECV), and
+//! enters ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT or TIME_WAIT (never in the others), and
 //! again every `sync_period` (50) packets counted from `sync_threshold` (3); UDP at the
 //! threshold and every period; templates with the connections they control. rvs's fast
 //! path counts no packets per connection, so [`Tracker`] sees the table through periodic
 //! snapshots instead and sends:
 //!
-//! - a connection it has not sent yet, once its state is one IPVS syncs (TCP from
-//!   ESTABLISHED on; UDP at once);
+//! - a connection it has not sent yet, once its state is one IPVS syncs (the TCP states
+//!   above; UDP at once);
 //! - a connection whose state or real server changed since it was last sent;
 //! - a connection that carried traffic since it was last sent, once half its state's
 //!   timeout has passed since (at least 10 s, as the kernel's `sync_refresh_period`
@@ -81,6 +81,8 @@ impl StateTimeouts {
             FlowState::FinWait => self.fin_wait,
             FlowState::Close => self.close,
             FlowState::Udp => self.udp,
+            // Not configurable (ipvsadm --set has tcp, tcpfin, udp): IPVS's defaults.
+            s => s.ipvs_timeout(),
         }
     }
 }

@@ -76,29 +76,38 @@ fn io_error(what: &str, e: std::io::Error) -> ApiError {
     ApiError::new(ErrorKind::Internal, format!("{what}: {e}"))
 }
 
-/// rvs-sync's state for the dataplane's.
+/// rvs-sync's state for the dataplane's: the same IPVS state (both are IPVS's full set).
 fn flow_state(s: ConnState) -> FlowState {
     match s {
-        ConnState::SynRecv
-        | ConnState::None
-        | ConnState::SynSent
-        | ConnState::Listen
-        | ConnState::SynAck => FlowState::SynRecv,
+        ConnState::None => FlowState::None,
         ConnState::Established => FlowState::Established,
-        ConnState::FinWait | ConnState::TimeWait | ConnState::CloseWait | ConnState::LastAck => {
-            FlowState::FinWait
-        }
+        ConnState::SynSent => FlowState::SynSent,
+        ConnState::SynRecv => FlowState::SynRecv,
+        ConnState::FinWait => FlowState::FinWait,
+        ConnState::TimeWait => FlowState::TimeWait,
         ConnState::Close => FlowState::Close,
+        ConnState::CloseWait => FlowState::CloseWait,
+        ConnState::LastAck => FlowState::LastAck,
+        ConnState::Listen => FlowState::Listen,
+        ConnState::SynAck => FlowState::SynAck,
         ConnState::Udp => FlowState::Udp,
     }
 }
 
+/// The dataplane's state for rvs-sync's (the inverse of [`flow_state`]).
 fn conn_state(s: FlowState) -> ConnState {
     match s {
-        FlowState::SynRecv => ConnState::SynRecv,
+        FlowState::None => ConnState::None,
         FlowState::Established => ConnState::Established,
+        FlowState::SynSent => ConnState::SynSent,
+        FlowState::SynRecv => ConnState::SynRecv,
         FlowState::FinWait => ConnState::FinWait,
+        FlowState::TimeWait => ConnState::TimeWait,
         FlowState::Close => ConnState::Close,
+        FlowState::CloseWait => ConnState::CloseWait,
+        FlowState::LastAck => ConnState::LastAck,
+        FlowState::Listen => ConnState::Listen,
+        FlowState::SynAck => ConnState::SynAck,
         FlowState::Udp => ConnState::Udp,
     }
 }
@@ -511,6 +520,26 @@ impl SyncEngine {
                     Received::TableRequest => {}
                     Received::OtherSyncId(_) | Received::Invalid(_) => c.dropped += 1,
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_crosses_sync_exactly_both_ways() {
+        for s in ConnState::ALL {
+            let f = flow_state(s);
+            assert_eq!(conn_state(f), s);
+            // The number on the wire is IPVS's for the state's name.
+            if s != ConnState::Udp {
+                assert_eq!(
+                    rvs_sync::ipvs::tcp::NAMES[f.ipvs_state() as usize],
+                    s.name()
+                );
             }
         }
     }
