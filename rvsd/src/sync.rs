@@ -24,9 +24,9 @@ use rvs_api::{
     ApiError, ErrorKind, SyncCounters, SyncDaemonConfig, SyncDaemonStatus, SyncRole, SyncStatus,
 };
 use rvs_common::{ConnState, Forward as DpForward};
-use rvs_dataplane::{ConnInstall, ConnView, Dataplane};
+use rvs_dataplane::{ConnInstall, ConnView, Dataplane, TemplateInstall, TemplateView};
 use rvs_sync::{
-    FlowState, LocalConn, Packer, Received, Receiver, Tracker,
+    FlowState, LocalConn, LocalTemplate, Packer, Received, Receiver, Tracker,
     ipvs::Forward,
     master::StateTimeouts,
     wire::{ExtKind, ext_message},
@@ -118,13 +118,30 @@ fn local(v: &ConnView) -> LocalConn {
         client: v.client,
         vip: v.vip,
         real: v.real,
-        forward: match v.forward {
-            DpForward::DirectRoute => Forward::Dr,
-            DpForward::Tunnel => Forward::Tun,
-            DpForward::Masq => Forward::Nat,
-        },
+        forward: forward(v.forward),
         state: flow_state(v.state),
         last_seen: v.last_seen,
+    }
+}
+
+fn forward(f: DpForward) -> Forward {
+    match f {
+        DpForward::DirectRoute => Forward::Dr,
+        DpForward::Tunnel => Forward::Tun,
+        DpForward::Masq => Forward::Nat,
+    }
+}
+
+fn local_template(t: &TemplateView) -> LocalTemplate {
+    LocalTemplate {
+        // A port-0 service's template carries IPPROTO_IP, as IPVS's.
+        protocol: if t.vip.port() == 0 { 0 } else { t.protocol },
+        client: t.client,
+        vip: t.vip,
+        real: t.real,
+        forward: forward(t.forward),
+        timeout: t.timeout_secs,
+        last_seen: t.last_seen,
     }
 }
 
@@ -423,7 +440,9 @@ impl SyncEngine {
         };
         let now = rvs_dataplane::monotonic_coarse_ns();
         let snapshot = dp.conn_snapshot();
-        let records = tracker.observe(now, snapshot.iter().map(local));
+        let mut records = tracker.observe(now, snapshot.iter().map(local));
+        let templates = dp.template_snapshot();
+        records.extend(tracker.observe_templates(now, templates.iter().map(local_template)));
         Self::send_records(side, packer, &records);
     }
 
@@ -466,7 +485,11 @@ impl SyncEngine {
                         side.status.counters.table_requests += 1;
                         let now = rvs_dataplane::monotonic_coarse_ns();
                         let snapshot = dp.conn_snapshot();
-                        let records = tracker.full(now, snapshot.iter().map(local));
+                        let mut records = tracker.full(now, snapshot.iter().map(local));
+                        let templates = dp.template_snapshot();
+                        records.extend(
+                            tracker.full_templates(now, templates.iter().map(local_template)),
+                        );
                         tracing::info!(
                             records = records.len(),
                             "a sync backup asked for the table"
@@ -488,9 +511,23 @@ impl SyncEngine {
                         stopped,
                         ..
                     } => {
-                        // Persistence templates are not installed yet (counted as dropped).
-                        c.dropped += templates.len() as u64;
                         b.4 = true;
+                        let tpl: Vec<TemplateInstall> = templates
+                            .iter()
+                            .map(|t| TemplateInstall {
+                                protocol: t.protocol,
+                                client: t.client,
+                                vip: t.vip,
+                                real: t.real,
+                                timeout_secs: t.timeout,
+                            })
+                            .collect();
+                        c.records_received +=
+                            (conns.len() + templates.len() + skipped.len()) as u64;
+                        let tstats = dp.install_templates(&tpl);
+                        c.templates_installed += tstats.installed;
+                        c.unmatched += tstats.no_service + tstats.no_real;
+                        c.dropped += tstats.failed;
                         let installs: Vec<ConnInstall> = conns
                             .iter()
                             .map(|i| ConnInstall {
