@@ -1314,6 +1314,7 @@ impl Daemon {
                 .as_ref()
                 .map(|v| v.status.borrow().instances.clone())
                 .unwrap_or_default(),
+            sync: self.sync.status(),
             conn_entries: self.scan.per_real.values().map(|(a, i)| a + i).sum(),
             reload: self.reload_record.clone(),
             xdp_mode: format!("{:?}", self.desired.daemon.xdp_mode).to_lowercase(),
