@@ -504,7 +504,7 @@ fn vrrp_failures_show_as_fault() {
     )
     .expect("metrics");
     assert!(
-        metrics.contains("rvs_vrrp_state{instance=\"VI_1\"} 3"),
+        metrics.contains("rvs_vrrp_state{vrrp_instance=\"VI_1\"} 3"),
         "{metrics}"
     );
     // VRRP that cannot start at all (its interface does not exist): FAULT too, not only a
