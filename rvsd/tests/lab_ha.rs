@@ -328,6 +328,7 @@ fn failover_and_return(lab: &HaLab) {
     }
     let mut per_rs: BTreeMap<String, usize> = BTreeMap::new();
     let mut longest_gap = Duration::ZERO;
+    let mut gap_at = Duration::ZERO;
     for (i, s) in sessions.iter().enumerate() {
         *per_rs.entry(s.first.clone()).or_default() += 1;
         for (at, a) in &s.answers {
@@ -351,14 +352,20 @@ fn failover_and_return(lab: &HaLab) {
             "connection {i}: no answer after the return"
         );
         for w in s.answers.windows(2) {
-            longest_gap = longest_gap.max(w[1].0.duration_since(w[0].0));
+            let gap = w[1].0.duration_since(w[0].0);
+            if gap > longest_gap {
+                longest_gap = gap;
+                gap_at = w[0].0.saturating_duration_since(died);
+            }
         }
     }
     println!(
-        "{}{SESSIONS} connections, {} answers, none lost; per real server {per_rs:?}; longest wait between two answers {:.2} s",
+        "{}{SESSIONS} connections, {} answers, none lost; per real server {per_rs:?}; longest wait between two answers {:.2} s (from {:.2} s after lb1 died; it was back at {:.2} s)",
         if nat { "NAT: " } else { "DR: " },
         sessions.iter().map(|s| s.answers.len()).sum::<usize>(),
-        longest_gap.as_secs_f64()
+        longest_gap.as_secs_f64(),
+        gap_at.as_secs_f64(),
+        back.duration_since(died).as_secs_f64()
     );
     assert_eq!(
         per_rs.len(),
