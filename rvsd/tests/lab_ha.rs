@@ -372,6 +372,18 @@ fn failover_and_return(lab: &HaLab) {
         3,
         "rr spread the connections over the three servers"
     );
+    for (n, r) in dirs.rvsd.iter().enumerate() {
+        let client = rvs_api::Client::new(r.socket());
+        if let Ok(st) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(client.status())
+        {
+            let nonzero: Vec<_> = st.verdicts.iter().filter(|(_, v)| *v > 0).collect();
+            println!("lb{} verdicts: {nonzero:?}", n + 1);
+        }
+    }
     // The returning lb1 asked for the table, and lb2 (MASTER then) answered with it.
     let out = dirs.rvsd[1].output();
     assert!(out.contains("a sync backup asked for the table"), "{out}");
