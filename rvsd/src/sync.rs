@@ -471,12 +471,13 @@ impl SyncEngine {
         }
     }
 
-    /// Handles one received datagram.
-    pub fn handle(&mut self, inbound: Inbound, dp: &mut Dataplane) {
+    /// Handles one received datagram; returns the client addresses of the connections a
+    /// BACKUP installed from it (the daemon resolves the way back to them for NAT).
+    pub fn handle(&mut self, inbound: Inbound, dp: &mut Dataplane) -> Vec<std::net::Ipv4Addr> {
         match inbound.role {
             SyncRole::Master => {
                 let Some((side, tracker, packer)) = &mut self.master else {
-                    return;
+                    return Vec::new();
                 };
                 side.status.counters.messages_received += 1;
                 // The MASTER hears only the table requests (its own sends are not looped).
@@ -498,9 +499,12 @@ impl SyncEngine {
                     }
                     _ => side.status.counters.dropped += 1,
                 }
+                Vec::new()
             }
             SyncRole::Backup => {
-                let Some(b) = &mut self.backup else { return };
+                let Some(b) = &mut self.backup else {
+                    return Vec::new();
+                };
                 let c = &mut b.0.status.counters;
                 c.messages_received += 1;
                 match b.1.receive(&inbound.bytes) {
@@ -553,9 +557,13 @@ impl SyncEngine {
                         if let Some(e) = stopped {
                             tracing::debug!(error = %e, "sync message cut short");
                         }
+                        conns.iter().map(|i| *i.client.ip()).collect()
                     }
-                    Received::TableRequest => {}
-                    Received::OtherSyncId(_) | Received::Invalid(_) => c.dropped += 1,
+                    Received::TableRequest => Vec::new(),
+                    Received::OtherSyncId(_) | Received::Invalid(_) => {
+                        c.dropped += 1;
+                        Vec::new()
+                    }
                 }
             }
         }
