@@ -65,8 +65,14 @@ pub struct SyncCounters {
     pub send_errors: u64,
     /// Messages received.
     pub messages_received: u64,
+    /// Records received (connections and templates, installed or not).
+    #[serde(default)]
+    pub records_received: u64,
     /// Connections installed from received records.
     pub installed: u64,
+    /// Persistence templates installed from received records.
+    #[serde(default)]
+    pub templates_installed: u64,
     /// Records for which this node has no such service or real server.
     pub unmatched: u64,
     /// Received datagrams dropped (malformed, other sync id, unsupported records).

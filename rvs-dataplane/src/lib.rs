@@ -32,7 +32,7 @@ use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
 use crate::mmap::MmapArray;
 
-pub use conn_sync::{ConnInstall, ConnView, InstallStats};
+pub use conn_sync::{ConnInstall, ConnView, InstallStats, TemplateInstall, TemplateView};
 pub use decap::{DecapCounters, DecapOptions, DecapProgram};
 pub use plan::{Plan, PlanError, Planner};
 

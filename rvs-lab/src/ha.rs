@@ -15,6 +15,13 @@
 //! ARPs for it and follows whichever director holds it (VRRP's gratuitous ARPs move it).
 //! As in the DR lab, each director's `seg0` peer on the switch (`slb1`, `slb2`) needs an
 //! XDP_PASS program for redirected frames to arrive ([`HaLab::switch_lb_ports`]).
+//!
+//! The NAT variant ([`HaLab::new_nat`]) differs only on the real servers: they hold no VIP
+//! and route through a gateway address on the segment that the directors pass between
+//! them by VRRP (a second instance, synced with the VIP's, as keepalived NAT set-ups do),
+//! so the replies follow the director that holds the VIP; the directors forward, and
+//! their uplink peers (`ulb1`, `ulb2`) need XDP_PASS programs too (the replies are
+//! redirected there).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -61,12 +68,37 @@ impl Director {
             .exec(&["ip", "-4", "-o", "addr", "show", "dev", LB_UPLINK_IF])?;
         Ok(out.contains(&format!(" {vip}/32 ")))
     }
-    /// Takes its uplink down (`up = false`) or up, as a cable pulled or put back.
-    pub fn set_uplink(&self, up: bool) -> Result<()> {
+    /// Takes its segment link down (`up = false`) or up.
+    pub fn set_segment(&self, up: bool) -> Result<()> {
         let state = if up { "up" } else { "down" };
         self.ns
-            .exec(&["ip", "link", "set", LB_UPLINK_IF, state])
+            .exec(&["ip", "link", "set", LB_SEGMENT_IF, state])
             .map(|_| ())
+    }
+    /// Whether `addr` is configured on its segment link.
+    pub fn holds_on_segment(&self, addr: Ipv4Addr) -> Result<bool> {
+        let out = self
+            .ns
+            .exec(&["ip", "-4", "-o", "addr", "show", "dev", LB_SEGMENT_IF])?;
+        Ok(out.contains(&format!(" {addr}/")))
+    }
+    /// Takes its uplink down (`up = false`) or up, as a cable pulled or put back; up also
+    /// restores the default route the kernel dropped with the link (as the machine's
+    /// network configuration would at boot).
+    pub fn set_uplink(&self, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        self.ns.exec(&["ip", "link", "set", LB_UPLINK_IF, state])?;
+        if up {
+            self.ns.exec(&[
+                "ip",
+                "route",
+                "replace",
+                "default",
+                "via",
+                &ROUTER_LB_ADDR.to_string(),
+            ])?;
+        }
+        Ok(())
     }
 }
 
@@ -80,11 +112,31 @@ pub struct HaLab {
     switch: Netns,
     directors: Vec<Director>,
     real_servers: Vec<crate::RealServer>,
+    /// NAT: the real servers' gateway (a VRRP address on the segment).
+    nat_gateway: Option<Ipv4Addr>,
 }
 
 impl HaLab {
     /// Builds the lab with two directors and `real_servers` real servers holding `vips`.
     pub fn new(real_servers: usize, vips: &[Ipv4Addr]) -> Result<HaLab> {
+        Self::build(real_servers, vips, None)
+    }
+
+    /// Builds the NAT variant: the real servers hold no VIP and route via `gateway` (an
+    /// address of the segment, 198.18.2.0/24, that the directors' VRRP moves).
+    pub fn new_nat(real_servers: usize, vips: &[Ipv4Addr], gateway: Ipv4Addr) -> Result<HaLab> {
+        ensure!(
+            gateway.octets()[..3] == ROUTER_SEGMENT_ADDR.octets()[..3],
+            "gateway {gateway} is not on the segment 198.18.2.0/24"
+        );
+        Self::build(real_servers, vips, Some(gateway))
+    }
+
+    fn build(
+        real_servers: usize,
+        vips: &[Ipv4Addr],
+        nat_gateway: Option<Ipv4Addr>,
+    ) -> Result<HaLab> {
         ensure!(
             (1..=MAX_REAL_SERVERS).contains(&real_servers),
             "an HA lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
@@ -123,6 +175,7 @@ impl HaLab {
             switch,
             directors,
             real_servers: rs,
+            nat_gateway,
         };
         lab.wire()
             .with_context(|| format!("building HA lab {}", lab.prefix))?;
@@ -144,6 +197,11 @@ impl HaLab {
             }
         }
         self.router.sysctl("net.ipv4.ip_forward", "1")?;
+        if self.nat_gateway.is_some() {
+            for d in &self.directors {
+                d.ns.sysctl("net.ipv4.ip_forward", "1")?;
+            }
+        }
         let sw = &self.switch;
         for bridge in [SWITCH_BRIDGE, UPLINK_BRIDGE] {
             sw.exec(&[
@@ -213,14 +271,12 @@ impl HaLab {
         }
         for rs in &self.real_servers {
             address(rs.ns(), RS_IF, rs.addr(), 24)?;
-            rs.ns().exec(&[
-                "ip",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ROUTER_SEGMENT_ADDR.to_string(),
-            ])?;
+            let gateway = self.nat_gateway.unwrap_or(ROUTER_SEGMENT_ADDR);
+            rs.ns()
+                .exec(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
+            if self.nat_gateway.is_some() {
+                continue;
+            }
             for vip in &self.vips {
                 rs.ns()
                     .exec(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
@@ -266,6 +322,18 @@ impl HaLab {
     /// The switch ports peering each director's `seg0`, which need an XDP_PASS program.
     pub fn switch_lb_ports(&self) -> [&'static str; 2] {
         ["slb1", "slb2"]
+    }
+    /// The switch ports peering each director's `up0` (NAT replies are redirected there).
+    pub fn switch_uplink_ports(&self) -> [&'static str; 2] {
+        ["ulb1", "ulb2"]
+    }
+    /// The directors' segment interface (NAT: replies in, the gateway address).
+    pub fn segment(&self) -> &'static str {
+        LB_SEGMENT_IF
+    }
+    /// NAT: the real servers' gateway.
+    pub fn nat_gateway(&self) -> Option<Ipv4Addr> {
+        self.nat_gateway
     }
     /// Starts an HTTP responder on `port` of every real server, answering with its name.
     pub fn serve_http(&self, port: u16) -> Result<Vec<crate::HttpResponder>> {

@@ -238,7 +238,7 @@ mod tests {
             panic!("not records");
         };
         assert_eq!(version, 0);
-        assert_eq!(conns[0].state, FlowState::FinWait);
+        assert_eq!(conns[0].state, FlowState::TimeWait);
         assert_eq!(conns[0].timeout, 120);
     }
 

@@ -1,5 +1,5 @@
 //! IPVS's numbers as they travel in sync messages (`include/uapi/linux/ip_vs.h`,
-//! `include/net/ip_vs.h`), and how they map onto the few flow states rvs tracks.
+//! `include/net/ip_vs.h`), and rvs's flow states, which are IPVS's.
 
 /// Forwarding method bits of a connection's flags.
 pub const CONN_F_FWD_MASK: u32 = 0x0007;
@@ -103,30 +103,66 @@ pub const IPPROTO_UDP: u8 = 17;
 /// IP protocol number "IP" (0), what persistence templates of port-0 services carry.
 pub const IPPROTO_IP: u8 = 0;
 
-/// The flow states rvs's connection table keeps (it watches the client side only, as IPVS
-/// does for DR and TUN).
+/// The flow states rvs's connection table keeps: IPVS's TCP states one for one, and UDP's
+/// single state (so a state crosses sync exactly, both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowState {
-    /// SYN seen, not yet acknowledged.
-    SynRecv,
-    /// Established.
+    /// NONE.
+    None,
+    /// ESTABLISHED.
     Established,
-    /// FIN seen.
+    /// SYN_SENT.
+    SynSent,
+    /// SYN_RECV.
+    SynRecv,
+    /// FIN_WAIT.
     FinWait,
-    /// RST seen.
+    /// TIME_WAIT.
+    TimeWait,
+    /// CLOSE.
     Close,
-    /// A UDP flow.
+    /// CLOSE_WAIT.
+    CloseWait,
+    /// LAST_ACK.
+    LastAck,
+    /// LISTEN.
+    Listen,
+    /// SYNACK.
+    SynAck,
+    /// A UDP flow (IPVS's UDP NORMAL).
     Udp,
 }
 
 impl FlowState {
+    /// Every TCP state, indexed by its IPVS number.
+    pub const TCP: [FlowState; tcp::LAST as usize] = [
+        FlowState::None,
+        FlowState::Established,
+        FlowState::SynSent,
+        FlowState::SynRecv,
+        FlowState::FinWait,
+        FlowState::TimeWait,
+        FlowState::Close,
+        FlowState::CloseWait,
+        FlowState::LastAck,
+        FlowState::Listen,
+        FlowState::SynAck,
+    ];
+
     /// The IPVS state number this state is sent as.
     pub fn ipvs_state(self) -> u16 {
         match self {
-            FlowState::SynRecv => tcp::SYN_RECV,
+            FlowState::None => tcp::NONE,
             FlowState::Established => tcp::ESTABLISHED,
+            FlowState::SynSent => tcp::SYN_SENT,
+            FlowState::SynRecv => tcp::SYN_RECV,
             FlowState::FinWait => tcp::FIN_WAIT,
+            FlowState::TimeWait => tcp::TIME_WAIT,
             FlowState::Close => tcp::CLOSE,
+            FlowState::CloseWait => tcp::CLOSE_WAIT,
+            FlowState::LastAck => tcp::LAST_ACK,
+            FlowState::Listen => tcp::LISTEN,
+            FlowState::SynAck => tcp::SYNACK,
             FlowState::Udp => UDP_NORMAL,
         }
     }
@@ -136,25 +172,23 @@ impl FlowState {
     pub fn from_ipvs(protocol: u8, state: u16) -> Option<FlowState> {
         match protocol {
             IPPROTO_UDP => (state == UDP_NORMAL).then_some(FlowState::Udp),
-            IPPROTO_TCP => Some(match state {
-                tcp::ESTABLISHED => FlowState::Established,
-                tcp::NONE | tcp::SYN_SENT | tcp::SYN_RECV | tcp::LISTEN | tcp::SYNACK => {
-                    FlowState::SynRecv
-                }
-                tcp::FIN_WAIT | tcp::TIME_WAIT | tcp::CLOSE_WAIT | tcp::LAST_ACK => {
-                    FlowState::FinWait
-                }
-                tcp::CLOSE => FlowState::Close,
-                _ => return None,
-            }),
+            IPPROTO_TCP => Self::TCP.get(usize::from(state)).copied(),
             _ => None,
         }
     }
 
-    /// Whether IPVS's master would send a connection in this state (it syncs TCP only from
-    /// ESTABLISHED on: `ip_vs_sync_conn_needed`).
+    /// Whether IPVS's master would send a connection in this state: TCP in ESTABLISHED,
+    /// FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT only (`ip_vs_sync_conn_needed`), UDP always.
     pub fn synced(self) -> bool {
-        !matches!(self, FlowState::SynRecv)
+        matches!(
+            self,
+            FlowState::Established
+                | FlowState::FinWait
+                | FlowState::Close
+                | FlowState::CloseWait
+                | FlowState::TimeWait
+                | FlowState::Udp
+        )
     }
 
     /// IPVS's default timeout of this state, seconds.
@@ -204,22 +238,20 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_ipvs_numbers() {
-        for s in [
-            FlowState::SynRecv,
-            FlowState::Established,
-            FlowState::FinWait,
-            FlowState::Close,
-        ] {
-            assert_eq!(FlowState::from_ipvs(IPPROTO_TCP, s.ipvs_state()), Some(s));
+        for n in 0..tcp::LAST {
+            let s = FlowState::from_ipvs(IPPROTO_TCP, n).expect("a TCP state");
+            assert_eq!(s.ipvs_state(), n, "{}", tcp::NAMES[n as usize]);
         }
         assert_eq!(FlowState::from_ipvs(IPPROTO_UDP, 0), Some(FlowState::Udp));
         assert_eq!(FlowState::from_ipvs(IPPROTO_UDP, 1), None);
         assert_eq!(FlowState::from_ipvs(IPPROTO_TCP, tcp::LAST), None);
         assert_eq!(
             FlowState::from_ipvs(IPPROTO_TCP, tcp::TIME_WAIT),
-            Some(FlowState::FinWait)
+            Some(FlowState::TimeWait)
         );
         assert_eq!(FlowState::Established.ipvs_timeout(), 900);
+        assert_eq!(FlowState::LastAck.ipvs_timeout(), 30);
         assert_eq!(FlowState::Udp.ipvs_timeout(), 300);
+        assert!(FlowState::CloseWait.synced() && !FlowState::LastAck.synced());
     }
 }

@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use backup::{Install, Received, Receiver};
 pub use ipvs::FlowState;
-pub use master::{LocalConn, Packer, Tracker};
+pub use master::{LocalConn, LocalTemplate, Packer, Tracker};
 pub use wire::{ConnRepr, WireError};
 
 use std::net::Ipv4Addr;

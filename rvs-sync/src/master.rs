@@ -1,14 +1,14 @@
 //! What a MASTER sends, decided from periodic snapshots of its connection table.
 //!
 //! IPVS decides per packet (`ip_vs_sync_conn_needed`): a TCP connection is sent when it
-//! enters ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT or TIME_WAIT (never in SYN_RECV), and
+//! enters ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT or TIME_WAIT (never in the others), and
 //! again every `sync_period` (50) packets counted from `sync_threshold` (3); UDP at the
 //! threshold and every period; templates with the connections they control. rvs's fast
 //! path counts no packets per connection, so [`Tracker`] sees the table through periodic
 //! snapshots instead and sends:
 //!
-//! - a connection it has not sent yet, once its state is one IPVS syncs (TCP from
-//!   ESTABLISHED on; UDP at once);
+//! - a connection it has not sent yet, once its state is one IPVS syncs (the TCP states
+//!   above; UDP at once);
 //! - a connection whose state or real server changed since it was last sent;
 //! - a connection that carried traffic since it was last sent, once half its state's
 //!   timeout has passed since (at least 10 s, as the kernel's `sync_refresh_period`
@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddrV4};
 
-use crate::ipvs::{CONN_F_INACTIVE, CONN_F_NOOUTPUT, FlowState, Forward};
+use crate::ipvs::{
+    CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_TEMPLATE, CTPL_ASSURED, CTPL_NONE, FlowState, Forward,
+};
 use crate::wire::{Builder, ConnRepr, WireError};
 
 /// Nanoseconds per second.
@@ -81,6 +83,8 @@ impl StateTimeouts {
             FlowState::FinWait => self.fin_wait,
             FlowState::Close => self.close,
             FlowState::Udp => self.udp,
+            // Not configurable (ipvsadm --set has tcp, tcpfin, udp): IPVS's defaults.
+            s => s.ipvs_timeout(),
         }
     }
 }
@@ -121,6 +125,53 @@ impl LocalConn {
     }
 }
 
+/// One persistence template of the local table (IPVS's connection template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTemplate {
+    /// IP protocol of its service (0, IPVS's IPPROTO_IP, for a port-0 service's).
+    pub protocol: u8,
+    /// Client address under the persistence netmask.
+    pub client: std::net::Ipv4Addr,
+    /// Virtual address and port (port 0 for a port-0 service).
+    pub vip: SocketAddrV4,
+    /// Real server address and port.
+    pub real: SocketAddrV4,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// The persistence timeout, seconds (what IPVS sends as a template's timeout).
+    pub timeout: u32,
+    /// When a connection was last scheduled through it (monotonic nanoseconds).
+    pub last_seen: u64,
+}
+
+impl LocalTemplate {
+    /// The sync record for this template, as IPVS sends one: TEMPLATE, the forwarding
+    /// bits, NOOUTPUT for DR/TUN, INACTIVE, client port 0, the persistence timeout; state
+    /// NONE the first time, ASSURED after (`assured`).
+    pub fn repr(&self, assured: bool) -> ConnRepr<'static> {
+        let mut flags = CONN_F_TEMPLATE | CONN_F_INACTIVE | self.forward.flags();
+        if self.forward != Forward::Nat {
+            flags |= CONN_F_NOOUTPUT;
+        }
+        ConnRepr {
+            protocol: self.protocol,
+            flags,
+            state: if assured { CTPL_ASSURED } else { CTPL_NONE },
+            caddr: IpAddr::V4(self.client),
+            cport: 0,
+            vaddr: IpAddr::V4(*self.vip.ip()),
+            vport: self.vip.port(),
+            daddr: IpAddr::V4(*self.real.ip()),
+            dport: self.real.port(),
+            fwmark: 0,
+            timeout: self.timeout,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        }
+    }
+}
+
 type FlowId = (u8, SocketAddrV4, SocketAddrV4);
 
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +190,9 @@ struct Sent {
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     sent: HashMap<FlowId, Sent>,
+    /// Templates sent, by (protocol, client with port 0, VIP).
+    templates: HashMap<FlowId, Sent>,
+    template_round: u64,
     round: u64,
     timeouts: StateTimeouts,
 }
@@ -220,6 +274,58 @@ impl Tracker {
         self.sent.clear();
         self.observe(now, conns)
     }
+
+    /// Takes one snapshot of the persistence templates at `now` and returns the records to
+    /// send: a template not sent yet, one whose real server changed, and one used since it
+    /// was last sent once half its timeout (at least 10 s) has passed, so the BACKUP's copy
+    /// lives as long as the MASTER's; forgets templates the snapshot no longer has.
+    pub fn observe_templates(
+        &mut self,
+        now: u64,
+        templates: impl IntoIterator<Item = LocalTemplate>,
+    ) -> Vec<ConnRepr<'static>> {
+        self.template_round += 1;
+        let round = self.template_round;
+        let mut out = Vec::new();
+        for t in templates {
+            let id = (t.protocol, SocketAddrV4::new(t.client, 0), t.vip);
+            let refresh = (u64::from(t.timeout) * NS / 2).max(MIN_REFRESH_NS);
+            let (send, assured) = match self.templates.get_mut(&id) {
+                None => (true, false),
+                Some(s) => {
+                    s.round = round;
+                    let send = s.real != t.real
+                        || (t.last_seen > s.seen && now.saturating_sub(s.at) >= refresh);
+                    (send, s.real == t.real)
+                }
+            };
+            if send {
+                out.push(t.repr(assured));
+                self.templates.insert(
+                    id,
+                    Sent {
+                        state: FlowState::None,
+                        real: t.real,
+                        seen: t.last_seen,
+                        at: now,
+                        round,
+                    },
+                );
+            }
+        }
+        self.templates.retain(|_, s| s.round == round);
+        out
+    }
+
+    /// Every template of the snapshot (answering a table request).
+    pub fn full_templates(
+        &mut self,
+        now: u64,
+        templates: impl IntoIterator<Item = LocalTemplate>,
+    ) -> Vec<ConnRepr<'static>> {
+        self.templates.clear();
+        self.observe_templates(now, templates)
+    }
 }
 
 /// Packs records into messages (a [`Builder`] that collects what it finishes).
@@ -255,6 +361,49 @@ mod tests {
     use crate::ipvs::IPPROTO_TCP;
     use crate::wire::MessageRepr;
     use std::net::Ipv4Addr;
+
+    fn template(real: u8, seen: u64) -> LocalTemplate {
+        LocalTemplate {
+            protocol: IPPROTO_TCP,
+            client: Ipv4Addr::new(198, 18, 1, 0),
+            vip: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 10), 80),
+            real: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, real), 80),
+            forward: Forward::Dr,
+            timeout: 300,
+            last_seen: seen,
+        }
+    }
+
+    #[test]
+    fn templates_sent_as_ipvs_sends_them_and_refreshed() {
+        let mut t = Tracker::new(StateTimeouts::IPVS);
+        let s = 1_000 * NS;
+        let first = t.observe_templates(s, [template(1, s)]);
+        assert_eq!(first.len(), 1);
+        let r = &first[0];
+        assert!(r.is_template());
+        assert_eq!(
+            r.flags,
+            CONN_F_TEMPLATE | CONN_F_INACTIVE | CONN_F_NOOUTPUT | crate::ipvs::CONN_F_DROUTE
+        );
+        assert_eq!(
+            (r.cport, r.vport, r.timeout, r.state),
+            (0, 80, 300, CTPL_NONE)
+        );
+        // Unchanged, or used but within half its timeout: nothing.
+        assert!(t.observe_templates(s + NS, [template(1, s)]).is_empty());
+        assert!(
+            t.observe_templates(s + 100 * NS, [template(1, s + 100 * NS)])
+                .is_empty()
+        );
+        // Used, and half the timeout passed: refreshed, now ASSURED.
+        let again = t.observe_templates(s + 151 * NS, [template(1, s + 150 * NS)]);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].state, CTPL_ASSURED);
+        // Another real server: sent at once.
+        assert_eq!(t.observe_templates(s + 152 * NS, [template(2, s)]).len(), 1);
+        assert_eq!(t.full_templates(s + 153 * NS, [template(2, s)]).len(), 1);
+    }
 
     fn conn(i: u16, state: FlowState, seen: u64) -> LocalConn {
         LocalConn {

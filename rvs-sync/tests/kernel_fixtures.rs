@@ -223,3 +223,40 @@ fn rvs_messages_are_the_ones_the_kernel_installed() {
         assert_eq!(cols[5], f.real.to_string());
     }
 }
+
+#[test]
+fn templates_encode_as_the_kernel_sends_them() {
+    // Every template record the kernel sent re-encodes from rvs's template, byte for byte.
+    let mut n = 0;
+    for m in kernel_messages() {
+        let msg = MessageRepr::parse(&m).expect("kernel message parses");
+        if msg.kind != Kind::V1 {
+            continue;
+        }
+        for t in msg.conns.iter().filter(|c| c.is_template()) {
+            let (IpAddr::V4(client), IpAddr::V4(vip), IpAddr::V4(real)) =
+                (t.caddr, t.vaddr, t.daddr)
+            else {
+                panic!("an IPv4 template");
+            };
+            let ours = rvs_sync::LocalTemplate {
+                protocol: t.protocol,
+                client,
+                vip: std::net::SocketAddrV4::new(vip, t.vport),
+                real: std::net::SocketAddrV4::new(real, t.dport),
+                forward: ipvs::Forward::from_flags(t.flags).expect("a method"),
+                timeout: t.timeout,
+                last_seen: 0,
+            }
+            .repr(t.state == ipvs::CTPL_ASSURED);
+            assert_eq!(&ours, t);
+            let mut mine = Builder::new(msg.syncid, 1472);
+            assert!(mine.push(&ours).expect("fits").is_none());
+            let bytes = mine.finish().expect("a message");
+            let again = MessageRepr::parse(&bytes).expect("ours parses");
+            assert_eq!(again.conns[0], *t);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 3, "the kernel sent its template three times");
+}

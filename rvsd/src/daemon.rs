@@ -91,6 +91,8 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// Real servers whose neighbours one refresh tick re-resolves (a large configuration is
 /// refreshed a slice per tick, so the main loop never stalls on netlink).
 const NEIGHBOUR_SLICE: usize = 1_000;
+/// Client networks (/24) whose next hop a NAT BACKUP looks up at most.
+const MAX_CLIENT_NETS: usize = 4_096;
 /// Shortest interval between two passes over the connection table (expiry and counts);
 /// a large table is scanned less often (four times the last pass's duration).
 const CONN_SCAN_MIN: Duration = Duration::from_secs(2);
@@ -668,6 +670,11 @@ pub struct Daemon {
     resolver: NeighbourResolver,
     /// Real servers whose next hop failed to resolve last time (logged once per failure).
     unresolved: HashSet<std::net::Ipv4Addr>,
+    /// NAT: client networks (/24) of synced connections whose way back was looked up, and
+    /// the next hops towards them, kept resolved like the real servers' (the XDP program's
+    /// FIB lookup for a reply finds no neighbour entry on a node that never sent there).
+    client_nets: HashSet<u32>,
+    client_hops: std::collections::BTreeSet<std::net::Ipv4Addr>,
     /// The VIPs on standby as last logged (VRRP state is logged when it changes).
     logged_standby: Option<HashSet<std::net::Ipv4Addr>>,
     estimator: Estimator,
@@ -781,6 +788,8 @@ impl Daemon {
             vrrp,
             resolver: NeighbourResolver::new()?,
             unresolved: HashSet::new(),
+            client_nets: HashSet::new(),
+            client_hops: std::collections::BTreeSet::new(),
             logged_standby: None,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
@@ -1078,6 +1087,33 @@ impl Daemon {
         self.resolve(self.real_addresses()).await;
     }
 
+    /// NAT: looks up the next hop towards the clients of synced connections (once per
+    /// /24, at most [`MAX_CLIENT_NETS`] networks) and resolves it, so a BACKUP that takes
+    /// over can send the real servers' replies back at once.
+    async fn resolve_client_hops(&mut self, clients: Vec<std::net::Ipv4Addr>) {
+        let nat = self.desired.services.iter().any(|s| {
+            s.reals
+                .iter()
+                .any(|r| r.forward == rvs_config::ForwardMethod::Nat)
+        });
+        if !nat {
+            return;
+        }
+        for client in clients {
+            let net = u32::from(client) & 0xffff_ff00;
+            if self.client_nets.len() >= MAX_CLIENT_NETS || !self.client_nets.insert(net) {
+                continue;
+            }
+            match self.resolver.next_hop(client).await {
+                Ok((_, hop)) if self.client_hops.insert(hop) => self.resolve(vec![hop]).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(client = %client, error = %e, "no route back to a synced client")
+                }
+            }
+        }
+    }
+
     /// Re-resolves the next slice of real servers (periodic refresh).
     async fn refresh_neighbours(&mut self) {
         let addrs = self.real_addresses();
@@ -1088,6 +1124,8 @@ impl Daemon {
         let slice = addrs[self.neigh_cursor..end].to_vec();
         self.neigh_cursor = end;
         self.resolve(slice).await;
+        let hops: Vec<_> = self.client_hops.iter().copied().collect();
+        self.resolve(hops).await;
     }
 
     /// Resolves `addrs`; a failure is logged when it starts and its end when it ends, not
@@ -1314,6 +1352,7 @@ impl Daemon {
                 .as_ref()
                 .map(|v| v.status.borrow().instances.clone())
                 .unwrap_or_default(),
+            sync: self.sync.status(),
             conn_entries: self.scan.per_real.values().map(|(a, i)| a + i).sum(),
             reload: self.reload_record.clone(),
             xdp_mode: format!("{:?}", self.desired.daemon.xdp_mode).to_lowercase(),
@@ -1496,7 +1535,10 @@ impl Daemon {
                     self.sync.scan(&self.dp);
                     next_sync_scan = Instant::now() + crate::sync::SCAN_INTERVAL.max(started.elapsed() * 4);
                 }
-                Some(inbound) = self.sync.next_inbound() => self.sync.handle(inbound, &mut self.dp),
+                Some(inbound) = self.sync.next_inbound() => {
+                    let clients = self.sync.handle(inbound, &mut self.dp);
+                    self.resolve_client_hops(clients).await;
+                }
                 _ = tokio::time::sleep_until(request_due.unwrap_or_else(tokio::time::Instant::now)), if request_due.is_some() => {
                     self.sync.retry_request();
                 }

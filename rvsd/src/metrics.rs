@@ -62,6 +62,20 @@ struct InstanceCounter {
     counter: String,
 }
 
+/// Labels of a sync daemon.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncDaemon {
+    role: String,
+    interface: String,
+    syncid: u8,
+}
+
+/// Labels of a sync daemon's counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncRole {
+    role: String,
+}
+
 /// Build labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
@@ -385,10 +399,79 @@ pub fn render(v: &View) -> String {
             }
         }
     }
+    if !v.sync.daemons.is_empty() {
+        sync_metrics(&mut r, &v.sync);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+/// The connection sync daemons: one gauge per running daemon (its role, interface and
+/// sync id as labels) and each daemon's counters by role.
+fn sync_metrics(r: &mut Registry, sync: &rvs_api::SyncStatus) {
+    let daemon = gauges::<SyncDaemon>(
+        r,
+        "sync_daemon",
+        "A running connection sync daemon (1), by role, interface and sync id",
+    );
+    let families = [
+        ("sync_messages_sent", "Sync messages sent"),
+        ("sync_records_sent", "Connection and template records sent"),
+        ("sync_send_errors", "Sync messages that could not be sent"),
+        ("sync_messages_received", "Sync messages received"),
+        (
+            "sync_records_received",
+            "Connection and template records received",
+        ),
+        (
+            "sync_installed",
+            "Connections installed from received records",
+        ),
+        (
+            "sync_templates_installed",
+            "Persistence templates installed from received records",
+        ),
+        (
+            "sync_unmatched",
+            "Received records with no such local service or real server",
+        ),
+        ("sync_dropped", "Received datagrams or records dropped"),
+        (
+            "sync_table_requests",
+            "Full-table requests sent (backup) or answered (master)",
+        ),
+    ]
+    .map(|(name, help)| counters::<SyncRole>(r, name, help));
+    for d in &sync.daemons {
+        let role = d.role.to_string();
+        daemon
+            .get_or_create(&SyncDaemon {
+                role: role.clone(),
+                interface: d.interface.clone(),
+                syncid: d.syncid,
+            })
+            .set(1);
+        let c = &d.counters;
+        let values = [
+            c.messages_sent,
+            c.records_sent,
+            c.send_errors,
+            c.messages_received,
+            c.records_received,
+            c.installed,
+            c.templates_installed,
+            c.unmatched,
+            c.dropped,
+            c.table_requests,
+        ];
+        for (family, n) in families.iter().zip(values) {
+            family
+                .get_or_create(&SyncRole { role: role.clone() })
+                .inc_by(n);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +512,14 @@ mod tests {
             "rvs_config_last_reload_timestamp_seconds 10000".to_owned(),
             "# TYPE rvs_health_transitions counter".to_owned(),
             "rvs_health_transitions_total{to=\"down\"} 0".to_owned(),
+            // The example's sync backup.
+            "rvs_sync_daemon{role=\"backup\",interface=\"eth1\",syncid=\"51\"} 1".to_owned(),
+            "# TYPE rvs_sync_installed counter".to_owned(),
+            "rvs_sync_installed_total{role=\"backup\"} 37".to_owned(),
+            "rvs_sync_templates_installed_total{role=\"backup\"} 2".to_owned(),
+            "rvs_sync_records_received_total{role=\"backup\"} 40".to_owned(),
+            "rvs_sync_messages_received_total{role=\"backup\"} 4".to_owned(),
+            "rvs_sync_dropped_total{role=\"backup\"} 0".to_owned(),
         ] {
             assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }

@@ -34,6 +34,8 @@ pub struct View {
     pub health: Option<HealthView>,
     /// VRRP instances with their counters (empty without VRRP).
     pub vrrp: Vec<rvs_vrrp::machine::InstanceStatus>,
+    /// Connection sync daemons with their counters (empty when none runs).
+    pub sync: rvs_api::SyncStatus,
     /// Connection-table entries that belong to a real server (the last scan's count).
     pub conn_entries: u64,
     /// The last (re)load of the configuration.
@@ -355,6 +357,7 @@ pub fn json(view: &View, history: &History, interval: Duration) -> serde_json::V
         "reload": view.reload,
         "health_checks": view.health.is_some(),
         "vrrp": view.status.vrrp,
+        "sync": view.sync.daemons,
         "verdicts": view.status.verdicts,
         "totals": history.totals().collect::<Vec<_>>(),
         "services": services,
@@ -494,6 +497,26 @@ pub(crate) mod tests {
                 ],
             }),
             vrrp: vec![],
+            sync: rvs_api::SyncStatus {
+                daemons: vec![rvs_api::SyncDaemonStatus {
+                    role: rvs_api::SyncRole::Backup,
+                    interface: "eth1".into(),
+                    syncid: 51,
+                    maxlen: 1472,
+                    group: Ipv4Addr::new(224, 0, 0, 81),
+                    port: 8848,
+                    ttl: 1,
+                    origin: "keepalived".into(),
+                    counters: rvs_api::SyncCounters {
+                        messages_received: 4,
+                        records_received: 40,
+                        installed: 37,
+                        templates_installed: 2,
+                        unmatched: 1,
+                        ..rvs_api::SyncCounters::default()
+                    },
+                }],
+            },
             conn_entries: 3,
             reload: ReloadRecord::started(now),
             xdp_mode: "native".into(),
@@ -525,6 +548,8 @@ pub(crate) mod tests {
         assert_eq!(j["services"][0]["up"], 1);
         assert_eq!(j["services"][0]["reals"][1]["health"], "down");
         assert_eq!(j["conn_table"]["entries"], 3);
+        assert_eq!(j["sync"][0]["role"], "backup");
+        assert_eq!(j["sync"][0]["counters"]["installed"], 37);
     }
 
     #[test]

@@ -24,9 +24,9 @@ use rvs_api::{
     ApiError, ErrorKind, SyncCounters, SyncDaemonConfig, SyncDaemonStatus, SyncRole, SyncStatus,
 };
 use rvs_common::{ConnState, Forward as DpForward};
-use rvs_dataplane::{ConnInstall, ConnView, Dataplane};
+use rvs_dataplane::{ConnInstall, ConnView, Dataplane, TemplateInstall, TemplateView};
 use rvs_sync::{
-    FlowState, LocalConn, Packer, Received, Receiver, Tracker,
+    FlowState, LocalConn, LocalTemplate, Packer, Received, Receiver, Tracker,
     ipvs::Forward,
     master::StateTimeouts,
     wire::{ExtKind, ext_message},
@@ -76,29 +76,38 @@ fn io_error(what: &str, e: std::io::Error) -> ApiError {
     ApiError::new(ErrorKind::Internal, format!("{what}: {e}"))
 }
 
-/// rvs-sync's state for the dataplane's.
+/// rvs-sync's state for the dataplane's: the same IPVS state (both are IPVS's full set).
 fn flow_state(s: ConnState) -> FlowState {
     match s {
-        ConnState::SynRecv
-        | ConnState::None
-        | ConnState::SynSent
-        | ConnState::Listen
-        | ConnState::SynAck => FlowState::SynRecv,
+        ConnState::None => FlowState::None,
         ConnState::Established => FlowState::Established,
-        ConnState::FinWait | ConnState::TimeWait | ConnState::CloseWait | ConnState::LastAck => {
-            FlowState::FinWait
-        }
+        ConnState::SynSent => FlowState::SynSent,
+        ConnState::SynRecv => FlowState::SynRecv,
+        ConnState::FinWait => FlowState::FinWait,
+        ConnState::TimeWait => FlowState::TimeWait,
         ConnState::Close => FlowState::Close,
+        ConnState::CloseWait => FlowState::CloseWait,
+        ConnState::LastAck => FlowState::LastAck,
+        ConnState::Listen => FlowState::Listen,
+        ConnState::SynAck => FlowState::SynAck,
         ConnState::Udp => FlowState::Udp,
     }
 }
 
+/// The dataplane's state for rvs-sync's (the inverse of [`flow_state`]).
 fn conn_state(s: FlowState) -> ConnState {
     match s {
-        FlowState::SynRecv => ConnState::SynRecv,
+        FlowState::None => ConnState::None,
         FlowState::Established => ConnState::Established,
+        FlowState::SynSent => ConnState::SynSent,
+        FlowState::SynRecv => ConnState::SynRecv,
         FlowState::FinWait => ConnState::FinWait,
+        FlowState::TimeWait => ConnState::TimeWait,
         FlowState::Close => ConnState::Close,
+        FlowState::CloseWait => ConnState::CloseWait,
+        FlowState::LastAck => ConnState::LastAck,
+        FlowState::Listen => ConnState::Listen,
+        FlowState::SynAck => ConnState::SynAck,
         FlowState::Udp => ConnState::Udp,
     }
 }
@@ -109,13 +118,30 @@ fn local(v: &ConnView) -> LocalConn {
         client: v.client,
         vip: v.vip,
         real: v.real,
-        forward: match v.forward {
-            DpForward::DirectRoute => Forward::Dr,
-            DpForward::Tunnel => Forward::Tun,
-            DpForward::Masq => Forward::Nat,
-        },
+        forward: forward(v.forward),
         state: flow_state(v.state),
         last_seen: v.last_seen,
+    }
+}
+
+fn forward(f: DpForward) -> Forward {
+    match f {
+        DpForward::DirectRoute => Forward::Dr,
+        DpForward::Tunnel => Forward::Tun,
+        DpForward::Masq => Forward::Nat,
+    }
+}
+
+fn local_template(t: &TemplateView) -> LocalTemplate {
+    LocalTemplate {
+        // A port-0 service's template carries IPPROTO_IP, as IPVS's.
+        protocol: if t.vip.port() == 0 { 0 } else { t.protocol },
+        client: t.client,
+        vip: t.vip,
+        real: t.real,
+        forward: forward(t.forward),
+        timeout: t.timeout_secs,
+        last_seen: t.last_seen,
     }
 }
 
@@ -414,7 +440,9 @@ impl SyncEngine {
         };
         let now = rvs_dataplane::monotonic_coarse_ns();
         let snapshot = dp.conn_snapshot();
-        let records = tracker.observe(now, snapshot.iter().map(local));
+        let mut records = tracker.observe(now, snapshot.iter().map(local));
+        let templates = dp.template_snapshot();
+        records.extend(tracker.observe_templates(now, templates.iter().map(local_template)));
         Self::send_records(side, packer, &records);
     }
 
@@ -443,12 +471,13 @@ impl SyncEngine {
         }
     }
 
-    /// Handles one received datagram.
-    pub fn handle(&mut self, inbound: Inbound, dp: &mut Dataplane) {
+    /// Handles one received datagram; returns the client addresses of the connections a
+    /// BACKUP installed from it (the daemon resolves the way back to them for NAT).
+    pub fn handle(&mut self, inbound: Inbound, dp: &mut Dataplane) -> Vec<std::net::Ipv4Addr> {
         match inbound.role {
             SyncRole::Master => {
                 let Some((side, tracker, packer)) = &mut self.master else {
-                    return;
+                    return Vec::new();
                 };
                 side.status.counters.messages_received += 1;
                 // The MASTER hears only the table requests (its own sends are not looped).
@@ -457,7 +486,11 @@ impl SyncEngine {
                         side.status.counters.table_requests += 1;
                         let now = rvs_dataplane::monotonic_coarse_ns();
                         let snapshot = dp.conn_snapshot();
-                        let records = tracker.full(now, snapshot.iter().map(local));
+                        let mut records = tracker.full(now, snapshot.iter().map(local));
+                        let templates = dp.template_snapshot();
+                        records.extend(
+                            tracker.full_templates(now, templates.iter().map(local_template)),
+                        );
                         tracing::info!(
                             records = records.len(),
                             "a sync backup asked for the table"
@@ -466,9 +499,12 @@ impl SyncEngine {
                     }
                     _ => side.status.counters.dropped += 1,
                 }
+                Vec::new()
             }
             SyncRole::Backup => {
-                let Some(b) = &mut self.backup else { return };
+                let Some(b) = &mut self.backup else {
+                    return Vec::new();
+                };
                 let c = &mut b.0.status.counters;
                 c.messages_received += 1;
                 match b.1.receive(&inbound.bytes) {
@@ -479,9 +515,23 @@ impl SyncEngine {
                         stopped,
                         ..
                     } => {
-                        // Persistence templates are not installed yet (counted as dropped).
-                        c.dropped += templates.len() as u64;
                         b.4 = true;
+                        let tpl: Vec<TemplateInstall> = templates
+                            .iter()
+                            .map(|t| TemplateInstall {
+                                protocol: t.protocol,
+                                client: t.client,
+                                vip: t.vip,
+                                real: t.real,
+                                timeout_secs: t.timeout,
+                            })
+                            .collect();
+                        c.records_received +=
+                            (conns.len() + templates.len() + skipped.len()) as u64;
+                        let tstats = dp.install_templates(&tpl);
+                        c.templates_installed += tstats.installed;
+                        c.unmatched += tstats.no_service + tstats.no_real;
+                        c.dropped += tstats.failed;
                         let installs: Vec<ConnInstall> = conns
                             .iter()
                             .map(|i| ConnInstall {
@@ -507,10 +557,34 @@ impl SyncEngine {
                         if let Some(e) = stopped {
                             tracing::debug!(error = %e, "sync message cut short");
                         }
+                        conns.iter().map(|i| *i.client.ip()).collect()
                     }
-                    Received::TableRequest => {}
-                    Received::OtherSyncId(_) | Received::Invalid(_) => c.dropped += 1,
+                    Received::TableRequest => Vec::new(),
+                    Received::OtherSyncId(_) | Received::Invalid(_) => {
+                        c.dropped += 1;
+                        Vec::new()
+                    }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_crosses_sync_exactly_both_ways() {
+        for s in ConnState::ALL {
+            let f = flow_state(s);
+            assert_eq!(conn_state(f), s);
+            // The number on the wire is IPVS's for the state's name.
+            if s != ConnState::Udp {
+                assert_eq!(
+                    rvs_sync::ipvs::tcp::NAMES[f.ipvs_state() as usize],
+                    s.name()
+                );
             }
         }
     }

@@ -1,11 +1,13 @@
 //! High availability with two rvs directors run from one keepalived.conf (VRRP +
-//! virtual_server + lvs_sync_daemon), DR (root):
+//! virtual_server + lvs_sync_daemon), DR and NAT (root):
 //!
 //! - failover: 30 keep-alive connections (a request each 0.5 s) through the MASTER; the
 //!   MASTER dies (rvsd SIGKILLed and its uplink down, as a machine losing power); every
 //!   connection keeps getting answers from the same real server once the BACKUP took
 //!   over; then the old MASTER comes back, resyncs (it asks for the table) and preempts,
-//!   again with no connection lost;
+//!   again with no connection lost; for NAT the real servers route through a second VRRP
+//!   address on their segment, in a sync group with the VIP's instance, so their replies
+//!   follow the director that holds the VIP;
 //! - planned stop: SIGTERM on the MASTER makes it resign with priority 0 and remove its
 //!   VIP, so the BACKUP holds the VIP within Skew_Time (the issue asks ≤ 1.5 s).
 
@@ -25,15 +27,30 @@ use rvs_dataplane::PassProgram;
 use rvs_lab::{HaLab, HttpSession, Rvsd};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+/// NAT: the real servers' gateway, a VRRP address on their segment.
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 250);
 const SESSIONS: usize = 30;
 
-/// The keepalived.conf both directors run; only the priority differs between them.
+/// The keepalived.conf both directors run; only the priority differs between them. NAT
+/// adds the gateway's instance on the segment, in one sync group with the VIP's.
 fn keepalived_conf(lab: &HaLab, priority: u8) -> String {
     let up = lab.uplink();
+    let seg = lab.segment();
     let mut c = format!(
         "global_defs {{\n    lvs_sync_daemon {up} VI_1 id 51\n}}\n\n\
-         vrrp_instance VI_1 {{\n    state BACKUP\n    interface {up}\n    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32 dev {up}\n    }}\n}}\n\n\
-         virtual_server {VIP} 80 {{\n    delay_loop 5\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n"
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface {up}\n    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32 dev {up}\n    }}\n}}\n\n"
+    );
+    let kind = if let Some(gw) = lab.nat_gateway() {
+        c += &format!(
+            "vrrp_instance VI_GW {{\n    state BACKUP\n    interface {seg}\n    virtual_router_id 52\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {gw}/24 dev {seg}\n    }}\n}}\n\n\
+             vrrp_sync_group VG_1 {{\n    group {{\n        VI_1\n        VI_GW\n    }}\n}}\n\n"
+        );
+        "NAT"
+    } else {
+        "DR"
+    };
+    c += &format!(
+        "virtual_server {VIP} 80 {{\n    delay_loop 5\n    lb_algo rr\n    lb_kind {kind}\n    protocol TCP\n"
     );
     for rs in lab.real_servers() {
         c += &format!(
@@ -51,7 +68,14 @@ struct Directors {
 
 fn start(lab: &HaLab, priorities: [u8; 2]) -> Directors {
     let mut pass = Vec::new();
-    for port in lab.switch_lb_ports() {
+    let mut ports = lab.switch_lb_ports().to_vec();
+    let mut interfaces = vec![lab.uplink()];
+    if lab.nat_gateway().is_some() {
+        // NAT: replies come in on the segment and are redirected to the uplink.
+        ports.extend(lab.switch_uplink_ports());
+        interfaces.push(lab.segment());
+    }
+    for port in ports {
         pass.push(
             lab.switch()
                 .run(|| PassProgram::attach(port))
@@ -66,11 +90,11 @@ fn start(lab: &HaLab, priorities: [u8; 2]) -> Directors {
         .enumerate()
         .map(|(i, (d, prio))| {
             let pin = PathBuf::from(format!("/sys/fs/bpf/{}-lb{}", lab.prefix(), i + 1));
-            Rvsd::start_keepalived(
+            Rvsd::start_keepalived_on(
                 d.ns(),
                 Path::new(env!("CARGO_BIN_EXE_rvsd")),
                 &keepalived_conf(lab, prio),
-                lab.uplink(),
+                &interfaces,
                 &pin,
             )
             .expect("rvsd starts")
@@ -110,7 +134,35 @@ fn failover_and_return_lose_no_connection() {
     if !rvs_lab::root_or_skip("HA failover lab test") {
         return;
     }
-    let lab = HaLab::new(3, &[VIP]).expect("lab");
+    failover_and_return(&HaLab::new(3, &[VIP]).expect("lab"));
+}
+
+#[test]
+fn nat_failover_and_return_lose_no_connection() {
+    if !rvs_lab::root_or_skip("HA NAT failover lab test") {
+        return;
+    }
+    failover_and_return(&HaLab::new_nat(3, &[VIP], GATEWAY).expect("NAT lab"));
+}
+
+/// Whether director `d` holds every address its VRRP moves (NAT: the gateway too).
+fn holds_all(lab: &HaLab, d: &rvs_lab::ha::Director) -> bool {
+    d.holds(VIP).unwrap_or(false)
+        && lab
+            .nat_gateway()
+            .is_none_or(|gw| d.holds_on_segment(gw).unwrap_or(false))
+}
+
+/// Whether director `d` holds none of them.
+fn holds_none(lab: &HaLab, d: &rvs_lab::ha::Director) -> bool {
+    !d.holds(VIP).unwrap_or(true)
+        && lab
+            .nat_gateway()
+            .is_none_or(|gw| !d.holds_on_segment(gw).unwrap_or(true))
+}
+
+fn failover_and_return(lab: &HaLab) {
+    let nat = lab.nat_gateway().is_some();
     let _responders = lab.serve_http(80).expect("responders");
     // As a switch that knows where every MAC is: no unknown-unicast flooding to the
     // directors, so frames for the dead MASTER's MAC never reach the BACKUP (whose XDP
@@ -121,7 +173,7 @@ fn failover_and_return_lose_no_connection() {
             .exec(&["bridge", "link", "set", "dev", port, "flood", "off"])
             .expect("bridge flood off");
     }
-    let mut dirs = start(&lab, [150, 100]);
+    let mut dirs = start(lab, [150, 100]);
     let (lb1, lb2) = (&lab.directors()[0], &lab.directors()[1]);
     dirs.rvsd[0]
         .wait_for_output(
@@ -135,6 +187,11 @@ fn failover_and_return_lose_no_connection() {
             Duration::from_secs(10),
         )
         .expect("lb2 runs the sync backup");
+    wait_until(
+        "lb1 holds the VRRP addresses",
+        Duration::from_secs(10),
+        || holds_all(lab, lb1),
+    );
 
     // 30 keep-alive connections through lb1, a request each 0.5 s from a thread each.
     let vip = SocketAddr::from((VIP, 80));
@@ -175,11 +232,15 @@ fn failover_and_return_lose_no_connection() {
     let died = Instant::now();
     dirs.rvsd[0].kill().expect("kill lb1");
     lb1.set_uplink(false).expect("lb1 uplink down");
+    if nat {
+        lb1.set_segment(false).expect("lb1 segment down");
+    }
     let takeover = wait_until("lb2 holds the VIP", Duration::from_secs(15), || {
-        lb2.holds(VIP).unwrap_or(false)
+        holds_all(lab, lb2)
     });
     println!(
-        "failover: lb2 held the VIP {:.2} s after lb1 died",
+        "{}failover: lb2 held the VIP {:.2} s after lb1 died",
+        if nat { "NAT " } else { "" },
         takeover.as_secs_f64()
     );
     std::thread::sleep(Duration::from_secs(5));
@@ -189,9 +250,12 @@ fn failover_and_return_lose_no_connection() {
     // it starts as BACKUP, asks lb2 for the table, and preempts (priority 150 > 100).
     dirs.rvsd[0].restart(lb1.ns()).expect("lb1 restarts");
     lb1.set_uplink(true).expect("lb1 uplink up");
+    if nat {
+        lb1.set_segment(true).expect("lb1 segment up");
+    }
     let back = Instant::now();
     wait_until("lb1 holds the VIP again", Duration::from_secs(20), || {
-        lb1.holds(VIP).unwrap_or(false) && !lb2.holds(VIP).unwrap_or(true)
+        holds_all(lab, lb1) && holds_none(lab, lb2)
     });
     println!(
         "return: lb1 preempted {:.2} s after coming back",
@@ -208,8 +272,63 @@ fn failover_and_return_lose_no_connection() {
 
     // Every connection: no error, the same real server throughout, and answers after the
     // failover and after the return.
+    let failed: Vec<String> = sessions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let (at, e) = s
+                .answers
+                .iter()
+                .find_map(|(at, a)| a.as_ref().err().map(|e| (at, e)))?;
+            Some(format!(
+                "{i} at {:.2} s: {e}",
+                at.duration_since(died).as_secs_f64()
+            ))
+        })
+        .collect();
+    if !failed.is_empty() {
+        for (n, r) in dirs.rvsd.iter().enumerate() {
+            eprintln!("--- lb{} output:\n{}", n + 1, r.output());
+            let d = &lab.directors()[n];
+            for cmd in [
+                &["ip", "neigh"][..],
+                &["ip", "-4", "addr"],
+                &["ip", "route"],
+            ] {
+                eprintln!(
+                    "--- lb{} {cmd:?}:\n{}",
+                    n + 1,
+                    d.ns().exec(cmd).unwrap_or_default()
+                );
+            }
+            let client = rvs_api::Client::new(r.socket());
+            let st = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(client.status());
+            if let Ok(st) = st {
+                eprintln!("--- lb{} verdicts: {:?}", n + 1, st.verdicts);
+            }
+        }
+        for rs in lab.real_servers() {
+            eprintln!(
+                "--- {} neigh:\n{}",
+                rs.name(),
+                rs.ns().exec(&["ip", "neigh"]).unwrap_or_default()
+            );
+        }
+        panic!(
+            "{} connections failed (lb1 died at 0, lb2 held at {:.2} s, lb1 back at {:.2} s):\n{}",
+            failed.len(),
+            takeover.as_secs_f64(),
+            back.duration_since(died).as_secs_f64(),
+            failed.join("\n")
+        );
+    }
     let mut per_rs: BTreeMap<String, usize> = BTreeMap::new();
     let mut longest_gap = Duration::ZERO;
+    let mut gap_at = Duration::ZERO;
     for (i, s) in sessions.iter().enumerate() {
         *per_rs.entry(s.first.clone()).or_default() += 1;
         for (at, a) in &s.answers {
@@ -233,19 +352,38 @@ fn failover_and_return_lose_no_connection() {
             "connection {i}: no answer after the return"
         );
         for w in s.answers.windows(2) {
-            longest_gap = longest_gap.max(w[1].0.duration_since(w[0].0));
+            let gap = w[1].0.duration_since(w[0].0);
+            if gap > longest_gap {
+                longest_gap = gap;
+                gap_at = w[0].0.saturating_duration_since(died);
+            }
         }
     }
     println!(
-        "{SESSIONS} connections, {} answers, none lost; per real server {per_rs:?}; longest wait between two answers {:.2} s",
+        "{}{SESSIONS} connections, {} answers, none lost; per real server {per_rs:?}; longest wait between two answers {:.2} s (from {:.2} s after lb1 died; it was back at {:.2} s)",
+        if nat { "NAT: " } else { "DR: " },
         sessions.iter().map(|s| s.answers.len()).sum::<usize>(),
-        longest_gap.as_secs_f64()
+        longest_gap.as_secs_f64(),
+        gap_at.as_secs_f64(),
+        back.duration_since(died).as_secs_f64()
     );
     assert_eq!(
         per_rs.len(),
         3,
         "rr spread the connections over the three servers"
     );
+    for (n, r) in dirs.rvsd.iter().enumerate() {
+        let client = rvs_api::Client::new(r.socket());
+        if let Ok(st) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(client.status())
+        {
+            let nonzero: Vec<_> = st.verdicts.iter().filter(|(_, v)| *v > 0).collect();
+            println!("lb{} verdicts: {nonzero:?}", n + 1);
+        }
+    }
     // The returning lb1 asked for the table, and lb2 (MASTER then) answered with it.
     let out = dirs.rvsd[1].output();
     assert!(out.contains("a sync backup asked for the table"), "{out}");

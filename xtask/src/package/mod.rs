@@ -33,6 +33,7 @@ const BINARIES: &[(&str, &str)] = &[
     ("rvsd", "rvsd"),
     ("rvsadm", "rvsadm"),
     ("rvs-vrrp", "rvs-vrrpd"),
+    ("rvs-realserver", "rvs-realserver"),
 ];
 
 /// Files from `packaging/`: (source, installed path, mode).
@@ -297,6 +298,16 @@ fn check_tree(deb: &Path, tree: &Path) -> Result<()> {
     ensure!(out.contains("--add-service"), "rvsadm -h: {out}");
     let out = run(Command::new(sbin.join("rvs-vrrpd")).arg("--help"))?;
     ensure!(out.contains("--keepalived"), "rvs-vrrpd --help: {out}");
+    let out = run(Command::new(sbin.join("rvs-realserver")).arg("--version"))?;
+    ensure!(
+        out.trim() == format!("rvs-realserver {version}"),
+        "rvs-realserver --version: {out}"
+    );
+    let out = run(Command::new(sbin.join("rvs-realserver")).arg("--help"))?;
+    ensure!(
+        out.contains("prepare") && out.contains("undo"),
+        "rvs-realserver --help: {out}"
+    );
     // The shipped default configuration is valid.
     let out = run(Command::new(sbin.join("rvsd"))
         .arg("--check-config")
