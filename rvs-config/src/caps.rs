@@ -42,8 +42,14 @@ const PLAIN: [&str; 3] = ["flag-1", "flag-2", "flag-3"];
 pub const SCHEDULERS: [SchedulerCaps; 14] = [
     caps(Scheduler::Rr, "round robin", true),
     caps(Scheduler::Wrr, "weighted round robin", true),
-    counting(Scheduler::Lc, "least-connection"),
-    counting(Scheduler::Wlc, "weighted least-connection"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Lc, "least-connection")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Wlc, "weighted least-connection")
+    },
     counting(Scheduler::Lblc, "locality-based least-connection"),
     counting(
         Scheduler::Lblcr,
@@ -55,8 +61,14 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
         ..caps(Scheduler::Sh, "source hashing", false)
     },
-    counting(Scheduler::Sed, "shortest expected delay"),
-    counting(Scheduler::Nq, "never queue"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Sed, "shortest expected delay")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Nq, "never queue")
+    },
     counting(Scheduler::Fo, "weighted failover"),
     counting(Scheduler::Ovf, "weighted overflow"),
     SchedulerCaps {

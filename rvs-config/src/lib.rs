@@ -43,6 +43,22 @@ pub struct Config {
     /// The virtual services.
     #[serde(default, rename = "service")]
     pub services: Vec<VirtualService>,
+    /// Mangle rules to import as the fwmark services' match rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark_import: Option<FwmarkImport>,
+}
+
+/// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
+/// the fwmark services with those marks (rules of marks no service has are not used).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FwmarkImport {
+    /// `iptables-save` output (or `iptables -t mangle -A ...` commands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_save: Option<std::path::PathBuf>,
+    /// `nft list ruleset` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<std::path::PathBuf>,
 }
 
 /// How the XDP program is attached.
@@ -154,6 +170,14 @@ impl Timeouts {
         s.timeouts_ns[rvs_common::ConnState::Udp as usize] = ns(self.udp);
         s
     }
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Tcp
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
 }
 
 /// Transport protocol of a virtual service.
@@ -501,12 +525,21 @@ impl fmt::Display for ServiceId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualService {
-    /// tcp or udp.
+    /// tcp or udp (an fwmark service takes both, as its rules say; the field is then unused).
+    #[serde(default = "default_protocol")]
     pub protocol: Protocol,
-    /// Virtual IPv4 address.
+    /// Virtual IPv4 address (0.0.0.0, the default, for an fwmark service).
+    #[serde(default = "unspecified")]
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
+    #[serde(default)]
     pub port: u16,
+    /// Firewall mark (`ipvsadm -f N`): the service takes the packets its match rules mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
+    /// The fwmark service's match rules (`[[service.match]]`): which packets get the mark.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<fwmark::Match>,
     /// Scheduler (default wrr until the data path runs IPVS's default, wlc).
     #[serde(default)]
     pub scheduler: Scheduler,
@@ -537,6 +570,8 @@ impl VirtualService {
             protocol,
             address,
             port,
+            fwmark: None,
+            matches: Vec::new(),
             scheduler: Scheduler::default(),
             mh_table_size: None,
             sched_flags: Vec::new(),
@@ -552,8 +587,25 @@ impl VirtualService {
         self.sched_flags.contains(&flag)
     }
 
-    /// The service's identity.
+    /// An fwmark service (`ipvsadm -f`) with no rules yet.
+    pub fn fwmark(mark: u32) -> Self {
+        Self {
+            fwmark: Some(mark),
+            ..Self::new(Protocol::Tcp, Ipv4Addr::UNSPECIFIED, 0)
+        }
+    }
+
+    /// The service's identity. An fwmark service's is (TCP, the mark as an address, port 0),
+    /// told apart from an address service by [`VirtualService::fwmark`]; the validation
+    /// refuses the one address service that would collide.
     pub fn id(&self) -> ServiceId {
+        if let Some(mark) = self.fwmark {
+            return ServiceId {
+                protocol: Protocol::Tcp,
+                address: Ipv4Addr::from(mark),
+                port: 0,
+            };
+        }
         ServiceId {
             protocol: self.protocol,
             address: self.address,
@@ -748,10 +800,51 @@ fn is_prime(n: u32) -> bool {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        Self::from_toml_reading(text, |p| {
+            Err(std::io::Error::other(format!(
+                "{}: [fwmark_import] needs the files, which only rvsd reads",
+                p.display()
+            )))
+        })
+    }
+
+    /// Parses and validates TOML text, reading the `[fwmark_import]` files with `read`
+    /// and adding their rules to the fwmark services' match rules.
+    pub fn from_toml_reading(
+        text: &str,
+        read: impl Fn(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        if let Some(import) = config.fwmark_import.clone() {
+            type Importer = fn(&str) -> Result<Vec<fwmark::MarkRule>, fwmark::ImportError>;
+            let sources: [(Option<std::path::PathBuf>, Importer); 2] = [
+                (import.iptables_save, fwmark::import_iptables_save),
+                (import.nft, fwmark::import_nft),
+            ];
+            for (path, importer) in sources {
+                let Some(path) = path else { continue };
+                let text = read(&path).map_err(|e| {
+                    ConfigError::Invalid(format!("[fwmark_import] {}: {e}", path.display()))
+                })?;
+                let rules = importer(&text).map_err(|e| {
+                    ConfigError::Invalid(format!("[fwmark_import] {}: {e}", path.display()))
+                })?;
+                config.add_mark_rules(&rules);
+            }
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Appends imported rules to the match rules of the fwmark services with their marks;
+    /// rules of marks no service has are not used (IPVS ignores such marks too).
+    pub fn add_mark_rules(&mut self, rules: &[fwmark::MarkRule]) {
+        for r in rules {
+            if let Some(svc) = self.services.iter_mut().find(|s| s.fwmark == Some(r.mark)) {
+                svc.matches.push(fwmark::Match::from(r));
+            }
+        }
     }
 
     /// Renders the configuration as TOML.
@@ -827,14 +920,20 @@ impl Config {
 /// Checks one service on its own (everything but duplicates and totals).
 pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     let id = svc.id();
-    if svc.address.is_unspecified() {
+    if let Some(mark) = svc.fwmark {
+        fwmark::validate_service(mark, svc).map_err(ConfigError::Invalid)?;
+    } else if !svc.matches.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: match rules belong to fwmark services only (set fwmark = N)"
+        )));
+    } else if svc.address.is_unspecified() {
         return Err(ConfigError::Invalid(format!(
             "service {id}: the virtual address must not be 0.0.0.0"
         )));
     }
     // IPVS takes any VIP; rvs balances connections that arrive on its interfaces, and a
     // multicast or broadcast destination is never a client's connection to a service.
-    if let Some(class) = not_unicast(svc.address) {
+    if let Some(class) = not_unicast(svc.address).filter(|_| svc.fwmark.is_none()) {
         return Err(ConfigError::Invalid(format!(
             "service {id}: the virtual address {} is not a unicast address ({class}); rvs balances unicast VIPs only",
             svc.address

@@ -1,20 +1,139 @@
 //! Scheduling a new connection: the service's dispatch table (ring cursor for rr/wrr,
-//! IPVS's mh hash for Maglev) and persistence templates.
+//! IPVS's mh hash for Maglev), the connection-count walks (lc, wlc, sed, nq) over the
+//! service's server list, and persistence templates.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
-use rvs_common::{
-    DispatchKind, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey, ServiceEntry,
-    hash::ipvs_mh_source_hash,
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
-use crate::maps::{CURSORS, DISPATCH, PERSIST, REALS};
+use aya_ebpf::helpers::generated::bpf_loop;
+use rvs_common::{
+    DispatchKind, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey,
+    RealLoad, ServiceEntry, hash::ipvs_mh_source_hash,
+};
+
+use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
+
+/// State of one walk over a service's server list (the `bpf_loop` context).
+#[repr(C)]
+struct Walk {
+    /// First slot of the list in the dispatch array.
+    off: u32,
+    /// The walk's [`DispatchKind`].
+    kind: u8,
+    /// Whether `least` holds a server yet.
+    found: u8,
+    /// Explicit padding.
+    pad: [u8; 2],
+    /// The server chosen so far.
+    least: u32,
+    /// Its overhead (the kernel's `loh`).
+    loh: i64,
+    /// Its weight.
+    lw: i64,
+}
+
+/// One server of the walk, with IPVS's comparisons (ip_vs_lc.c, ip_vs_wlc.c, ip_vs_sed.c,
+/// ip_vs_nq.c; the host model is `rvs_sched::least`): strict comparisons, so ties keep the
+/// server met first in the newest-first list. Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn walk_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk`.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(&id) = DISPATCH.get(w.off.wrapping_add(i)) else {
+        return 1;
+    };
+    let Some(load) = REAL_LOAD.get(id) else {
+        return 0;
+    };
+    // SAFETY: an aligned 64-bit read of a map value is single-copy atomic.
+    let conns = unsafe { core::ptr::read_volatile(&load.conns) };
+    let weight = load.weight as i64;
+    let overloaded = load.flags & LOAD_F_OVERLOAD != 0;
+    let usable = !overloaded && weight > 0;
+    let active = RealLoad::active(conns) as i32 as i64;
+    let kind = w.kind;
+    let doh = if kind == DispatchKind::Lc as u8 || kind == DispatchKind::Wlc as u8 {
+        RealLoad::overhead(conns)
+    } else {
+        active + 1
+    };
+    if kind == DispatchKind::Lc as u8 {
+        if usable && (w.found == 0 || doh < w.loh) {
+            w.take(id, doh, weight);
+        }
+    } else if kind == DispatchKind::Nq as u8 {
+        if !usable {
+            return 0;
+        }
+        if active == 0 {
+            w.take(id, doh, weight);
+            return 1;
+        }
+        if w.found == 0 || w.loh * weight > doh * w.lw {
+            w.take(id, doh, weight);
+        }
+    } else if w.found == 0 {
+        // wlc, sed: the first usable server, then any later non-overloaded one with a
+        // strictly smaller overhead / weight (a weight-0 server never wins that).
+        if usable {
+            w.take(id, doh, weight);
+        }
+    } else if !overloaded && w.loh * weight > doh * w.lw {
+        w.take(id, doh, weight);
+    }
+    0
+}
+
+impl Walk {
+    #[inline(always)]
+    fn take(&mut self, id: u32, oh: i64, weight: i64) {
+        self.found = 1;
+        self.least = id;
+        self.loh = oh;
+        self.lw = weight;
+    }
+}
+
+/// The server a connection-count scheduler picks from the service's list, walked once.
+#[inline(always)]
+fn walk(svc: &ServiceEntry) -> Option<u32> {
+    let mut w = Walk {
+        off: svc.table_off,
+        kind: svc.kind,
+        found: 0,
+        pad: [0; 2],
+        least: NO_REAL,
+        loh: 0,
+        lw: 0,
+    };
+    let n = if svc.table_len > MAX_WALK {
+        MAX_WALK
+    } else {
+        svc.table_len
+    };
+    // SAFETY: the callback and its context live for the call; bpf_loop verifies the
+    // callback once, whatever the count (the bound is MAX_WALK, see the capability table).
+    unsafe {
+        bpf_loop(
+            n,
+            walk_step as *mut c_void,
+            &mut w as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+    (w.found != 0).then_some(w.least)
+}
 
 /// Picks a real server id for a new flow of `svc`, or None when none is available.
 #[inline(always)]
 pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
     if svc.table_len == 0 {
         return None;
+    }
+    if svc.kind >= DispatchKind::Lc as u8 {
+        return walk(svc);
     }
     let pos = if svc.kind == DispatchKind::Ring as u8 {
         let cursor = CURSORS.get_ptr_mut(svc.id)?;

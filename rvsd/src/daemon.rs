@@ -454,7 +454,9 @@ async fn vrrp_changed(vrrp: &mut Option<Vrrp>) -> Result<(), watch::error::RecvE
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let config = Config::from_toml(&text)
+    // [fwmark_import] paths are relative to the config file's directory.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let config = Config::from_toml_reading(&text, |p| std::fs::read_to_string(dir.join(p)))
         .with_context(|| format!("invalid config file {}", path.display()))?;
     config
         .check_dataplane()
@@ -1223,7 +1225,8 @@ impl Daemon {
                         ApiError::new(ErrorKind::Internal, format!("real {} has no id", r.address))
                     })?;
                 let c = self.dp.real_counters(rid).map_err(api_error)?;
-                let (active, inactive) = self.scan.per_real.get(&rid).copied().unwrap_or_default();
+                let load = self.dp.real_conns(rid);
+                let (active, inactive) = (load.active, load.inactive);
                 reals.push(RealStatus {
                     real: r.clone(),
                     active_conns: active,
