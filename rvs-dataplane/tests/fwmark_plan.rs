@@ -70,7 +70,9 @@ fn overlapping_rules_of_different_marks_are_refused() {
     assert!(msg.contains("fwmark 7 and fwmark 8"), "{msg}");
     // Disjoint ports: accepted.
     let c = config(&text.replace("first = 400, last = 500", "first = 444, last = 500"));
-    Planner::new(&Limits::default()).plan(&c, 0).expect("disjoint");
+    Planner::new(&Limits::default())
+        .plan(&c, 0)
+        .expect("disjoint");
 }
 
 #[test]
@@ -94,10 +96,7 @@ fn config_refuses_what_an_fwmark_service_cannot_be() {
         let e = Config::from_toml(text).expect_err(text).to_string();
         assert!(e.contains(want), "{e}");
     };
-    bad(
-        "[[service]]\nfwmark = 1\n",
-        "no [[service.match]] rules",
-    );
+    bad("[[service]]\nfwmark = 1\n", "no [[service.match]] rules");
     bad(
         "[[service]]\nfwmark = 0\n[[service.match]]\nprotocol = \"tcp\"\n",
         "fwmark 0",
@@ -114,10 +113,7 @@ fn config_refuses_what_an_fwmark_service_cannot_be() {
         "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.1\"\nport = 80\n[[service.match]]\nprotocol = \"tcp\"\n",
         "fwmark services only",
     );
-    bad(
-        "[fwmark_import]\nnft = \"x.nft\"\n",
-        "only rvsd reads",
-    );
+    bad("[fwmark_import]\nnft = \"x.nft\"\n", "only rvsd reads");
 }
 
 #[test]

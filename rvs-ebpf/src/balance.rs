@@ -6,9 +6,9 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
 use rvs_common::{
-    CONN_F_NAT, CONN_F_REPLY, NO_REAL, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
-    PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY,
-    ServiceKey, Verdict,
+    CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
+    NO_REAL, PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP,
+    SVC_F_STANDBY, ServiceKey, Verdict,
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
 };

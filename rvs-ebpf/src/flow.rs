@@ -36,7 +36,10 @@ pub fn bind(id: u32, generation: u32, state: u8) {
         unsafe {
             let upper = (*load).u_threshold;
             if upper != 0 && total >= upper {
-                atomic_or::<u32, u32, { AtomicOrdering::SeqCst }>(&mut (*load).flags, LOAD_F_OVERLOAD);
+                atomic_or::<u32, u32, { AtomicOrdering::SeqCst }>(
+                    &mut (*load).flags,
+                    LOAD_F_OVERLOAD,
+                );
             }
         }
     }

@@ -7,8 +7,9 @@ use aya_ebpf::{
 };
 use rvs_common::{
     ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
-    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, MAX_MARK_RULES, MarkRuleEntry, PersistEntry,
-    PersistKey, RealEntry, RealLoad, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, MAX_MARK_RULES,
+    MarkRuleEntry, PersistEntry, PersistKey, RealEntry, RealLoad, ServiceEntry, ServiceKey,
+    Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
