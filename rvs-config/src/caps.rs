@@ -280,7 +280,8 @@ mod tests {
         assert_eq!(Scheduler::Mh.refusal(&[SchedFlag::Flag2]), None);
         let e = Scheduler::Mh.refusal(&[SchedFlag::Flag1]).unwrap();
         assert!(e.contains("mh-fallback"), "{e}");
-        let e = Scheduler::Wlc.refusal(&[]).unwrap();
-        assert!(e.contains("wlc") && e.contains("rr, wrr, mh"), "{e}");
+        assert_eq!(Scheduler::Wlc.refusal(&[]), None);
+        let e = Scheduler::Lblc.refusal(&[]).unwrap();
+        assert!(e.contains("lblc") && e.contains("rr, wrr, lc, wlc"), "{e}");
     }
 }

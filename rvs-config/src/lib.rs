@@ -216,15 +216,13 @@ impl fmt::Display for Protocol {
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin: the TOML format's default while the data path lacks wlc (a
-    /// TOML service without `scheduler` then keeps working); it becomes IPVS's wlc
-    /// ([`DEFAULT_SCHEDULER`]) when wlc is in the data path.
-    #[default]
+    /// Weighted round robin.
     Wrr,
     /// Least connection.
     Lc,
-    /// Weighted least connection (IPVS's default: `ipvsadm -A` without `-s`, keepalived
-    /// without `lb_algo`).
+    /// Weighted least connection: IPVS's default ([`DEFAULT_SCHEDULER`]: `ipvsadm -A`
+    /// without `-s`, keepalived without `lb_algo`) and so the TOML format's.
+    #[default]
     Wlc,
     /// Locality-based least connection.
     Lblc,
@@ -1111,17 +1109,12 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
-    fn wlc_is_refused_by_name_and_weights_go_to_int_max() {
+    fn wlc_is_the_default_and_weights_go_to_int_max() {
         let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
         let c: Config = toml::from_str(svc).expect("parses");
-        assert_eq!(
-            c.services[0].scheduler,
-            Scheduler::Wrr,
-            "the TOML default for now"
-        );
-        // Until the data path runs wlc (IPVS's default), it is refused where configured.
-        let e = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect_err("wlc");
-        assert!(e.to_string().contains("scheduler wlc"), "{e}");
+        assert_eq!(c.services[0].scheduler, Scheduler::Wlc, "IPVS's default");
+        let c = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect("wlc");
+        assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
         let big = format!(
             "{svc}scheduler = \"wrr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483647\n\n[[service.real]]\naddress = \"198.18.2.2\"\nweight = 70000\n"
         );
@@ -1213,8 +1206,8 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
         );
         assert!(
-            err(&format!("{svc}scheduler = \"lc\"\n")).contains(
-                "scheduler lc (least-connection) is not supported by rvs's data path yet"
+            err(&format!("{svc}scheduler = \"lblc\"\n")).contains(
+                "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet"
             )
         );
         assert!(
