@@ -113,9 +113,10 @@ pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 /// Largest connection threshold ipvsadm accepts for `-x`/`-y` (it parses an `int`).
 pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 
-/// Whether the data path enforces `-x`/`-y` connection thresholds (it needs the per-server
-/// connection accounting of phase 2); until then a threshold is refused where configured.
-pub const THRESHOLDS_IN_DATAPLANE: bool = false;
+/// Whether the data path enforces `-x`/`-y` connection thresholds: the XDP program sets
+/// OVERLOAD at bind (`active + inactive >= upper`), rvsd clears it at unbind with IPVS's rule,
+/// and every scheduler skips an overloaded server as IPVS's do.
+pub const THRESHOLDS_IN_DATAPLANE: bool = true;
 
 /// Why rvs cannot run a real server with these thresholds today, None when it can.
 pub fn threshold_refusal(upper: u32, lower: u32) -> Option<String> {

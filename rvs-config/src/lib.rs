@@ -1150,14 +1150,11 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
-    fn thresholds_are_refused_until_the_data_path_enforces_them() {
-        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\n";
+    fn thresholds_are_taken_now_the_data_path_enforces_them() {
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\nl_threshold = 5\n";
         let c = Config::from_toml(text).expect("IPVS takes it");
-        let e = c
-            .check_dataplane()
-            .expect_err("not enforced yet")
-            .to_string();
-        assert!(e.contains("connection thresholds (-x 10 -y 0"), "{e}");
+        c.check_dataplane().expect("enforced by the XDP program");
+        assert_eq!(c.services[0].reals[0].u_threshold, 10);
     }
 
     #[test]

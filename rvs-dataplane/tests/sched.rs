@@ -318,3 +318,52 @@ fn nq_matches_kernel_ipvs() {
         replay("nq");
     }
 }
+
+#[test]
+fn lc_with_thresholds_matches_kernel_ipvs() {
+    if root() {
+        replay("thresh-lc");
+    }
+}
+
+/// Which extra real a forwarded frame went to.
+fn sent_to(r: &rvs_dataplane::testrun::XdpRun) -> Option<u8> {
+    (r.action == XDP_TX)
+        .then(|| (0..rvs_lab::fib::EXTRA_REALS).find(|&k| r.frame[..6] == extra_real(k).1))
+        .flatten()
+}
+
+#[test]
+fn rr_skips_a_server_over_its_upper_threshold_until_it_falls_below() {
+    if !root() {
+        return;
+    }
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let mut text =
+        format!("[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n");
+    for k in 0..3u8 {
+        text += &format!("[[service.real]]\naddress = \"{}\"\n", extra_real(k).0);
+    }
+    // The newest server (IPVS's list head, rr's first choice) takes one connection at most.
+    text += "u_threshold = 1\n";
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        apply(dp, &text);
+        let syn = |dp: &mut Dataplane, port: u16| {
+            let f = tcp_frame((CLIENT, port), (vip, 80), Tcp::Syn, b"");
+            sent_to(&run(dp, &f, ifs.a0))
+        };
+        let got: Vec<Option<u8>> = (0..6).map(|i| syn(dp, 2000 + i)).collect();
+        // IPVS's rr over the list 2, 1, 0 with 2 overloaded after its first connection.
+        assert_eq!(got, [2, 1, 0, 1, 0, 1].map(Some));
+        // Its connection closes (RST after the handshake: CLOSE) and expires: the unbind
+        // clears OVERLOAD (no lower threshold: total * 4 < upper * 3), and rr reaches it again.
+        for flags in [Tcp::Ack, Tcp::Rst] {
+            run(dp, &tcp_frame((CLIENT, 2000), (vip, 80), flags, b""), ifs.a0);
+        }
+        std::thread::sleep(Duration::from_millis(CLOSE_SECS * 1000 + 1200));
+        dp.scan_conns().expect("expiry pass");
+        let next: Vec<Option<u8>> = (0..3).map(|i| syn(dp, 3000 + i)).collect();
+        assert!(next.contains(&Some(2)), "{next:?}");
+    });
+}

@@ -15,6 +15,10 @@ use rvs_common::{
 
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
 
+/// The most ring slots looked at past an overloaded one (one turn of the largest ring the
+/// planner writes; `bpf_loop` verifies the step once whatever the count).
+const MAX_RING_SKIP: u32 = 1 << 20;
+
 /// State of one walk over a service's server list (the `bpf_loop` context).
 #[repr(C)]
 struct Walk {
@@ -148,7 +152,100 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
         ipvs_mh_source_hash(saddr, sport, with_port) % svc.table_len
     };
     let real = *DISPATCH.get(svc.table_off.wrapping_add(pos))?;
-    if real == NO_REAL { None } else { Some(real) }
+    if real == NO_REAL {
+        return None;
+    }
+    if !overloaded(real) {
+        return Some(real);
+    }
+    // Over its upper threshold (IPVS's IP_VS_DEST_F_OVERLOAD): rr and wrr go on to the next
+    // server of their sequence that is not, as the kernel's loops do; the ring is that
+    // sequence, so the next usable slot is the kernel's choice. mh without mh-fallback
+    // finds no server (ip_vs_mh_get).
+    if svc.kind != DispatchKind::Ring as u8 {
+        return None;
+    }
+    ring_skip(svc, pos)
+}
+
+/// Whether real `id` is flagged over its upper threshold.
+#[inline(always)]
+fn overloaded(id: u32) -> bool {
+    REAL_LOAD
+        .get(id)
+        .is_some_and(|l| l.flags & LOAD_F_OVERLOAD != 0)
+}
+
+/// State of the search for the next usable ring slot (the `bpf_loop` context).
+#[repr(C)]
+struct Skip {
+    /// First slot of the ring.
+    off: u32,
+    /// Ring length.
+    len: u32,
+    /// The overloaded slot the cursor gave.
+    pos: u32,
+    /// Slots skipped so far.
+    skipped: u32,
+    /// The server found, or NO_REAL.
+    real: u32,
+}
+
+/// One ring slot after the overloaded one; 1 stops the loop.
+#[inline(never)]
+extern "C" fn skip_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Skip`.
+    let s = unsafe { &mut *(ctx as *mut Skip) };
+    if s.len == 0 {
+        return 1;
+    }
+    let pos = (s.pos.wrapping_add(i).wrapping_add(1)) % s.len;
+    let Some(&real) = DISPATCH.get(s.off.wrapping_add(pos)) else {
+        return 1;
+    };
+    s.skipped = i + 1;
+    if real != NO_REAL && !overloaded(real) {
+        s.real = real;
+        return 1;
+    }
+    0
+}
+
+/// The next ring slot whose server is not overloaded (at most one turn of the ring), with
+/// the shared cursor moved past it as the kernel's rr/wrr position moves.
+#[inline(always)]
+fn ring_skip(svc: &ServiceEntry, pos: u32) -> Option<u32> {
+    let mut s = Skip {
+        off: svc.table_off,
+        len: svc.table_len,
+        pos,
+        skipped: 0,
+        real: NO_REAL,
+    };
+    let n = if svc.table_len > MAX_RING_SKIP {
+        MAX_RING_SKIP
+    } else {
+        svc.table_len
+    };
+    // SAFETY: as in `walk`.
+    unsafe {
+        bpf_loop(
+            n,
+            skip_step as *mut c_void,
+            &mut s as *mut Skip as *mut c_void,
+            0,
+        )
+    };
+    if s.real == NO_REAL {
+        return None;
+    }
+    if let Some(cursor) = CURSORS.get_ptr_mut(svc.id) {
+        // SAFETY: as in `schedule`.
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, s.skipped as u64)
+        };
+    }
+    Some(s.real)
 }
 
 /// The real server a live persistence template sends this client to, if any.
