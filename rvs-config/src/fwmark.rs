@@ -186,6 +186,16 @@ impl From<&MarkRule> for Match {
     }
 }
 
+/// The match rules `rules` give mark `mark`, in order (rules of marks no service has are not
+/// used: IPVS ignores such marks too).
+pub fn rules_of(rules: &[MarkRule], mark: u32) -> Vec<Match> {
+    rules
+        .iter()
+        .filter(|r| r.mark == mark)
+        .map(Match::from)
+        .collect()
+}
+
 /// How many data-path entries a rule takes: one per (destination, source, port range).
 pub fn entry_count(r: &MarkRule) -> usize {
     r.destination.len().max(1) * r.source.len().max(1) * r.ports.len().max(1)
@@ -228,7 +238,7 @@ pub fn validate_service(mark: u32, svc: &crate::VirtualService) -> Result<(), St
     }
     if svc.matches.is_empty() {
         return Err(format!(
-            "fwmark service {mark}: no [[service.match]] rules; rvs classifies packets itself (XDP runs before netfilter) and needs the rules that set the mark"
+            "fwmark service {mark}: no match rules for mark {mark} ([[service.match]], [[fwmark_rule]] or [fwmark_import]); rvs classifies packets itself (XDP runs before netfilter) and needs the rules that set the mark"
         ));
     }
     for m in &svc.matches {

@@ -46,6 +46,11 @@ pub struct Config {
     /// Mangle rules to import as the fwmark services' match rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark_import: Option<FwmarkImport>,
+    /// Classification rules by mark (`[[fwmark_rule]]`), for fwmark services defined
+    /// elsewhere (rvsadm `-A -f N`, keepalived `virtual_server fwmark N`): a service of mark
+    /// N takes these rules of mark N besides its own `[[service.match]]` ones.
+    #[serde(default, rename = "fwmark_rule", skip_serializing_if = "Vec::is_empty")]
+    pub fwmark_rules: Vec<fwmark::MarkRule>,
 }
 
 /// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
@@ -828,21 +833,17 @@ impl Config {
                 let rules = importer(&text).map_err(|e| {
                     ConfigError::Invalid(format!("[fwmark_import] {}: {e}", path.display()))
                 })?;
-                config.add_mark_rules(&rules);
+                config.fwmark_rules.extend(rules);
+            }
+        }
+        for svc in &mut config.services {
+            if let Some(mark) = svc.fwmark {
+                svc.matches
+                    .extend(fwmark::rules_of(&config.fwmark_rules, mark));
             }
         }
         config.validate()?;
         Ok(config)
-    }
-
-    /// Appends imported rules to the match rules of the fwmark services with their marks;
-    /// rules of marks no service has are not used (IPVS ignores such marks too).
-    pub fn add_mark_rules(&mut self, rules: &[fwmark::MarkRule]) {
-        for r in rules {
-            if let Some(svc) = self.services.iter_mut().find(|s| s.fwmark == Some(r.mark)) {
-                svc.matches.push(fwmark::Match::from(r));
-            }
-        }
     }
 
     /// Renders the configuration as TOML.
@@ -943,7 +944,8 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             option: "mh_table_size",
         });
     }
-    if svc.one_packet && svc.protocol != Protocol::Udp {
+    // An fwmark service takes UDP too: its UDP packets are scheduled one by one (IPVS).
+    if svc.one_packet && svc.fwmark.is_none() && svc.protocol != Protocol::Udp {
         return Err(ConfigError::Invalid(format!(
             "service {id}: one-packet scheduling (-o) applies to UDP services only"
         )));

@@ -96,7 +96,7 @@ fn config_refuses_what_an_fwmark_service_cannot_be() {
         let e = Config::from_toml(text).expect_err(text).to_string();
         assert!(e.contains(want), "{e}");
     };
-    bad("[[service]]\nfwmark = 1\n", "no [[service.match]] rules");
+    bad("[[service]]\nfwmark = 1\n", "no match rules for mark 1");
     bad(
         "[[service]]\nfwmark = 0\n[[service.match]]\nprotocol = \"tcp\"\n",
         "fwmark 0",
@@ -126,6 +126,7 @@ fn imported_rules_join_the_services_of_their_marks() {
     })
     .expect("imports");
     assert_eq!(c.services[0].matches.len(), 1, "mark 9 has no service");
+    assert_eq!(c.fwmark_rules.len(), 2, "both are kept for services added later");
     assert_eq!(c.services[0].matches[0].ports.len(), 2);
     // A rule rvs cannot express is refused with its line.
     let e = Config::from_toml_reading(text, |_| {
@@ -133,4 +134,13 @@ fn imported_rules_join_the_services_of_their_marks() {
     })
     .expect_err("interface match");
     assert!(e.to_string().contains("line 2"), "{e}");
+}
+
+#[test]
+fn fwmark_rules_serve_services_that_bring_none() {
+    let text = "[[fwmark_rule]]\nmark = 5\nprotocol = \"tcp\"\ndestination = [\"198.18.0.50/32\"]\nports = [{ first = 80, last = 80 }]\n[[service]]\nfwmark = 5\nscheduler = \"rr\"\n";
+    let c = config(text);
+    assert_eq!(c.services[0].matches.len(), 1);
+    let rules = mark_rules(c.services.iter()).expect("rules");
+    assert_eq!((rules.len(), rules[0].mark), (1, 5));
 }
