@@ -500,7 +500,7 @@ mod tests {
             &base,
             &[Op::EditService {
                 service: VirtualService {
-                    scheduler: Scheduler::Lc,
+                    scheduler: Scheduler::Lblc,
                     ..svc(80)
                 },
             }],
@@ -508,7 +508,7 @@ mod tests {
         .expect_err("unsupported scheduler");
         assert!(
             err.message
-                .contains("scheduler lc (least-connection) is not supported"),
+                .contains("scheduler lblc (locality-based least-connection) is not supported"),
             "{err}"
         );
     }
