@@ -126,7 +126,11 @@ fn imported_rules_join_the_services_of_their_marks() {
     })
     .expect("imports");
     assert_eq!(c.services[0].matches.len(), 1, "mark 9 has no service");
-    assert_eq!(c.fwmark_rules.len(), 2, "both are kept for services added later");
+    assert_eq!(
+        c.fwmark_rules.len(),
+        2,
+        "both are kept for services added later"
+    );
     assert_eq!(c.services[0].matches[0].ports.len(), 2);
     // A rule rvs cannot express is refused with its line.
     let e = Config::from_toml_reading(text, |_| {
