@@ -25,9 +25,9 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
-    ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, RealEntry,
-    RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict, maps,
-    programs, tcp,
+    ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
+    PersistKey, RealEntry, RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings,
+    TaggedFlowKey, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -173,6 +173,7 @@ pub struct Dataplane {
     dispatch: MmapArray<u32>,
     cursors: Array<MapData, u64>,
     conns: HashMap<MapData, FlowKey, ConnEntry>,
+    persist: HashMap<MapData, PersistKey, PersistEntry>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     verdicts: PerCpuArray<MapData, u64>,
@@ -307,6 +308,8 @@ impl Dataplane {
             Array::try_from(take_map(&mut ebpf, maps::CURSORS)?).map_err(map_err(maps::CURSORS))?;
         let conns =
             HashMap::try_from(take_map(&mut ebpf, maps::CONNS)?).map_err(map_err(maps::CONNS))?;
+        let persist = HashMap::try_from(take_map(&mut ebpf, maps::PERSIST)?)
+            .map_err(map_err(maps::PERSIST))?;
         let service_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::SERVICE_STATS)?)
             .map_err(map_err(maps::SERVICE_STATS))?;
         let real_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::REAL_STATS)?)
@@ -356,6 +359,7 @@ impl Dataplane {
             dispatch,
             cursors,
             conns,
+            persist,
             service_stats,
             real_stats,
             verdicts,
@@ -537,7 +541,38 @@ impl Dataplane {
             }
         }
         scan.corrected = self.reconcile(&before, &unbound, &scan.per_real);
+        self.count_templates(now);
         Ok(scan)
+    }
+
+    /// PersistConn: the live persistence templates per real server (IPVS counts a template
+    /// from its creation to its expiry, the service's persistence timeout after its last
+    /// use), written to REAL_LOAD's `persist` (only userspace reads it).
+    fn count_templates(&mut self, now: u64) {
+        let timeouts: std::collections::HashMap<u32, u64> = self
+            .services
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
+            .collect();
+        let mut per_real: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for (key, t) in self.persist.iter().filter_map(|e| e.ok()) {
+            let live = timeouts
+                .get(&key.service)
+                .is_some_and(|&to| now.saturating_sub(t.last_seen) <= to);
+            let current = self.real_load.get(t.real).map(|l| l.generation) == Some(t.real_gen);
+            if live && current {
+                *per_real.entry(t.real).or_default() += 1;
+            }
+        }
+        let ids: Vec<u32> = self.planner.real_ids().collect();
+        for id in ids {
+            if let Some(p) = self.real_load.ptr(id) {
+                let n = per_real.get(&id).copied().unwrap_or(0);
+                // SAFETY: p points into the mapping; the program never writes this field.
+                unsafe { std::ptr::addr_of_mut!((*p).persist).write_volatile(n) };
+            }
+        }
     }
 
     /// The atomics of real `id`'s load.

@@ -339,8 +339,9 @@ fn rr_skips_a_server_over_its_upper_threshold_until_it_falls_below() {
         return;
     }
     let vip = Ipv4Addr::new(198, 18, 0, 10);
-    let mut text =
-        format!("[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n");
+    let mut text = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n"
+    );
     for k in 0..3u8 {
         text += &format!("[[service.real]]\naddress = \"{}\"\n", extra_real(k).0);
     }
@@ -359,11 +360,49 @@ fn rr_skips_a_server_over_its_upper_threshold_until_it_falls_below() {
         // Its connection closes (RST after the handshake: CLOSE) and expires: the unbind
         // clears OVERLOAD (no lower threshold: total * 4 < upper * 3), and rr reaches it again.
         for flags in [Tcp::Ack, Tcp::Rst] {
-            run(dp, &tcp_frame((CLIENT, 2000), (vip, 80), flags, b""), ifs.a0);
+            run(
+                dp,
+                &tcp_frame((CLIENT, 2000), (vip, 80), flags, b""),
+                ifs.a0,
+            );
         }
         std::thread::sleep(Duration::from_millis(CLOSE_SECS * 1000 + 1200));
         dp.scan_conns().expect("expiry pass");
         let next: Vec<Option<u8>> = (0..3).map(|i| syn(dp, 3000 + i)).collect();
         assert!(next.contains(&Some(2)), "{next:?}");
+    });
+}
+
+#[test]
+fn persistence_templates_are_counted_as_persistconn() {
+    if !root() {
+        return;
+    }
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let text = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"wlc\"\npersistence = {{ timeout = 300, netmask = \"255.255.255.255\" }}\n[[service.real]]\naddress = \"{}\"\n",
+        extra_real(0).0
+    );
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        let cfg = apply(dp, &text);
+        // Two connections of one client share one template; a second client makes another.
+        for (client, port) in [
+            (CLIENT, 1000),
+            (CLIENT, 1001),
+            (Ipv4Addr::new(198, 18, 100, 2), 1000),
+        ] {
+            let f = tcp_frame((client, port), (vip, 80), Tcp::Syn, b"");
+            assert_eq!(run(dp, &f, ifs.a0).action, XDP_TX);
+        }
+        dp.scan_conns().expect("scan");
+        let svc = &cfg.services[0];
+        let rid = dp
+            .planner()
+            .real_id(&svc.id(), extra_real(0).0, 80)
+            .expect("real id");
+        let c = dp.real_conns(rid);
+        // IPVS: templates count in PersistConn only, connections in ActiveConn.
+        assert_eq!((c.active, c.inactive, c.persist), (3, 0, 2));
     });
 }

@@ -1231,7 +1231,7 @@ impl Daemon {
                     real: r.clone(),
                     active_conns: active,
                     inactive_conns: inactive,
-                    persist_conns: 0,
+                    persist_conns: load.persist,
                     stats: stats(&c),
                     rates: self.estimator.rates(CounterId::Real(rid)),
                 });
