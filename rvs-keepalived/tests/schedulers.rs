@@ -64,7 +64,11 @@ fn servers_ipvs_refuses_or_rvs_cannot_reach_are_left_out() {
     let reals = &i.config.services[0].reals;
     assert_eq!(reals.len(), 2);
     assert_eq!(
-        (reals[0].address.octets()[3], reals[0].weight, reals[0].u_threshold),
+        (
+            reals[0].address.octets()[3],
+            reals[0].weight,
+            reals[0].u_threshold
+        ),
         (12, 2_147_483_647, 100)
     );
     assert_eq!((reals[1].address.octets()[3], reals[1].weight), (13, 70000));
