@@ -127,6 +127,20 @@ pub fn threshold_refusal(upper: u32, lower: u32) -> Option<String> {
     })
 }
 
+/// Whether the data path runs fwmark services (`ipvsadm -f`, keepalived `virtual_server
+/// fwmark`): the XDP program classifies packets by the marks' match rules itself (it runs
+/// before netfilter) and looks the fwmark service up before the address ones, as IPVS does.
+pub const FWMARK_IN_DATAPLANE: bool = true;
+
+/// Why rvs cannot run an fwmark service today, None when it can.
+pub fn fwmark_refusal(mark: u32) -> Option<String> {
+    (!FWMARK_IN_DATAPLANE).then(|| {
+        format!(
+            "fwmark service {mark}: firewall-mark services are not supported by rvs's data path yet"
+        )
+    })
+}
+
 impl Scheduler {
     /// This scheduler's entry of [`SCHEDULERS`].
     pub fn caps(self) -> &'static SchedulerCaps {

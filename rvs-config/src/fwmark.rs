@@ -231,6 +231,9 @@ pub fn validate_service(mark: u32, svc: &crate::VirtualService) -> Result<(), St
     if mark == 0 {
         return Err("fwmark 0 is not a firewall mark (ipvsadm: invalid fwmark value)".into());
     }
+    if let Some(why) = crate::caps::fwmark_refusal(mark) {
+        return Err(why);
+    }
     if !svc.address.is_unspecified() || svc.port != 0 {
         return Err(format!(
             "fwmark service {mark}: an fwmark service has no address or port; its [[service.match]] rules say which packets it takes"
