@@ -506,9 +506,10 @@ impl Tunnel {
     }
 }
 
-/// Identity of a virtual service: (protocol, VIP, port).
+/// Identity of a virtual service: (protocol, VIP, port). In JSON, an fwmark service's may
+/// also be written `{"fwmark": N}` (see [`VirtualService::id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ServiceIdRepr")]
 pub struct ServiceId {
     /// Protocol.
     pub protocol: Protocol,
@@ -516,6 +517,44 @@ pub struct ServiceId {
     pub address: Ipv4Addr,
     /// Port (0 = every port).
     pub port: u16,
+}
+
+/// The accepted spellings of a [`ServiceId`].
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum ServiceIdRepr {
+    /// `{"fwmark": N}`.
+    Fwmark {
+        /// The mark.
+        fwmark: u32,
+    },
+    /// `{"protocol": …, "address": …, "port": …}`.
+    Address {
+        /// Protocol.
+        protocol: Protocol,
+        /// Virtual IP.
+        address: Ipv4Addr,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl TryFrom<ServiceIdRepr> for ServiceId {
+    type Error = String;
+    fn try_from(r: ServiceIdRepr) -> Result<Self, String> {
+        Ok(match r {
+            ServiceIdRepr::Fwmark { fwmark } => VirtualService::fwmark(fwmark).id(),
+            ServiceIdRepr::Address {
+                protocol,
+                address,
+                port,
+            } => ServiceId {
+                protocol,
+                address,
+                port,
+            },
+        })
+    }
 }
 
 impl fmt::Display for ServiceId {
