@@ -65,6 +65,20 @@ pub enum DispatchKind {
     Sed = 5,
     /// IPVS nq: the first idle server, else as sed.
     Nq = 6,
+    /// IPVS sh: 256 buckets by `hash_32` of the source (and its port with sh-port, service
+    /// `sched_flags` bit 1), rehashed past unusable servers with sh-fallback (bit 0).
+    Sh = 7,
+    /// IPVS dh: 256 buckets by `hash_32` of the destination.
+    Dh = 8,
+}
+
+/// Buckets of the sh and dh tables (IPVS's CONFIG_IP_VS_SH_TAB_BITS / DH_TAB_BITS = 8).
+pub const HASH_BUCKETS: u32 = 256;
+
+/// The kernel's `hash_32(val, 8)`: multiply by GOLDEN_RATIO_32, keep the top 8 bits.
+#[inline(always)]
+pub fn hash_32_8(val: u32) -> u32 {
+    val.wrapping_mul(0x61C8_8647) >> 24
 }
 
 /// The most servers a walking scheduler (lc, wlc, sed, nq) scans per new connection: the

@@ -59,7 +59,8 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
     SchedulerCaps {
         flag_names: ["sh-fallback", "sh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
-        ..caps(Scheduler::Sh, "source hashing", false)
+        dataplane_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
+        ..caps(Scheduler::Sh, "source hashing", true)
     },
     SchedulerCaps {
         in_dataplane: true,

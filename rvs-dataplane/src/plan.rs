@@ -602,6 +602,16 @@ fn table_for(
             };
             (kind, (0..n as u32).collect())
         }
+        // sh and dh: IPVS's 256 buckets from the newest-first list (sh with the current
+        // weights, rebuilt on every edit as ip_vs_sh_dest_changed does); the program checks
+        // the bucket's server (weight, OVERLOAD) and, for sh-fallback, rehashes.
+        Scheduler::Sh if Scheduler::Sh.caps().in_dataplane => {
+            let weights: Vec<u32> = (0..n).rev().map(current).collect();
+            (DispatchKind::Sh, rvs_sched::sh_table(&weights))
+        }
+        Scheduler::Dh if Scheduler::Dh.caps().in_dataplane => {
+            (DispatchKind::Dh, rvs_sched::dh_table(n))
+        }
         other => {
             return Err(PlanError::UnsupportedScheduler {
                 service: svc.id(),

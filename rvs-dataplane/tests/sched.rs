@@ -406,3 +406,108 @@ fn persistence_templates_are_counted_as_persistconn() {
         assert_eq!((c.active, c.inactive, c.persist), (3, 0, 2));
     });
 }
+
+/// The hash recordings: the final server list (after `-e` edits), then one SYN from each
+/// of many sources and the server kernel IPVS gave each (`ipvsadm -Lnc`).
+fn replay_hash(name: &str) {
+    let path = format!(
+        "{}/../rvs-sched/tests/fixtures/counts/{name}.out",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("# kernel 6.1.0-56-amd64, ipvsadm v1.31"));
+    let mut vip = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let mut sched = String::new();
+    let mut reals: Vec<Real> = Vec::new();
+    let mut conns: Vec<(SocketAddrV4, Ipv4Addr)> = Vec::new();
+    for line in text.lines() {
+        if let Some(cmd) = line.strip_prefix("# ipvsadm ") {
+            if let Some(rest) = cmd.strip_prefix("-A -t ") {
+                let mut it = rest.splitn(2, ' ');
+                vip = it.next().expect("vip").parse().expect("vip");
+                sched = it.next().unwrap_or("").trim().to_string();
+            } else if cmd.starts_with("-a ") {
+                reals.push(parse_real(cmd));
+            } else if cmd.starts_with("-e ") {
+                let r = parse_real(cmd);
+                let i = reals.iter().position(|x| x.addr == r.addr).expect("edited");
+                reals[i] = r;
+            }
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.first() == Some(&"TCP") && w.len() == 6 {
+            let src: SocketAddrV4 = w[3].parse().expect("client");
+            let rs: SocketAddrV4 = w[5].parse().expect("real");
+            conns.push((src, *rs.ip()));
+        }
+    }
+    assert!(conns.len() >= 100, "{name}: {} connections", conns.len());
+    let words: Vec<&str> = sched.split_whitespace().collect();
+    let flags: Vec<String> = words
+        .iter()
+        .position(|w| *w == "-b")
+        .map(|i| {
+            words[i + 1]
+                .split(',')
+                .map(|f| format!("\"{f}\""))
+                .collect()
+        })
+        .unwrap_or_default();
+    let sc = Scenario {
+        vip,
+        sched: "sh".into(),
+        events: Vec::new(),
+    };
+    let text = config(&sc, &reals).replacen(
+        "scheduler = \"sh\"\n",
+        &format!("scheduler = \"sh\"\nsched_flags = [{}]\n", flags.join(", ")),
+        1,
+    );
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        apply(dp, &text);
+        for (src, want) in &conns {
+            let f = tcp_frame(
+                (*src.ip(), src.port()),
+                (*vip.ip(), vip.port()),
+                Tcp::Syn,
+                b"",
+            );
+            let k = reals
+                .iter()
+                .position(|r| r.addr == *want)
+                .expect("known server") as u8;
+            let got = sent_to(&run(dp, &f, ifs.a0));
+            assert_eq!(got, Some(k), "{name}: {src} (kernel: {want})");
+        }
+    });
+}
+
+#[test]
+fn sh_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh");
+    }
+}
+
+#[test]
+fn sh_port_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-port");
+    }
+}
+
+#[test]
+fn sh_fallback_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-fallback");
+    }
+}
+
+#[test]
+fn sh_port_and_fallback_match_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-both");
+    }
+}

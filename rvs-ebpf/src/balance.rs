@@ -218,7 +218,8 @@ fn balance(
     } else {
         None
     };
-    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport)) else {
+    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport, pkt.daddr))
+    else {
         return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);
     };
     let Some(real) = REALS.get(real_id) else {

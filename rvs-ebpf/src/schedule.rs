@@ -9,8 +9,8 @@ use core::{
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use rvs_common::{
-    DispatchKind, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey,
-    RealLoad, ServiceEntry, hash::ipvs_mh_source_hash,
+    DispatchKind, HASH_BUCKETS, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry,
+    PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
 };
 
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
@@ -132,9 +132,15 @@ fn walk(svc: &ServiceEntry) -> Option<u32> {
 
 /// Picks a real server id for a new flow of `svc`, or None when none is available.
 #[inline(always)]
-pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
+pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Option<u32> {
     if svc.table_len == 0 {
         return None;
+    }
+    if svc.kind == DispatchKind::Sh as u8 {
+        return source_hash(svc, saddr, sport);
+    }
+    if svc.kind == DispatchKind::Dh as u8 {
+        return dest_hash(svc, daddr);
     }
     if svc.kind >= DispatchKind::Lc as u8 {
         return walk(svc);
@@ -167,6 +173,97 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
     }
     ring_skip(svc, pos)
 }
+
+/// sh's and dh's `is_unavailable`: no weight, or over the upper threshold.
+#[inline(always)]
+fn unavailable(id: u32) -> bool {
+    match REAL_LOAD.get(id) {
+        Some(l) => l.weight <= 0 || l.flags & LOAD_F_OVERLOAD != 0,
+        None => true,
+    }
+}
+
+/// The server in bucket `b` of the service's 256-bucket table.
+#[inline(always)]
+fn bucket(off: u32, b: u32) -> u32 {
+    match DISPATCH.get(off.wrapping_add(b & (HASH_BUCKETS - 1))) {
+        Some(&r) => r,
+        None => NO_REAL,
+    }
+}
+
+/// State of sh-fallback's rehash (the `bpf_loop` context).
+#[repr(C)]
+struct Rehash {
+    /// First slot of the table.
+    off: u32,
+    /// `hash_32(port + addr, 8)`.
+    ihash: u32,
+    /// The server found, or NO_REAL.
+    real: u32,
+}
+
+/// ip_vs_sh_get_fallback's loop: offset `i`, bucket `(i + ihash) % 256` rehashed as
+/// `(roffset + ihash) & 255`; the first usable server wins.
+#[inline(never)]
+extern "C" fn rehash_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Rehash`.
+    let r = unsafe { &mut *(ctx as *mut Rehash) };
+    let roffset = i.wrapping_add(r.ihash) % HASH_BUCKETS;
+    let real = bucket(r.off, roffset.wrapping_add(r.ihash));
+    if real != NO_REAL && !unavailable(real) {
+        r.real = real;
+        return 1;
+    }
+    0
+}
+
+/// IPVS sh (ip_vs_sh.c): source address (host order) plus, with sh-port, the source port.
+#[inline(always)]
+fn source_hash(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
+    let port = if svc.sched_flags & SH_PORT != 0 {
+        u16::from_be(sport) as u32
+    } else {
+        0
+    };
+    let ihash = hash_32_8(port.wrapping_add(u32::from_be(saddr)));
+    let first = bucket(svc.table_off, ihash);
+    if first == NO_REAL {
+        return None;
+    }
+    if !unavailable(first) {
+        return Some(first);
+    }
+    if svc.sched_flags & SH_FALLBACK == 0 {
+        return None;
+    }
+    let mut r = Rehash {
+        off: svc.table_off,
+        ihash,
+        real: NO_REAL,
+    };
+    // SAFETY: as in `walk`; the bound is the table's 256 buckets, as the kernel's loop.
+    unsafe {
+        bpf_loop(
+            HASH_BUCKETS,
+            rehash_step as *mut c_void,
+            &mut r as *mut Rehash as *mut c_void,
+            0,
+        )
+    };
+    (r.real != NO_REAL).then_some(r.real)
+}
+
+/// IPVS dh (ip_vs_dh.c): the destination address's bucket, if its server is usable.
+#[inline(always)]
+fn dest_hash(svc: &ServiceEntry, daddr: u32) -> Option<u32> {
+    let real = bucket(svc.table_off, hash_32_8(u32::from_be(daddr)));
+    (real != NO_REAL && !unavailable(real)).then_some(real)
+}
+
+/// `ServiceEntry::sched_flags` bits (ipvsadm `-b` flag-1, flag-2): sh-fallback, sh-port.
+const SH_FALLBACK: u8 = 1 << 0;
+const SH_PORT: u8 = 1 << 1;
 
 /// Whether real `id` is flagged over its upper threshold.
 #[inline(always)]
@@ -241,9 +338,7 @@ fn ring_skip(svc: &ServiceEntry, pos: u32) -> Option<u32> {
     }
     if let Some(cursor) = CURSORS.get_ptr_mut(svc.id) {
         // SAFETY: as in `schedule`.
-        unsafe {
-            atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, s.skipped as u64)
-        };
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, s.skipped as u64) };
     }
     Some(s.real)
 }
