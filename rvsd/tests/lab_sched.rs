@@ -3,7 +3,8 @@
 //! balancer, services made with rvsadm as an operator would. `-A` without `-s` is wlc and
 //! spreads 30 held connections 5/10/15 over weights 1:2:3; lc spreads them 10/10/10; a server
 //! at its upper threshold (`-x`) gets no new connection until its count falls below the lower
-//! (`-y`), and `-L -n` shows the ActiveConn/InActConn the XDP program counted.
+//! (`-y`), `-L -n` shows the ActiveConn/InActConn the XDP program counted, and sh keeps a
+//! client on one server and follows sh-fallback when that server is quiesced.
 
 mod lab_common;
 
@@ -23,6 +24,8 @@ const VIP_WLC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const VIP_LC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 /// The rr service with thresholds.
 const VIP_THR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+/// The sh service (sh-fallback).
+const VIP_SH: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
 
 /// Opens `n` keep-alive connections to `vip`:80 one after the other, each answering once;
 /// returns them with the server that answered.
@@ -84,7 +87,7 @@ fn wlc_lc_and_thresholds_through_rvsd() {
     if !rvs_lab::root_or_skip("scheduler lab test") {
         return;
     }
-    let lab = DrLab::new(3, &[VIP_WLC, VIP_LC, VIP_THR]).expect("lab");
+    let lab = DrLab::new(3, &[VIP_WLC, VIP_LC, VIP_THR, VIP_SH]).expect("lab");
     let _responders = lab.serve_http(80).expect("responders");
     let port = lab.switch_lb_port();
     let _pass = pass_programs(&[(lab.switch(), port)]);
@@ -210,6 +213,51 @@ fn wlc_lc_and_thresholds_through_rvsd() {
         spread(&again)
     );
     drop((others, again, lc));
+
+    // sh: the client (one source address) always reaches the same server; quiesced, that
+    // server takes no new connection and sh-fallback sends them all to one other server.
+    let sh = format!("{VIP_SH}:80");
+    rvsadm(&sock, &["-A", "-t", &sh, "-s", "sh", "-b", "sh-fallback"]);
+    for r in &reals {
+        rvsadm(&sock, &["-a", "-t", &sh, "-r", &r.to_string(), "-g"]);
+    }
+    let first = hold(&lab, VIP_SH, 10);
+    let got = spread(&first);
+    assert_eq!(got.len(), 1, "sh keeps one client on one server: {got:?}");
+    let chosen = first[0].1.clone();
+    let k = names
+        .iter()
+        .position(|n| *n == chosen)
+        .expect("a lab server");
+    rvsadm(
+        &sock,
+        &[
+            "-e",
+            "-t",
+            &sh,
+            "-r",
+            &reals[k].to_string(),
+            "-g",
+            "-w",
+            "0",
+        ],
+    );
+    let after = hold(&lab, VIP_SH, 10);
+    let moved = spread(&after);
+    assert_eq!(
+        moved.len(),
+        1,
+        "sh-fallback picks one other server: {moved:?}"
+    );
+    assert!(
+        !moved.contains_key(&chosen),
+        "quiesced {chosen} took new connections: {moved:?}"
+    );
+    // The open connections stay where they are.
+    for (mut s, name) in first {
+        assert_eq!(s.get().expect("request on an open connection"), name);
+    }
+    drop(after);
     assert!(
         !rvsd.output().contains("ERROR"),
         "rvsd logged errors:\n{}",
