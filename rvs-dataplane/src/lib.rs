@@ -383,6 +383,11 @@ impl Dataplane {
                 .map_err(map_err(maps::MARK_COUNT))?;
         }
         dp.write(&orphans)?;
+        // Weights and thresholds of adopted servers into REAL_LOAD (the program's copy): a
+        // map created by this load (an rvsd without it ran before) would otherwise read 0.
+        for (id, e) in real_entries.iter().filter(|(_, e)| e.in_use()) {
+            dp.write_load(*id, e);
+        }
         dp.set_settings(&settings)?;
         if !service_entries.is_empty() {
             tracing::info!(
