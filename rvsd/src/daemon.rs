@@ -1518,6 +1518,14 @@ impl Daemon {
                             if scan.expired > 0 {
                                 tracing::debug!(expired = scan.expired, "idle connections freed");
                             }
+                            if scan.corrected > 0 {
+                                // Counts left too high by LRU evictions (or adopted from an
+                                // rvsd without them), set to what the table holds.
+                                tracing::info!(
+                                    servers = scan.corrected,
+                                    "ActiveConn/InActConn reconciled with the connection table"
+                                );
+                            }
                             self.scan = scan;
                         }
                         Err(e) => tracing::warn!(error = %e, "connection scan failed"),
