@@ -57,7 +57,34 @@ pub enum DispatchKind {
     MaglevSource = 1,
     /// Index the table by IPVS's mh hash of the source address and port (mh-port flag).
     MaglevSourcePort = 2,
+    /// IPVS lc: walk the service's server list (newest first), least overhead wins.
+    Lc = 3,
+    /// IPVS wlc: least overhead / weight.
+    Wlc = 4,
+    /// IPVS sed: least (active + 1) / weight.
+    Sed = 5,
+    /// IPVS nq: the first idle server, else as sed.
+    Nq = 6,
+    /// IPVS sh: 256 buckets by `hash_32` of the source (and its port with sh-port, service
+    /// `sched_flags` bit 1), rehashed past unusable servers with sh-fallback (bit 0).
+    Sh = 7,
+    /// IPVS dh: 256 buckets by `hash_32` of the destination.
+    Dh = 8,
 }
+
+/// Buckets of the sh and dh tables (IPVS's CONFIG_IP_VS_SH_TAB_BITS / DH_TAB_BITS = 8).
+pub const HASH_BUCKETS: u32 = 256;
+
+/// The kernel's `hash_32(val, 8)`: multiply by GOLDEN_RATIO_32, keep the top 8 bits.
+#[inline(always)]
+pub fn hash_32_8(val: u32) -> u32 {
+    val.wrapping_mul(0x61C8_8647) >> 24
+}
+
+/// The most servers a walking scheduler (lc, wlc, sed, nq) scans per new connection: the
+/// `bpf_loop` count the program passes, checked by validation (a service with more is
+/// refused by the planner, naming the scheduler and the limit).
+pub const MAX_WALK: u32 = 256;
 
 /// Service flag: schedule TCP packets that are not SYNs when no connection exists (IPVS's
 /// `sloppy_tcp`); off by default as in IPVS.
@@ -395,8 +422,115 @@ impl Default for Settings {
     }
 }
 
+/// Service-key `pad` value of an fwmark service: its key is (mark as `vip`, port 0, proto 0).
+pub const SERVICE_KEY_FWMARK: u8 = 1;
+
+/// How many classification rules the XDP program walks (the verifier's loop bound): rvs's
+/// fwmark rules, one entry per (destination prefix, source prefix, port range) combination.
+pub const MAX_MARK_RULES: u32 = 64;
+
+/// One classification rule as the XDP program walks it: a packet matching every field gets
+/// `mark` (the fwmark service's number). Addresses and masks are in network byte order, ports
+/// in host order; `proto` 0 matches TCP and UDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MarkRuleEntry {
+    /// Destination network (host bits zero).
+    pub dst: u32,
+    /// Destination mask.
+    pub dst_mask: u32,
+    /// Source network (host bits zero).
+    pub src: u32,
+    /// Source mask.
+    pub src_mask: u32,
+    /// First destination port.
+    pub port_first: u16,
+    /// Last destination port.
+    pub port_last: u16,
+    /// IP protocol number, 0 for TCP and UDP.
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 3],
+    /// The mark it sets.
+    pub mark: u32,
+}
+
+impl MarkRuleEntry {
+    /// Whether a packet (addresses network order, port host order) matches.
+    #[inline(always)]
+    pub fn matches(&self, proto: u8, src: u32, dst: u32, dport: u16) -> bool {
+        (self.proto == 0 || self.proto == proto)
+            && dst & self.dst_mask == self.dst
+            && src & self.src_mask == self.src
+            && dport >= self.port_first
+            && dport <= self.port_last
+    }
+}
+
 /// Nanoseconds per second.
 pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// One connection counted active in [`RealLoad::conns`] (the high word).
+pub const LOAD_ACTIVE: u64 = 1 << 32;
+/// One connection counted inactive in [`RealLoad::conns`] (the low word).
+pub const LOAD_INACTIVE: u64 = 1;
+/// [`RealLoad::flags`]: IPVS's IP_VS_DEST_F_OVERLOAD (over the upper threshold).
+pub const LOAD_F_OVERLOAD: u32 = 1 << 0;
+
+/// Per-real-server load, as IPVS's dest counters: one shared (not per-CPU) value, because
+/// every new connection of a count-based scheduler reads every server's total. Updated only
+/// on new connections and state changes (atomic adds), never per packet.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RealLoad {
+    /// `(active << 32) | inactive`: a move active → inactive is one atomic add of
+    /// `LOAD_INACTIVE - LOAD_ACTIVE` (wrapping), so a reader never sees it twice or not at all.
+    pub conns: u64,
+    /// Weight as the kernel's int (0 = quiesced), written by the planner.
+    pub weight: i32,
+    /// `LOAD_F_*` bits.
+    pub flags: u32,
+    /// Upper connection threshold (`-x`, 0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`, 0 = none).
+    pub l_threshold: u32,
+    /// Live persistence templates (PersistConn).
+    pub persist: u32,
+    /// Generation of the real id this load belongs to (as `RealEntry::generation`).
+    pub generation: u32,
+}
+
+impl RealLoad {
+    /// ActiveConn.
+    #[inline(always)]
+    pub fn active(conns: u64) -> u32 {
+        (conns >> 32) as u32
+    }
+
+    /// InActConn.
+    #[inline(always)]
+    pub fn inactive(conns: u64) -> u32 {
+        conns as u32
+    }
+
+    /// IPVS's `ip_vs_dest_conn_overhead`, `(active << 8) + inactive` in the kernel's int.
+    #[inline(always)]
+    pub fn overhead(conns: u64) -> i64 {
+        ((Self::active(conns) as i32)
+            .wrapping_shl(8)
+            .wrapping_add(Self::inactive(conns) as i32)) as i64
+    }
+
+    /// What one connection in TCP/UDP state `state` adds to `conns`.
+    #[inline(always)]
+    pub fn unit(state: u8) -> u64 {
+        if tcp::is_active(state) {
+            LOAD_ACTIVE
+        } else {
+            LOAD_INACTIVE
+        }
+    }
+}
 
 /// Only refresh a connection's last-seen time (and its FIB result) when it is older than
 /// this, so an established flow does not write its entry on every packet.
@@ -551,6 +685,8 @@ pub mod maps {
     pub const SERVICES: &str = "RVS_SERVICES";
     /// Real-server id → RealEntry.
     pub const REALS: &str = "RVS_REALS";
+    /// Per-real-server load (ActiveConn/InActConn, weight, thresholds).
+    pub const REAL_LOAD: &str = "RVS_REAL_LOAD";
     /// Dispatch slots (real-server ids) of every service's scheduler table.
     pub const DISPATCH: &str = "RVS_DISPATCH";
     /// Service id → ring cursor (u64), advanced atomically by rr/wrr.
@@ -580,6 +716,10 @@ pub mod maps {
     pub const REF_TAGGED: &str = "RVS_REF_TAGGED";
     /// Decapsulation counters (per CPU): `DecapCount` indexes.
     pub const DECAP_STATS: &str = "RVS_DECAP_STATS";
+    /// fwmark classification rules (MarkRuleEntry), walked from the last in use.
+    pub const MARK_RULES: &str = "RVS_MARK_RULES";
+    /// One-element array: how many MARK_RULES entries are in use (0: no fwmark service).
+    pub const MARK_COUNT: &str = "RVS_MARK_COUNT";
 }
 
 /// Names of the programs in the eBPF object.
@@ -612,5 +752,6 @@ mod pod {
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for MarkRuleEntry {}
     unsafe impl aya::Pod for PersistEntry {}
 }

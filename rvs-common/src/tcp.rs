@@ -145,9 +145,11 @@ pub fn next_state(dir: Direction, state: u8, flags: u8) -> u8 {
     }
 }
 
-/// Whether IPVS counts a connection in `state` as active (ActiveConn): only ESTABLISHED.
+/// Whether IPVS counts a connection in `state` as active (ActiveConn): `tcp_state_active`
+/// (Linux >= 4.8) holds SYN_RECV, SYN_SENT, ESTABLISHED and SYNACK, so a SYN alone already
+/// counts (recorded from the real kernel, rvs-sched's `ipvs_counts` replay). UDP never does.
 pub const fn is_active(state: u8) -> bool {
-    state == ES
+    state == ES || state == SR || state == SS || state == ConnState::SynAck as u8
 }
 
 #[cfg(test)]
@@ -216,6 +218,8 @@ mod tests {
         assert_eq!(next_state(Direction::Input, ES, 0x00), CL);
         assert_eq!(next_state(Direction::Input, 200, ACK), CL);
         assert!(is_active(ES));
-        assert!(!is_active(SR));
+        assert!(is_active(SR));
+        assert!(!is_active(FW));
+        assert!(!is_active(ConnState::Udp as u8));
     }
 }

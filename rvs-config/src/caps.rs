@@ -42,8 +42,14 @@ const PLAIN: [&str; 3] = ["flag-1", "flag-2", "flag-3"];
 pub const SCHEDULERS: [SchedulerCaps; 14] = [
     caps(Scheduler::Rr, "round robin", true),
     caps(Scheduler::Wrr, "weighted round robin", true),
-    counting(Scheduler::Lc, "least-connection"),
-    counting(Scheduler::Wlc, "weighted least-connection"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Lc, "least-connection")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Wlc, "weighted least-connection")
+    },
     counting(Scheduler::Lblc, "locality-based least-connection"),
     counting(
         Scheduler::Lblcr,
@@ -53,10 +59,17 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
     SchedulerCaps {
         flag_names: ["sh-fallback", "sh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
-        ..caps(Scheduler::Sh, "source hashing", false)
+        dataplane_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
+        ..caps(Scheduler::Sh, "source hashing", true)
     },
-    counting(Scheduler::Sed, "shortest expected delay"),
-    counting(Scheduler::Nq, "never queue"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Sed, "shortest expected delay")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Nq, "never queue")
+    },
     counting(Scheduler::Fo, "weighted failover"),
     counting(Scheduler::Ovf, "weighted overflow"),
     SchedulerCaps {
@@ -101,15 +114,30 @@ pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 /// Largest connection threshold ipvsadm accepts for `-x`/`-y` (it parses an `int`).
 pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 
-/// Whether the data path enforces `-x`/`-y` connection thresholds (it needs the per-server
-/// connection accounting of phase 2); until then a threshold is refused where configured.
-pub const THRESHOLDS_IN_DATAPLANE: bool = false;
+/// Whether the data path enforces `-x`/`-y` connection thresholds: the XDP program sets
+/// OVERLOAD at bind (`active + inactive >= upper`), rvsd clears it at unbind with IPVS's rule,
+/// and every scheduler skips an overloaded server as IPVS's do.
+pub const THRESHOLDS_IN_DATAPLANE: bool = true;
 
 /// Why rvs cannot run a real server with these thresholds today, None when it can.
 pub fn threshold_refusal(upper: u32, lower: u32) -> Option<String> {
     ((upper != 0 || lower != 0) && !THRESHOLDS_IN_DATAPLANE).then(|| {
         format!(
             "connection thresholds (-x {upper} -y {lower}, keepalived uthreshold/lthreshold) are not enforced by rvs's data path yet"
+        )
+    })
+}
+
+/// Whether the data path runs fwmark services (`ipvsadm -f`, keepalived `virtual_server
+/// fwmark`): the XDP program classifies packets by the marks' match rules itself (it runs
+/// before netfilter) and looks the fwmark service up before the address ones, as IPVS does.
+pub const FWMARK_IN_DATAPLANE: bool = true;
+
+/// Why rvs cannot run an fwmark service today, None when it can.
+pub fn fwmark_refusal(mark: u32) -> Option<String> {
+    (!FWMARK_IN_DATAPLANE).then(|| {
+        format!(
+            "fwmark service {mark}: firewall-mark services are not supported by rvs's data path yet"
         )
     })
 }
@@ -268,7 +296,8 @@ mod tests {
         assert_eq!(Scheduler::Mh.refusal(&[SchedFlag::Flag2]), None);
         let e = Scheduler::Mh.refusal(&[SchedFlag::Flag1]).unwrap();
         assert!(e.contains("mh-fallback"), "{e}");
-        let e = Scheduler::Wlc.refusal(&[]).unwrap();
-        assert!(e.contains("wlc") && e.contains("rr, wrr, mh"), "{e}");
+        assert_eq!(Scheduler::Wlc.refusal(&[]), None);
+        let e = Scheduler::Lblc.refusal(&[]).unwrap();
+        assert!(e.contains("lblc") && e.contains("rr, wrr, lc, wlc"), "{e}");
     }
 }

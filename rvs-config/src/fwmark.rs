@@ -143,6 +143,117 @@ impl MarkRule {
     }
 }
 
+/// One `[[service.match]]` rule of an fwmark service: a [`MarkRule`] whose mark is the
+/// service's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Protocol; None matches TCP and UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Destination prefixes (any of them); empty matches any destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination: Vec<Prefix>,
+    /// Source prefixes (any of them); empty matches any source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<Prefix>,
+    /// Destination ports and ranges (any of them); empty matches any port. Needs `protocol`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRange>,
+}
+
+impl Match {
+    /// The rule with the service's mark.
+    pub fn with_mark(&self, mark: u32) -> MarkRule {
+        MarkRule {
+            mark,
+            protocol: self.protocol,
+            destination: self.destination.clone(),
+            source: self.source.clone(),
+            ports: self.ports.clone(),
+        }
+    }
+}
+
+impl From<&MarkRule> for Match {
+    fn from(r: &MarkRule) -> Self {
+        Match {
+            protocol: r.protocol,
+            destination: r.destination.clone(),
+            source: r.source.clone(),
+            ports: r.ports.clone(),
+        }
+    }
+}
+
+/// The match rules `rules` give mark `mark`, in order (rules of marks no service has are not
+/// used: IPVS ignores such marks too).
+pub fn rules_of(rules: &[MarkRule], mark: u32) -> Vec<Match> {
+    rules
+        .iter()
+        .filter(|r| r.mark == mark)
+        .map(Match::from)
+        .collect()
+}
+
+/// How many data-path entries a rule takes: one per (destination, source, port range).
+pub fn entry_count(r: &MarkRule) -> usize {
+    r.destination.len().max(1) * r.source.len().max(1) * r.ports.len().max(1)
+}
+
+/// Whether two rules can match the same packet.
+pub fn overlap(a: &MarkRule, b: &MarkRule) -> bool {
+    fn prefixes_meet(x: &[Prefix], y: &[Prefix]) -> bool {
+        x.is_empty()
+            || y.is_empty()
+            || x.iter()
+                .any(|p| y.iter().any(|q| p.contains(q.addr) || q.contains(p.addr)))
+    }
+    let protos = match (a.protocol, b.protocol) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    let ports = a.ports.is_empty()
+        || b.ports.is_empty()
+        || a.ports.iter().any(|p| {
+            b.ports
+                .iter()
+                .any(|q| p.first <= q.last && q.first <= p.last)
+        });
+    protos
+        && ports
+        && prefixes_meet(&a.destination, &b.destination)
+        && prefixes_meet(&a.source, &b.source)
+}
+
+/// The checks of an fwmark service's own fields (rules across services are the planner's).
+pub fn validate_service(mark: u32, svc: &crate::VirtualService) -> Result<(), String> {
+    if mark == 0 {
+        return Err("fwmark 0 is not a firewall mark (ipvsadm: invalid fwmark value)".into());
+    }
+    if let Some(why) = crate::caps::fwmark_refusal(mark) {
+        return Err(why);
+    }
+    if !svc.address.is_unspecified() || svc.port != 0 {
+        return Err(format!(
+            "fwmark service {mark}: an fwmark service has no address or port; its [[service.match]] rules say which packets it takes"
+        ));
+    }
+    if svc.matches.is_empty() {
+        return Err(format!(
+            "fwmark service {mark}: no match rules for mark {mark} ([[service.match]], [[fwmark_rule]] or [fwmark_import]); rvs classifies packets itself (XDP runs before netfilter) and needs the rules that set the mark"
+        ));
+    }
+    for m in &svc.matches {
+        if !m.ports.is_empty() && m.protocol.is_none() {
+            return Err(format!(
+                "fwmark service {mark}: a match rule with ports needs a protocol"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The mark `rules` give a packet (netfilter's order: the last matching rule wins).
 pub fn classify(
     rules: &[MarkRule],

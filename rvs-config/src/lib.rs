@@ -43,6 +43,27 @@ pub struct Config {
     /// The virtual services.
     #[serde(default, rename = "service")]
     pub services: Vec<VirtualService>,
+    /// Mangle rules to import as the fwmark services' match rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark_import: Option<FwmarkImport>,
+    /// Classification rules by mark (`[[fwmark_rule]]`), for fwmark services defined
+    /// elsewhere (rvsadm `-A -f N`, keepalived `virtual_server fwmark N`): a service of mark
+    /// N takes these rules of mark N besides its own `[[service.match]]` ones.
+    #[serde(default, rename = "fwmark_rule", skip_serializing_if = "Vec::is_empty")]
+    pub fwmark_rules: Vec<fwmark::MarkRule>,
+}
+
+/// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
+/// the fwmark services with those marks (rules of marks no service has are not used).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FwmarkImport {
+    /// `iptables-save` output (or `iptables -t mangle -A ...` commands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_save: Option<std::path::PathBuf>,
+    /// `nft list ruleset` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<std::path::PathBuf>,
 }
 
 /// How the XDP program is attached.
@@ -156,6 +177,14 @@ impl Timeouts {
     }
 }
 
+fn default_protocol() -> Protocol {
+    Protocol::Tcp
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
 /// Transport protocol of a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -192,15 +221,13 @@ impl fmt::Display for Protocol {
 pub enum Scheduler {
     /// Round robin.
     Rr,
-    /// Weighted round robin: the TOML format's default while the data path lacks wlc (a
-    /// TOML service without `scheduler` then keeps working); it becomes IPVS's wlc
-    /// ([`DEFAULT_SCHEDULER`]) when wlc is in the data path.
-    #[default]
+    /// Weighted round robin.
     Wrr,
     /// Least connection.
     Lc,
-    /// Weighted least connection (IPVS's default: `ipvsadm -A` without `-s`, keepalived
-    /// without `lb_algo`).
+    /// Weighted least connection: IPVS's default ([`DEFAULT_SCHEDULER`]: `ipvsadm -A`
+    /// without `-s`, keepalived without `lb_algo`) and so the TOML format's.
+    #[default]
     Wlc,
     /// Locality-based least connection.
     Lblc,
@@ -479,9 +506,10 @@ impl Tunnel {
     }
 }
 
-/// Identity of a virtual service: (protocol, VIP, port).
+/// Identity of a virtual service: (protocol, VIP, port). In JSON, an fwmark service's may
+/// also be written `{"fwmark": N}` (see [`VirtualService::id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ServiceIdRepr")]
 pub struct ServiceId {
     /// Protocol.
     pub protocol: Protocol,
@@ -489,6 +517,44 @@ pub struct ServiceId {
     pub address: Ipv4Addr,
     /// Port (0 = every port).
     pub port: u16,
+}
+
+/// The accepted spellings of a [`ServiceId`].
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum ServiceIdRepr {
+    /// `{"fwmark": N}`.
+    Fwmark {
+        /// The mark.
+        fwmark: u32,
+    },
+    /// `{"protocol": …, "address": …, "port": …}`.
+    Address {
+        /// Protocol.
+        protocol: Protocol,
+        /// Virtual IP.
+        address: Ipv4Addr,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl TryFrom<ServiceIdRepr> for ServiceId {
+    type Error = String;
+    fn try_from(r: ServiceIdRepr) -> Result<Self, String> {
+        Ok(match r {
+            ServiceIdRepr::Fwmark { fwmark } => VirtualService::fwmark(fwmark).id(),
+            ServiceIdRepr::Address {
+                protocol,
+                address,
+                port,
+            } => ServiceId {
+                protocol,
+                address,
+                port,
+            },
+        })
+    }
 }
 
 impl fmt::Display for ServiceId {
@@ -501,12 +567,21 @@ impl fmt::Display for ServiceId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualService {
-    /// tcp or udp.
+    /// tcp or udp (an fwmark service takes both, as its rules say; the field is then unused).
+    #[serde(default = "default_protocol")]
     pub protocol: Protocol,
-    /// Virtual IPv4 address.
+    /// Virtual IPv4 address (0.0.0.0, the default, for an fwmark service).
+    #[serde(default = "unspecified")]
     pub address: Ipv4Addr,
     /// Virtual port; 0 takes every port of the address.
+    #[serde(default)]
     pub port: u16,
+    /// Firewall mark (`ipvsadm -f N`): the service takes the packets its match rules mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
+    /// The fwmark service's match rules (`[[service.match]]`): which packets get the mark.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<fwmark::Match>,
     /// Scheduler (default wrr until the data path runs IPVS's default, wlc).
     #[serde(default)]
     pub scheduler: Scheduler,
@@ -537,6 +612,8 @@ impl VirtualService {
             protocol,
             address,
             port,
+            fwmark: None,
+            matches: Vec::new(),
             scheduler: Scheduler::default(),
             mh_table_size: None,
             sched_flags: Vec::new(),
@@ -552,8 +629,25 @@ impl VirtualService {
         self.sched_flags.contains(&flag)
     }
 
-    /// The service's identity.
+    /// An fwmark service (`ipvsadm -f`) with no rules yet.
+    pub fn fwmark(mark: u32) -> Self {
+        Self {
+            fwmark: Some(mark),
+            ..Self::new(Protocol::Tcp, Ipv4Addr::UNSPECIFIED, 0)
+        }
+    }
+
+    /// The service's identity. An fwmark service's is (TCP, the mark as an address, port 0),
+    /// told apart from an address service by [`VirtualService::fwmark`]; the validation
+    /// refuses the one address service that would collide.
     pub fn id(&self) -> ServiceId {
+        if let Some(mark) = self.fwmark {
+            return ServiceId {
+                protocol: Protocol::Tcp,
+                address: Ipv4Addr::from(mark),
+                port: 0,
+            };
+        }
         ServiceId {
             protocol: self.protocol,
             address: self.address,
@@ -748,8 +842,45 @@ fn is_prime(n: u32) -> bool {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        Self::from_toml_reading(text, |p| {
+            Err(std::io::Error::other(format!(
+                "{}: [fwmark_import] needs the files, which only rvsd reads",
+                p.display()
+            )))
+        })
+    }
+
+    /// Parses and validates TOML text, reading the `[fwmark_import]` files with `read`
+    /// and adding their rules to the fwmark services' match rules.
+    pub fn from_toml_reading(
+        text: &str,
+        read: impl Fn(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        if let Some(import) = config.fwmark_import.clone() {
+            type Importer = fn(&str) -> Result<Vec<fwmark::MarkRule>, fwmark::ImportError>;
+            let sources: [(Option<std::path::PathBuf>, Importer); 2] = [
+                (import.iptables_save, fwmark::import_iptables_save),
+                (import.nft, fwmark::import_nft),
+            ];
+            for (path, importer) in sources {
+                let Some(path) = path else { continue };
+                let text = read(&path).map_err(|e| {
+                    ConfigError::Invalid(format!("[fwmark_import] {}: {e}", path.display()))
+                })?;
+                let rules = importer(&text).map_err(|e| {
+                    ConfigError::Invalid(format!("[fwmark_import] {}: {e}", path.display()))
+                })?;
+                config.fwmark_rules.extend(rules);
+            }
+        }
+        for svc in &mut config.services {
+            if let Some(mark) = svc.fwmark {
+                svc.matches
+                    .extend(fwmark::rules_of(&config.fwmark_rules, mark));
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -827,14 +958,20 @@ impl Config {
 /// Checks one service on its own (everything but duplicates and totals).
 pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
     let id = svc.id();
-    if svc.address.is_unspecified() {
+    if let Some(mark) = svc.fwmark {
+        fwmark::validate_service(mark, svc).map_err(ConfigError::Invalid)?;
+    } else if !svc.matches.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: match rules belong to fwmark services only (set fwmark = N)"
+        )));
+    } else if svc.address.is_unspecified() {
         return Err(ConfigError::Invalid(format!(
             "service {id}: the virtual address must not be 0.0.0.0"
         )));
     }
     // IPVS takes any VIP; rvs balances connections that arrive on its interfaces, and a
     // multicast or broadcast destination is never a client's connection to a service.
-    if let Some(class) = not_unicast(svc.address) {
+    if let Some(class) = not_unicast(svc.address).filter(|_| svc.fwmark.is_none()) {
         return Err(ConfigError::Invalid(format!(
             "service {id}: the virtual address {} is not a unicast address ({class}); rvs balances unicast VIPs only",
             svc.address
@@ -846,7 +983,8 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             option: "mh_table_size",
         });
     }
-    if svc.one_packet && svc.protocol != Protocol::Udp {
+    // An fwmark service takes UDP too: its UDP packets are scheduled one by one (IPVS).
+    if svc.one_packet && svc.fwmark.is_none() && svc.protocol != Protocol::Udp {
         return Err(ConfigError::Invalid(format!(
             "service {id}: one-packet scheduling (-o) applies to UDP services only"
         )));
@@ -1012,17 +1150,12 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
-    fn wlc_is_refused_by_name_and_weights_go_to_int_max() {
+    fn wlc_is_the_default_and_weights_go_to_int_max() {
         let svc = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\n";
         let c: Config = toml::from_str(svc).expect("parses");
-        assert_eq!(
-            c.services[0].scheduler,
-            Scheduler::Wrr,
-            "the TOML default for now"
-        );
-        // Until the data path runs wlc (IPVS's default), it is refused where configured.
-        let e = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect_err("wlc");
-        assert!(e.to_string().contains("scheduler wlc"), "{e}");
+        assert_eq!(c.services[0].scheduler, Scheduler::Wlc, "IPVS's default");
+        let c = Config::from_toml(&format!("{svc}scheduler = \"wlc\"\n")).expect("wlc");
+        assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
         let big = format!(
             "{svc}scheduler = \"wrr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nweight = 2147483647\n\n[[service.real]]\naddress = \"198.18.2.2\"\nweight = 70000\n"
         );
@@ -1058,14 +1191,11 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
     }
 
     #[test]
-    fn thresholds_are_refused_until_the_data_path_enforces_them() {
-        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\n";
+    fn thresholds_are_taken_now_the_data_path_enforces_them() {
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\nscheduler = \"rr\"\n[[service.real]]\naddress = \"198.18.2.1\"\nu_threshold = 10\nl_threshold = 5\n";
         let c = Config::from_toml(text).expect("IPVS takes it");
-        let e = c
-            .check_dataplane()
-            .expect_err("not enforced yet")
-            .to_string();
-        assert!(e.contains("connection thresholds (-x 10 -y 0"), "{e}");
+        c.check_dataplane().expect("enforced by the XDP program");
+        assert_eq!(c.services[0].reals[0].u_threshold, 10);
     }
 
     #[test]
@@ -1114,8 +1244,8 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
         );
         assert!(
-            err(&format!("{svc}scheduler = \"lc\"\n")).contains(
-                "scheduler lc (least-connection) is not supported by rvs's data path yet"
+            err(&format!("{svc}scheduler = \"lblc\"\n")).contains(
+                "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet"
             )
         );
         assert!(

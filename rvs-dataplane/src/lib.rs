@@ -16,7 +16,7 @@ pub mod testrun;
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
 use aya::{
@@ -25,8 +25,9 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
-    ConnEntry, ConnState, Counters, FlowKey, Forward, RealEntry, SETTINGS_F_NAT, ServiceEntry,
-    ServiceKey, Settings, TaggedFlowKey, Verdict, maps, programs, tcp,
+    ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
+    PersistKey, RealEntry, RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings,
+    TaggedFlowKey, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -110,8 +111,53 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneEr
 pub struct ConnScan {
     /// Entries freed because they expired.
     pub expired: usize,
-    /// Real-server id → (established, other) live connections.
+    /// Real-server id → (active, inactive) connection entries the table holds, as IPVS
+    /// counts them (what the reconciliation compared REAL_LOAD with).
     pub per_real: std::collections::HashMap<u32, (u64, u64)>,
+    /// Real servers whose REAL_LOAD counts were corrected to the table's (drift from LRU
+    /// evictions, or counts adopted from an older rvsd).
+    pub corrected: usize,
+}
+
+/// A real server's counts as IPVS shows them (ipvsadm ActiveConn, InActConn, PersistConn).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RealConns {
+    /// ActiveConn.
+    pub active: u64,
+    /// InActConn.
+    pub inactive: u64,
+    /// PersistConn.
+    pub persist: u64,
+    /// Whether the upper threshold flagged it overloaded.
+    pub overloaded: bool,
+}
+
+/// The atomics of one REAL_LOAD value (the XDP program updates the same memory with atomic
+/// instructions).
+struct LoadRef<'a> {
+    conns: &'a AtomicU64,
+    flags: &'a AtomicU32,
+    load: *mut RealLoad,
+}
+
+impl LoadRef<'_> {
+    /// IPVS's unbind rule for the OVERLOAD flag (`ip_vs_unbind_dest`) on the current total.
+    fn unbind_rule(&self) {
+        // SAFETY: plain reads of fields only userspace writes.
+        let (upper, lower) = unsafe { ((*self.load).u_threshold, (*self.load).l_threshold) };
+        let c = self.conns.load(Ordering::SeqCst);
+        let total = u64::from(RealLoad::active(c)) + u64::from(RealLoad::inactive(c));
+        let clear = if lower != 0 {
+            total < u64::from(lower)
+        } else if upper != 0 {
+            total * 4 < u64::from(upper) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.flags.fetch_and(!LOAD_F_OVERLOAD, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The loaded programs and maps, and what has been written to them.
@@ -123,14 +169,18 @@ pub struct Dataplane {
     adopted: Config,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     reals: MmapArray<RealEntry>,
+    real_load: MmapArray<RealLoad>,
     dispatch: MmapArray<u32>,
     cursors: Array<MapData, u64>,
     conns: HashMap<MapData, FlowKey, ConnEntry>,
+    persist: HashMap<MapData, PersistKey, PersistEntry>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     verdicts: PerCpuArray<MapData, u64>,
     settings_map: Array<MapData, Settings>,
     settings: Settings,
+    mark_rules: Array<MapData, MarkRuleEntry>,
+    mark_count: Array<MapData, u32>,
     attached: Vec<String>,
     nat_sources: HashMap<MapData, u32, u32>,
     /// NAT real-server id → its address, as written to the real-server array.
@@ -216,6 +266,7 @@ impl Dataplane {
             .map_max_entries(maps::CURSORS, limits.services)
             .map_max_entries(maps::SERVICE_STATS, limits.services)
             .map_max_entries(maps::REALS, limits.reals)
+            .map_max_entries(maps::REAL_LOAD, limits.reals)
             .map_max_entries(maps::REAL_STATS, limits.reals)
             .map_max_entries(maps::CONNS, limits.connections)
             // One template per persistent client; a quarter of the connection table.
@@ -247,6 +298,11 @@ impl Dataplane {
             .map_err(map_err(maps::SERVICES))?;
         let reals: MmapArray<RealEntry> =
             mmap_array(take_map(&mut ebpf, maps::REALS)?, maps::REALS, limits.reals)?;
+        let real_load: MmapArray<RealLoad> = mmap_array(
+            take_map(&mut ebpf, maps::REAL_LOAD)?,
+            maps::REAL_LOAD,
+            limits.reals,
+        )?;
         let dispatch = mmap_array(
             take_map(&mut ebpf, maps::DISPATCH)?,
             maps::DISPATCH,
@@ -256,6 +312,8 @@ impl Dataplane {
             Array::try_from(take_map(&mut ebpf, maps::CURSORS)?).map_err(map_err(maps::CURSORS))?;
         let conns =
             HashMap::try_from(take_map(&mut ebpf, maps::CONNS)?).map_err(map_err(maps::CONNS))?;
+        let persist = HashMap::try_from(take_map(&mut ebpf, maps::PERSIST)?)
+            .map_err(map_err(maps::PERSIST))?;
         let service_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::SERVICE_STATS)?)
             .map_err(map_err(maps::SERVICE_STATS))?;
         let real_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::REAL_STATS)?)
@@ -266,6 +324,10 @@ impl Dataplane {
             .map_err(map_err(maps::SETTINGS))?;
         let nat_sources = HashMap::try_from(take_map(&mut ebpf, maps::NAT_SOURCES)?)
             .map_err(map_err(maps::NAT_SOURCES))?;
+        let mark_rules = Array::try_from(take_map(&mut ebpf, maps::MARK_RULES)?)
+            .map_err(map_err(maps::MARK_RULES))?;
+        let mark_count = Array::try_from(take_map(&mut ebpf, maps::MARK_COUNT)?)
+            .map_err(map_err(maps::MARK_COUNT))?;
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -297,14 +359,18 @@ impl Dataplane {
             adopted: adopted_config,
             services,
             reals,
+            real_load,
             dispatch,
             cursors,
             conns,
+            persist,
             service_stats,
             real_stats,
             verdicts,
             settings_map,
             settings,
+            mark_rules,
+            mark_count,
             attached: Vec::new(),
             nat_sources,
             nat_reals: real_entries
@@ -314,7 +380,18 @@ impl Dataplane {
                 .collect(),
             nat_counts,
         };
+        if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
+            // No fwmark service: nothing to classify (the planner starts from no rules).
+            dp.mark_count
+                .set(0, 0, 0)
+                .map_err(map_err(maps::MARK_COUNT))?;
+        }
         dp.write(&orphans)?;
+        // Weights and thresholds of adopted servers into REAL_LOAD (the program's copy): a
+        // map created by this load (an rvsd without it ran before) would otherwise read 0.
+        for (id, e) in real_entries.iter().filter(|(_, e)| e.in_use()) {
+            dp.write_load(*id, e);
+        }
         dp.set_settings(&settings)?;
         if !service_entries.is_empty() {
             tracing::info!(
@@ -385,6 +462,38 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Publishes a real server's weight and thresholds to REAL_LOAD; an id given to another
+    /// server (new generation) starts from zero counts. As IPVS's `__ip_vs_update_dest`, a
+    /// raised or removed upper threshold clears OVERLOAD.
+    fn write_load(&mut self, id: u32, entry: &RealEntry) {
+        let Some(p) = self.real_load.ptr(id) else {
+            return;
+        };
+        let Some(l) = self.load_ref(id) else {
+            return;
+        };
+        // SAFETY: p points into the mapping; userspace alone writes these 32-bit fields
+        // (aligned stores, so the program never reads a torn value).
+        unsafe {
+            let old_upper = (*p).u_threshold;
+            if (*p).generation != entry.generation {
+                // Generation first: the program only counts for the generation it sees.
+                std::ptr::addr_of_mut!((*p).generation).write_volatile(entry.generation);
+                l.conns.store(0, Ordering::SeqCst);
+                l.flags.store(0, Ordering::SeqCst);
+                std::ptr::addr_of_mut!((*p).persist).write_volatile(0);
+            }
+            let weight = i32::try_from(entry.weight).unwrap_or(i32::MAX);
+            let weight = if entry.in_use() { weight } else { 0 };
+            std::ptr::addr_of_mut!((*p).weight).write_volatile(weight);
+            std::ptr::addr_of_mut!((*p).l_threshold).write_volatile(entry.l_threshold);
+            std::ptr::addr_of_mut!((*p).u_threshold).write_volatile(entry.u_threshold);
+            if entry.u_threshold == 0 || entry.u_threshold > old_upper {
+                l.flags.fetch_and(!LOAD_F_OVERLOAD, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Time left before `conn` expires (0 when it has), by its state's timeout.
     fn time_left(&self, conn: &ConnEntry, now: u64) -> u64 {
         let timeouts = &self.settings.timeouts_ns;
@@ -409,6 +518,8 @@ impl Dataplane {
         let now = monotonic_coarse_ns();
         let mut scan = ConnScan::default();
         let mut expired = Vec::new();
+        // Counts before the walk, to tell which servers' counts the program changed meanwhile.
+        let before: Vec<(u32, u64)> = self.counted_reals();
         for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
             if self.time_left(&conn, now) == 0 {
                 expired.push(key);
@@ -422,18 +533,139 @@ impl Dataplane {
                 }
             }
         }
+        // What this pass itself takes off each server's counts (the expiry unbinds).
+        let mut unbound: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         for key in &expired {
             // Look again right before deleting: a packet may have refreshed it meanwhile.
-            if self
-                .conns
-                .get(key, 0)
-                .is_ok_and(|c| self.time_left(&c, now) == 0)
-                && self.conns.remove(key).is_ok()
-            {
+            let Ok(conn) = self.conns.get(key, 0) else {
+                continue;
+            };
+            if self.time_left(&conn, now) == 0 && self.conns.remove(key).is_ok() {
                 scan.expired += 1;
+                // Deleted by us, so exactly once: IPVS's unbind at the entry's free.
+                if !conn.is_reply() && self.unbind(&conn) {
+                    let d = unbound.entry(conn.real).or_default();
+                    *d = d.wrapping_add(RealLoad::unit(conn.state));
+                }
             }
         }
+        scan.corrected = self.reconcile(&before, &unbound, &scan.per_real);
+        self.count_templates(now);
         Ok(scan)
+    }
+
+    /// PersistConn: the live persistence templates per real server (IPVS counts a template
+    /// from its creation to its expiry, the service's persistence timeout after its last
+    /// use), written to REAL_LOAD's `persist` (only userspace reads it).
+    fn count_templates(&mut self, now: u64) {
+        let timeouts: std::collections::HashMap<u32, u64> = self
+            .services
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
+            .collect();
+        let mut per_real: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for (key, t) in self.persist.iter().filter_map(|e| e.ok()) {
+            let live = timeouts
+                .get(&key.service)
+                .is_some_and(|&to| now.saturating_sub(t.last_seen) <= to);
+            let current = self.real_load.get(t.real).map(|l| l.generation) == Some(t.real_gen);
+            if live && current {
+                *per_real.entry(t.real).or_default() += 1;
+            }
+        }
+        let ids: Vec<u32> = self.planner.real_ids().collect();
+        for id in ids {
+            if let Some(p) = self.real_load.ptr(id) {
+                let n = per_real.get(&id).copied().unwrap_or(0);
+                // SAFETY: p points into the mapping; the program never writes this field.
+                unsafe { std::ptr::addr_of_mut!((*p).persist).write_volatile(n) };
+            }
+        }
+    }
+
+    /// The atomics of real `id`'s load.
+    fn load_ref(&self, id: u32) -> Option<LoadRef<'_>> {
+        let p = self.real_load.ptr(id)?;
+        // SAFETY: p points into the mapping, 16-byte aligned (the value's alignment); the
+        // fields are aligned for their atomic types and live as long as `self`.
+        unsafe {
+            Some(LoadRef {
+                conns: AtomicU64::from_ptr(std::ptr::addr_of_mut!((*p).conns)),
+                flags: AtomicU32::from_ptr(std::ptr::addr_of_mut!((*p).flags)),
+                load: p,
+            })
+        }
+    }
+
+    /// Takes a freed entry off its real server's counts (if its generation is still the
+    /// load's) and applies the unbind rule for OVERLOAD; whether it was counted.
+    fn unbind(&self, conn: &ConnEntry) -> bool {
+        let Some(l) = self.load_ref(conn.real) else {
+            return false;
+        };
+        if self.real_load.get(conn.real).map(|v| v.generation) != Some(conn.real_gen) {
+            return false;
+        }
+        l.conns
+            .fetch_sub(RealLoad::unit(conn.state), Ordering::SeqCst);
+        l.unbind_rule();
+        true
+    }
+
+    /// (id, conns) of every real server in use.
+    fn counted_reals(&self) -> Vec<(u32, u64)> {
+        self.planner
+            .real_ids()
+            .filter_map(|id| {
+                self.load_ref(id)
+                    .map(|l| (id, l.conns.load(Ordering::SeqCst)))
+            })
+            .collect()
+    }
+
+    /// Sets each server's counts to what the table holds, when the program changed none of
+    /// them during the walk (its counts now are the ones before less our own unbinds);
+    /// servers that changed are corrected on a later pass. A delta is added, so a change
+    /// landing between the read and the add is kept. Returns how many were corrected.
+    fn reconcile(
+        &self,
+        before: &[(u32, u64)],
+        unbound: &std::collections::HashMap<u32, u64>,
+        table: &std::collections::HashMap<u32, (u64, u64)>,
+    ) -> usize {
+        let mut corrected = 0;
+        for &(id, c0) in before {
+            let Some(l) = self.load_ref(id) else {
+                continue;
+            };
+            let expected = c0.wrapping_sub(unbound.get(&id).copied().unwrap_or(0));
+            let c1 = l.conns.load(Ordering::SeqCst);
+            if c1 != expected {
+                continue;
+            }
+            let (a, i) = table.get(&id).copied().unwrap_or_default();
+            let truth = (a << 32) | (i & 0xffff_ffff);
+            if truth != c1 {
+                l.conns.fetch_add(truth.wrapping_sub(c1), Ordering::SeqCst);
+                l.unbind_rule();
+                corrected += 1;
+            }
+        }
+        corrected
+    }
+
+    /// Real server `id`'s counts from REAL_LOAD (what ipvsadm shows).
+    pub fn real_conns(&self, id: u32) -> RealConns {
+        self.real_load
+            .get(id)
+            .map(|l| RealConns {
+                active: RealLoad::active(l.conns).into(),
+                inactive: RealLoad::inactive(l.conns).into(),
+                persist: l.persist.into(),
+                overloaded: l.flags & LOAD_F_OVERLOAD != 0,
+            })
+            .unwrap_or_default()
     }
 
     /// The live connections, one per connection (NAT reply entries are left out; the
@@ -529,6 +761,7 @@ impl Dataplane {
 
     fn write(&mut self, plan: &Plan) -> Result<()> {
         for (id, entry) in &plan.reals {
+            self.write_load(*id, entry);
             self.reals.set(*id, *entry);
         }
         for id in &plan.reset_real_counters {
@@ -557,6 +790,21 @@ impl Dataplane {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err(maps::SERVICES)(e)),
             }
+        }
+        if let Some(rules) = &plan.mark_rules {
+            // Count 0 first, so no walk sees half-written rules (new flows in that moment
+            // meet the address services only); services are already written.
+            self.mark_count
+                .set(0, 0, 0)
+                .map_err(map_err(maps::MARK_COUNT))?;
+            for (i, r) in rules.iter().enumerate() {
+                self.mark_rules
+                    .set(i as u32, *r, 0)
+                    .map_err(map_err(maps::MARK_RULES))?;
+            }
+            self.mark_count
+                .set(0, rules.len() as u32, 0)
+                .map_err(map_err(maps::MARK_COUNT))?;
         }
         for (id, entry) in &plan.retire_reals {
             self.reals.set(*id, *entry);

@@ -71,6 +71,12 @@ impl<T: Copy> MmapArray<T> {
         }
     }
 
+    /// A pointer to element `i` (for atomic access to memory the XDP program updates with
+    /// atomic instructions), or None past the end.
+    pub fn ptr(&self, i: u32) -> Option<*mut T> {
+        ((i as usize) < self.len).then(|| self.slot(i as usize))
+    }
+
     /// Writes `values` from element `off` on.
     pub fn write(&mut self, off: u32, values: &[T]) {
         for (i, v) in (off..).zip(values) {

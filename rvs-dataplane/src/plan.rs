@@ -12,12 +12,14 @@ use std::{
 };
 
 use rvs_common::{
-    DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, NO_REAL, RealEntry, SVC_F_ONE_PACKET,
-    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry, ServiceKey, tunnel,
+    DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, MAX_MARK_RULES, MarkRuleEntry, NO_REAL,
+    RealEntry, SERVICE_KEY_FWMARK, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry,
+    ServiceKey, tunnel,
 };
 use rvs_config::{
     Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
     ServiceId, TunnelChecksum, TunnelType, VirtualService,
+    fwmark::{self, MarkRule},
 };
 use rvs_sched::Dest;
 
@@ -55,6 +57,9 @@ pub enum PlanError {
         /// The scheduler.
         scheduler: rvs_config::Scheduler,
     },
+    /// The fwmark match rules cannot be written as the data path walks them.
+    #[error("{0}")]
+    MarkRules(String),
     /// The scheduler refused the real servers (e.g. a wrr cycle too long).
     #[error("service {service}: {source}")]
     Scheduler {
@@ -84,6 +89,8 @@ pub struct Plan {
     pub delete_services: Vec<ServiceKey>,
     /// Tombstones for removed real servers, written after the services stop pointing at them.
     pub retire_reals: Vec<(u32, RealEntry)>,
+    /// The fwmark classification rules to write, when they changed (all of them).
+    pub mark_rules: Option<Vec<MarkRuleEntry>>,
 }
 
 impl Plan {
@@ -236,9 +243,21 @@ pub struct Planner {
     slots: SlotAlloc,
     /// VIPs this node is VRRP BACKUP for: their services pass new connections.
     standby: HashSet<Ipv4Addr>,
+    /// The fwmark rules last planned; None when unknown (adopted maps), so the next plan
+    /// writes them.
+    mark_rules: Option<Vec<MarkRuleEntry>>,
 }
 
-fn service_key(id: &ServiceId) -> ServiceKey {
+fn service_key(id: &ServiceId, fwmark: bool) -> ServiceKey {
+    if fwmark {
+        // The mark as a plain number: what the classifier finds (see VirtualService::id).
+        return ServiceKey {
+            vip: u32::from(id.address),
+            port: 0,
+            proto: 0,
+            pad: SERVICE_KEY_FWMARK,
+        };
+    }
     ServiceKey {
         vip: u32::from_ne_bytes(id.address.octets()),
         port: id.port.to_be(),
@@ -359,6 +378,12 @@ fn service_from_maps(
     entry: &ServiceEntry,
     reals: &[RealEntry],
 ) -> Option<VirtualService> {
+    if key.pad == SERVICE_KEY_FWMARK {
+        // The match rules are not in the service map: the next plan writes them again.
+        let mut svc = VirtualService::fwmark(key.vip);
+        fill_from_maps(&mut svc, entry, reals)?;
+        return Some(svc);
+    }
     let protocol = match key.proto {
         IPPROTO_TCP => Protocol::Tcp,
         IPPROTO_UDP => Protocol::Udp,
@@ -366,6 +391,17 @@ fn service_from_maps(
     };
     let port = u16::from_be(key.port);
     let mut svc = VirtualService::new(protocol, Ipv4Addr::from(key.vip.to_ne_bytes()), port);
+    fill_from_maps(&mut svc, entry, reals)?;
+    Some(svc)
+}
+
+/// The service's settings and real servers as its map entries recorded them.
+fn fill_from_maps(
+    svc: &mut VirtualService,
+    entry: &ServiceEntry,
+    reals: &[RealEntry],
+) -> Option<()> {
+    let port = svc.port;
     svc.scheduler = *Scheduler::ALL.get(entry.scheduler as usize)?;
     svc.mh_table_size = (entry.mh_table_size != 0).then_some(entry.mh_table_size);
     svc.sched_flags = SCHED_FLAGS
@@ -401,7 +437,89 @@ fn service_from_maps(
             }
         })
         .collect();
-    Some(svc)
+    Some(())
+}
+
+/// The classification rules of every fwmark service as the XDP program walks them: by mark,
+/// each service's rules in order, one entry per (destination, source, port range). Rules of
+/// different marks must not overlap (so no order between services is needed), and the total
+/// must fit the program's bound.
+pub fn mark_rules<'a>(
+    services: impl Iterator<Item = &'a VirtualService>,
+) -> Result<Vec<MarkRuleEntry>, PlanError> {
+    let mut marked: Vec<(u32, &VirtualService)> =
+        services.filter_map(|s| s.fwmark.map(|m| (m, s))).collect();
+    marked.sort_by_key(|(m, _)| *m);
+    let rules: Vec<MarkRule> = marked
+        .iter()
+        .flat_map(|(m, s)| s.matches.iter().map(|r| r.with_mark(*m)))
+        .collect();
+    for (i, a) in rules.iter().enumerate() {
+        if let Some(b) = rules[i + 1..]
+            .iter()
+            .find(|b| b.mark != a.mark && fwmark::overlap(a, b))
+        {
+            return Err(PlanError::MarkRules(format!(
+                "match rules of fwmark {} and fwmark {} can match the same packets ({a:?} / {b:?}); rvs needs the rules of different marks to be disjoint",
+                a.mark, b.mark
+            )));
+        }
+    }
+    let total: usize = rules.iter().map(fwmark::entry_count).sum();
+    if total > MAX_MARK_RULES as usize {
+        return Err(PlanError::MarkRules(format!(
+            "the fwmark match rules need {total} classifier entries (one per destination x source x port range); the data path walks at most {MAX_MARK_RULES}"
+        )));
+    }
+    let any = [None];
+    let mut out = Vec::with_capacity(total);
+    for r in &rules {
+        let net = |p: &Option<&fwmark::Prefix>| match p {
+            Some(p) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(p.len)).unwrap_or(0);
+                (
+                    u32::from_ne_bytes(p.addr.octets()),
+                    u32::from_ne_bytes(mask.to_be_bytes()),
+                )
+            }
+            None => (0, 0),
+        };
+        let dsts: Vec<Option<&fwmark::Prefix>> = if r.destination.is_empty() {
+            any.to_vec()
+        } else {
+            r.destination.iter().map(Some).collect()
+        };
+        let srcs: Vec<Option<&fwmark::Prefix>> = if r.source.is_empty() {
+            any.to_vec()
+        } else {
+            r.source.iter().map(Some).collect()
+        };
+        let ports: Vec<(u16, u16)> = if r.ports.is_empty() {
+            vec![(0, u16::MAX)]
+        } else {
+            r.ports.iter().map(|p| (p.first, p.last)).collect()
+        };
+        for d in &dsts {
+            for sp in &srcs {
+                for &(first, last) in &ports {
+                    let (dst, dst_mask) = net(d);
+                    let (src, src_mask) = net(sp);
+                    out.push(MarkRuleEntry {
+                        dst,
+                        dst_mask,
+                        src,
+                        src_mask,
+                        port_first: first,
+                        port_last: last,
+                        proto: r.protocol.map_or(0, |p| p.number()),
+                        pad: [0; 3],
+                        mark: r.mark,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The scheduler table for a service's real servers given in config order, as indices
@@ -470,6 +588,30 @@ fn table_for(
             };
             (kind, table)
         }
+        // The connection-count walks read the servers' loads from REAL_LOAD in IPVS's list
+        // order (newest first); weight-0 and overloaded servers stay listed and are skipped
+        // by the walk, as the kernel's list keeps them.
+        walker @ (Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq)
+            if walker.caps().in_dataplane =>
+        {
+            let kind = match walker {
+                Scheduler::Lc => DispatchKind::Lc,
+                Scheduler::Wlc => DispatchKind::Wlc,
+                Scheduler::Sed => DispatchKind::Sed,
+                _ => DispatchKind::Nq,
+            };
+            (kind, (0..n as u32).collect())
+        }
+        // sh and dh: IPVS's 256 buckets from the newest-first list (sh with the current
+        // weights, rebuilt on every edit as ip_vs_sh_dest_changed does); the program checks
+        // the bucket's server (weight, OVERLOAD) and, for sh-fallback, rehashes.
+        Scheduler::Sh if Scheduler::Sh.caps().in_dataplane => {
+            let weights: Vec<u32> = (0..n).rev().map(current).collect();
+            (DispatchKind::Sh, rvs_sched::sh_table(&weights))
+        }
+        Scheduler::Dh if Scheduler::Dh.caps().in_dataplane => {
+            (DispatchKind::Dh, rvs_sched::dh_table(n))
+        }
         other => {
             return Err(PlanError::UnsupportedScheduler {
                 service: svc.id(),
@@ -490,6 +632,7 @@ impl Planner {
             generations: vec![0; limits.reals as usize],
             slots: SlotAlloc::new(limits.dispatch_slots),
             standby: HashSet::new(),
+            mark_rules: None,
         }
     }
 
@@ -555,6 +698,9 @@ impl Planner {
             .collect();
         orphans.sort();
         real_ids.extend(&orphans);
+        // Without an fwmark service the rules are empty (the loader clears the count);
+        // with one, they are not in the maps' records, so the next plan writes them.
+        let mark_rules = configs.iter().all(|c| c.fwmark.is_none()).then(Vec::new);
         let mut planner = Planner {
             services: states,
             service_ids: IdPool::with_used(limits.services, &service_ids),
@@ -562,6 +708,7 @@ impl Planner {
             generations,
             slots: SlotAlloc::with_used(limits.dispatch_slots, &ranges),
             standby: HashSet::new(),
+            mark_rules,
         };
         let mut plan = Plan::default();
         for rid in orphans {
@@ -577,12 +724,14 @@ impl Planner {
         for (id, state) in &mut self.services {
             let mut entry = state.entry;
             entry.flags &= !SVC_F_STANDBY;
-            if vips.contains(&id.address) {
+            // An fwmark service has no VIP of its own (its id's address is the mark).
+            if vips.contains(&id.address) && state.config.fwmark.is_none() {
                 entry.flags |= SVC_F_STANDBY;
             }
             if entry != state.entry {
                 state.entry = entry;
-                plan.upsert_services.push((service_key(id), entry));
+                plan.upsert_services
+                    .push((service_key(id, state.config.fwmark.is_some()), entry));
             }
         }
         self.standby = vips;
@@ -592,6 +741,13 @@ impl Planner {
     /// Number of services currently planned.
     pub fn service_count(&self) -> usize {
         self.services.len()
+    }
+
+    /// Every real-server id in use.
+    pub fn real_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.services
+            .values()
+            .flat_map(|s| s.reals.values().map(|&(rid, _)| rid))
     }
 
     /// The real-server id given to `(service, address, port)`, if any.
@@ -646,8 +802,25 @@ impl Planner {
             self.slots.clone(),
         );
         let mut changes = Vec::new();
-        match self.plan_into(updates, now_ms, &mut changes) {
-            Ok(plan) => {
+        let planned = self
+            .plan_into(updates, now_ms, &mut changes)
+            .and_then(|plan| {
+                let changed: HashMap<ServiceId, Option<&ServiceState>> =
+                    changes.iter().map(|(id, s)| (*id, s.as_ref())).collect();
+                let kept = self
+                    .services
+                    .iter()
+                    .filter(|(id, _)| !changed.contains_key(id))
+                    .map(|(_, s)| &s.config);
+                let new = changed.values().flatten().map(|s| &s.config);
+                mark_rules(kept.chain(new)).map(|rules| (plan, rules))
+            });
+        match planned {
+            Ok((mut plan, rules)) => {
+                if self.mark_rules.as_ref() != Some(&rules) {
+                    plan.mark_rules = Some(rules.clone());
+                    self.mark_rules = Some(rules);
+                }
                 for (id, state) in changes {
                     match state {
                         Some(state) => self.services.insert(id, state),
@@ -694,7 +867,8 @@ impl Planner {
             let Some(old) = self.services.get(&id) else {
                 continue;
             };
-            plan.delete_services.push(service_key(&id));
+            plan.delete_services
+                .push(service_key(&id, old.config.fwmark.is_some()));
             self.slots
                 .release(now_ms, old.entry.table_off, old.entry.table_len);
             self.service_ids.give(old.entry.id);
@@ -794,10 +968,11 @@ impl Planner {
                 plan.tables.push((off, table));
             }
             let mut entry = service_entry(svc, service_id, kind, off, len as u32);
-            if self.standby.contains(&id.address) {
+            if self.standby.contains(&id.address) && svc.fwmark.is_none() {
                 entry.flags |= SVC_F_STANDBY;
             }
-            plan.upsert_services.push((service_key(&id), entry));
+            plan.upsert_services
+                .push((service_key(&id, svc.fwmark.is_some()), entry));
             for rid in gone {
                 self.tombstone(rid, &mut plan);
             }

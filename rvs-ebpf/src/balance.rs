@@ -7,14 +7,15 @@ use aya_ebpf::{
 };
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
-    PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY,
-    ServiceKey, Verdict,
+    NO_REAL, PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP,
+    SVC_F_STANDBY, ServiceKey, Verdict,
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
 };
 
 use crate::{
-    flow::{next_state, reusable, timeout_ns},
+    classify::fwmark_service,
+    flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
     maps::{CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
     parse::{Packet, Parsed, parse_frame},
@@ -131,6 +132,10 @@ fn balance(
     // established packet needs no service lookup. An entry whose real server was removed
     // (generation changed) — which is also what deleting its service does — is not used.
     let mut real_gone = false;
+    // The entry a new connection replaces (real, generation, state): no longer counted.
+    // (Plain initialised integers, not an Option: LLVM stores an Option's undefined payload
+    // from a clobbered register, which the verifier refuses.)
+    let (mut old_real, mut old_gen, mut old_state) = (NO_REAL, 0u32, 0u8);
     if let Some(conn) = CONNS.get_ptr_mut(flow) {
         // SAFETY: a valid map value; concurrent writers only race on plain integers.
         let conn = unsafe { &mut *conn };
@@ -143,6 +148,7 @@ fn balance(
         let reused = is_tcp && opens && reusable(conn.state);
         let real = REALS.get(conn.real);
         let real_ok = real.is_some_and(|r| r.generation == conn.real_gen);
+        (old_real, old_gen, old_state) = (conn.real, conn.real_gen, conn.state);
         if !expired && !reused {
             if let (true, Some(real)) = (real_ok, real) {
                 let dir = direction(real);
@@ -156,6 +162,7 @@ fn balance(
                     if conn.flags & CONN_F_NAT != 0 {
                         nat::sync_peer(&nat::reply_key(&flow, conn), state, now);
                     }
+                    moved(conn.real, conn.real_gen, conn.state, state);
                     conn.state = state;
                     conn.last_seen = now;
                 }
@@ -173,9 +180,11 @@ fn balance(
         proto: pkt.proto,
         pad: 0,
     };
+    // fwmark services first, as IPVS looks up a marked packet's service by its mark.
+    let marked = fwmark_service(&pkt);
     // SAFETY: the value is only read while the program runs (RCU-protected).
-    let svc = match unsafe { SERVICES.get(key) } {
-        Some(svc) => *svc,
+    let svc = match marked.or_else(|| unsafe { SERVICES.get(key) }.copied()) {
+        Some(svc) => svc,
         None => {
             key.port = 0;
             match unsafe { SERVICES.get(key) } {
@@ -217,7 +226,8 @@ fn balance(
     } else {
         None
     };
-    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport)) else {
+    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport, pkt.daddr))
+    else {
         return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);
     };
     let Some(real) = REALS.get(real_id) else {
@@ -253,8 +263,13 @@ fn balance(
     }
     // If the table is full the LRU evicts the least recently used flow; a failed insert
     // only means this flow is scheduled again on its next packet.
-    if !one_packet {
-        let _ = CONNS.insert(flow, conn, 0);
+    if !one_packet && CONNS.insert(flow, conn, 0).is_ok() {
+        // IPVS counts a connection from its bind to its free; the entry replaced (expired,
+        // closed and reused, or of a removed server) is freed here.
+        if old_real != NO_REAL {
+            unbind(old_real, old_gen, old_state);
+        }
+        bind(real_id, real.generation, conn.state);
         if nat {
             // The reply half: found by the real server's packets, routed on first use.
             let rev = ConnEntry {

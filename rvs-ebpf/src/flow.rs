@@ -1,7 +1,66 @@
 //! Connection state: timeouts by state, IPVS's TCP transitions by direction
 //! (`rvs_common::tcp`), and the rule for reusing a closed entry for a new connection.
 
-use rvs_common::{ConnState, IPPROTO_TCP, Settings, tcp};
+use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
+
+use rvs_common::{ConnState, IPPROTO_TCP, LOAD_F_OVERLOAD, RealLoad, Settings, tcp};
+
+use crate::maps::REAL_LOAD;
+
+/// Adds `delta` (wrapping) to real `id`'s `(active << 32) | inactive` when its load still
+/// belongs to generation `generation`; the counts before the add.
+#[inline(always)]
+fn add_load(id: u32, generation: u32, delta: u64) -> Option<(u64, *mut RealLoad)> {
+    let load = REAL_LOAD.get_ptr_mut(id)?;
+    // SAFETY: a valid array value shared by all CPUs, hence the atomic add. SeqCst: the BPF
+    // backend lowers a relaxed add to XADD, which returns nothing (see schedule.rs).
+    unsafe {
+        if (*load).generation != generation {
+            return None;
+        }
+        let old = atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&mut (*load).conns, delta);
+        Some((old, load))
+    }
+}
+
+/// A new connection in `state` is bound to real `id` (IPVS's `ip_vs_bind_dest` plus the
+/// first state change): counted, then the upper threshold checked as the kernel does
+/// (`active + inactive >= upper` sets OVERLOAD).
+#[inline(always)]
+pub fn bind(id: u32, generation: u32, state: u8) {
+    let unit = RealLoad::unit(state);
+    if let Some((old, load)) = add_load(id, generation, unit) {
+        let now = old.wrapping_add(unit);
+        let total = RealLoad::active(now).wrapping_add(RealLoad::inactive(now));
+        // SAFETY: as in add_load.
+        unsafe {
+            let upper = (*load).u_threshold;
+            if upper != 0 && total >= upper {
+                atomic_or::<u32, u32, { AtomicOrdering::SeqCst }>(
+                    &mut (*load).flags,
+                    LOAD_F_OVERLOAD,
+                );
+            }
+        }
+    }
+}
+
+/// A connection of real `id` moved from state `from` to `to`: counted on the other side
+/// when that changes active ↔ inactive (IPVS's `set_tcp_state`; no threshold is checked).
+#[inline(always)]
+pub fn moved(id: u32, generation: u32, from: u8, to: u8) {
+    let (a, b) = (RealLoad::unit(from), RealLoad::unit(to));
+    if a != b {
+        let _ = add_load(id, generation, b.wrapping_sub(a));
+    }
+}
+
+/// An entry in `state` is replaced (reused for a new connection): no longer counted.
+/// (Clearing OVERLOAD is rvsd's, at its next expiry pass, as the kernel's unbind would.)
+#[inline(always)]
+pub fn unbind(id: u32, generation: u32, state: u8) {
+    let _ = add_load(id, generation, 0u64.wrapping_sub(RealLoad::unit(state)));
+}
 
 /// The idle timeout of a connection in `state`.
 #[inline(always)]

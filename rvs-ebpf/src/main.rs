@@ -15,6 +15,7 @@
 
 mod access;
 mod balance;
+mod classify;
 mod csum;
 mod decap;
 mod flow;

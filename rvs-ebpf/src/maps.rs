@@ -7,8 +7,9 @@ use aya_ebpf::{
 };
 use rvs_common::{
     ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
-    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, PersistEntry,
-    PersistKey, RealEntry, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, MAX_MARK_RULES,
+    MarkRuleEntry, PersistEntry, PersistKey, RealEntry, RealLoad, ServiceEntry, ServiceKey,
+    Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -23,6 +24,9 @@ pub static REALS: Array<RealEntry> = Array::pinned(DEFAULT_MAX_REALS, BPF_F_MMAP
 /// Every service's scheduler table (real-server ids).
 #[map(name = "RVS_DISPATCH")]
 pub static DISPATCH: Array<u32> = Array::pinned(DEFAULT_DISPATCH_SLOTS, BPF_F_MMAPABLE);
+/// Real-server id → its load (ActiveConn/InActConn, weight, thresholds), IPVS's dest counters.
+#[map(name = "RVS_REAL_LOAD")]
+pub static REAL_LOAD: Array<RealLoad> = Array::pinned(DEFAULT_MAX_REALS, BPF_F_MMAPABLE);
 /// Service id → rr/wrr cursor.
 #[map(name = "RVS_CURSORS")]
 pub static CURSORS: Array<u64> = Array::pinned(DEFAULT_MAX_SERVICES, 0);
@@ -63,3 +67,9 @@ pub static REF_V4: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);
 /// Benchmark reference: a 40-byte family-tagged-key connection map.
 #[map(name = "RVS_REF_TAGGED")]
 pub static REF_TAGGED: LruHashMap<TaggedFlowKey, ConnEntry> = LruHashMap::pinned(4096, 0);
+/// fwmark classification rules, walked from the last in use.
+#[map(name = "RVS_MARK_RULES")]
+pub static MARK_RULES: Array<MarkRuleEntry> = Array::pinned(MAX_MARK_RULES, 0);
+/// How many MARK_RULES entries are in use (0: no fwmark service, nothing walked).
+#[map(name = "RVS_MARK_COUNT")]
+pub static MARK_COUNT: Array<u32> = Array::pinned(1, 0);

@@ -1,20 +1,149 @@
 //! Scheduling a new connection: the service's dispatch table (ring cursor for rr/wrr,
-//! IPVS's mh hash for Maglev) and persistence templates.
+//! IPVS's mh hash for Maglev), the connection-count walks (lc, wlc, sed, nq) over the
+//! service's server list, and persistence templates.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
-use rvs_common::{
-    DispatchKind, NO_REAL, NS_PER_SEC, PersistEntry, PersistKey, ServiceEntry,
-    hash::ipvs_mh_source_hash,
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
-use crate::maps::{CURSORS, DISPATCH, PERSIST, REALS};
+use aya_ebpf::helpers::generated::bpf_loop;
+use rvs_common::{
+    DispatchKind, HASH_BUCKETS, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry,
+    PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
+};
+
+use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
+
+/// The most ring slots looked at past an overloaded one (one turn of the largest ring the
+/// planner writes; `bpf_loop` verifies the step once whatever the count).
+const MAX_RING_SKIP: u32 = 1 << 20;
+
+/// State of one walk over a service's server list (the `bpf_loop` context).
+#[repr(C)]
+struct Walk {
+    /// First slot of the list in the dispatch array.
+    off: u32,
+    /// The walk's [`DispatchKind`].
+    kind: u8,
+    /// Whether `least` holds a server yet.
+    found: u8,
+    /// Explicit padding.
+    pad: [u8; 2],
+    /// The server chosen so far.
+    least: u32,
+    /// Its overhead (the kernel's `loh`).
+    loh: i64,
+    /// Its weight.
+    lw: i64,
+}
+
+/// One server of the walk, with IPVS's comparisons (ip_vs_lc.c, ip_vs_wlc.c, ip_vs_sed.c,
+/// ip_vs_nq.c; the host model is `rvs_sched::least`): strict comparisons, so ties keep the
+/// server met first in the newest-first list. Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn walk_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk`.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(&id) = DISPATCH.get(w.off.wrapping_add(i)) else {
+        return 1;
+    };
+    let Some(load) = REAL_LOAD.get(id) else {
+        return 0;
+    };
+    // SAFETY: an aligned 64-bit read of a map value is single-copy atomic.
+    let conns = unsafe { core::ptr::read_volatile(&load.conns) };
+    let weight = load.weight as i64;
+    let overloaded = load.flags & LOAD_F_OVERLOAD != 0;
+    let usable = !overloaded && weight > 0;
+    let active = RealLoad::active(conns) as i32 as i64;
+    let kind = w.kind;
+    let doh = if kind == DispatchKind::Lc as u8 || kind == DispatchKind::Wlc as u8 {
+        RealLoad::overhead(conns)
+    } else {
+        active + 1
+    };
+    if kind == DispatchKind::Lc as u8 {
+        if usable && (w.found == 0 || doh < w.loh) {
+            w.take(id, doh, weight);
+        }
+    } else if kind == DispatchKind::Nq as u8 {
+        if !usable {
+            return 0;
+        }
+        if active == 0 {
+            w.take(id, doh, weight);
+            return 1;
+        }
+        if w.found == 0 || w.loh * weight > doh * w.lw {
+            w.take(id, doh, weight);
+        }
+    } else if w.found == 0 {
+        // wlc, sed: the first usable server, then any later non-overloaded one with a
+        // strictly smaller overhead / weight (a weight-0 server never wins that).
+        if usable {
+            w.take(id, doh, weight);
+        }
+    } else if !overloaded && w.loh * weight > doh * w.lw {
+        w.take(id, doh, weight);
+    }
+    0
+}
+
+impl Walk {
+    #[inline(always)]
+    fn take(&mut self, id: u32, oh: i64, weight: i64) {
+        self.found = 1;
+        self.least = id;
+        self.loh = oh;
+        self.lw = weight;
+    }
+}
+
+/// The server a connection-count scheduler picks from the service's list, walked once.
+#[inline(always)]
+fn walk(svc: &ServiceEntry) -> Option<u32> {
+    let mut w = Walk {
+        off: svc.table_off,
+        kind: svc.kind,
+        found: 0,
+        pad: [0; 2],
+        least: NO_REAL,
+        loh: 0,
+        lw: 0,
+    };
+    let n = if svc.table_len > MAX_WALK {
+        MAX_WALK
+    } else {
+        svc.table_len
+    };
+    // SAFETY: the callback and its context live for the call; bpf_loop verifies the
+    // callback once, whatever the count (the bound is MAX_WALK, see the capability table).
+    unsafe {
+        bpf_loop(
+            n,
+            walk_step as *mut c_void,
+            &mut w as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+    (w.found != 0).then_some(w.least)
+}
 
 /// Picks a real server id for a new flow of `svc`, or None when none is available.
 #[inline(always)]
-pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
+pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Option<u32> {
     if svc.table_len == 0 {
         return None;
+    }
+    if svc.kind == DispatchKind::Sh as u8 {
+        return source_hash(svc, saddr, sport);
+    }
+    if svc.kind == DispatchKind::Dh as u8 {
+        return dest_hash(svc, daddr);
+    }
+    if svc.kind >= DispatchKind::Lc as u8 {
+        return walk(svc);
     }
     let pos = if svc.kind == DispatchKind::Ring as u8 {
         let cursor = CURSORS.get_ptr_mut(svc.id)?;
@@ -29,7 +158,189 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
         ipvs_mh_source_hash(saddr, sport, with_port) % svc.table_len
     };
     let real = *DISPATCH.get(svc.table_off.wrapping_add(pos))?;
-    if real == NO_REAL { None } else { Some(real) }
+    if real == NO_REAL {
+        return None;
+    }
+    if !overloaded(real) {
+        return Some(real);
+    }
+    // Over its upper threshold (IPVS's IP_VS_DEST_F_OVERLOAD): rr and wrr go on to the next
+    // server of their sequence that is not, as the kernel's loops do; the ring is that
+    // sequence, so the next usable slot is the kernel's choice. mh without mh-fallback
+    // finds no server (ip_vs_mh_get).
+    if svc.kind != DispatchKind::Ring as u8 {
+        return None;
+    }
+    ring_skip(svc, pos)
+}
+
+/// sh's and dh's `is_unavailable`: no weight, or over the upper threshold.
+#[inline(always)]
+fn unavailable(id: u32) -> bool {
+    match REAL_LOAD.get(id) {
+        Some(l) => l.weight <= 0 || l.flags & LOAD_F_OVERLOAD != 0,
+        None => true,
+    }
+}
+
+/// The server in bucket `b` of the service's 256-bucket table.
+#[inline(always)]
+fn bucket(off: u32, b: u32) -> u32 {
+    match DISPATCH.get(off.wrapping_add(b & (HASH_BUCKETS - 1))) {
+        Some(&r) => r,
+        None => NO_REAL,
+    }
+}
+
+/// State of sh-fallback's rehash (the `bpf_loop` context).
+#[repr(C)]
+struct Rehash {
+    /// First slot of the table.
+    off: u32,
+    /// `hash_32(port + addr, 8)`.
+    ihash: u32,
+    /// The server found, or NO_REAL.
+    real: u32,
+}
+
+/// ip_vs_sh_get_fallback's loop: offset `i`, bucket `(i + ihash) % 256` rehashed as
+/// `(roffset + ihash) & 255`; the first usable server wins.
+#[inline(never)]
+extern "C" fn rehash_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Rehash`.
+    let r = unsafe { &mut *(ctx as *mut Rehash) };
+    let roffset = i.wrapping_add(r.ihash) % HASH_BUCKETS;
+    let real = bucket(r.off, roffset.wrapping_add(r.ihash));
+    if real != NO_REAL && !unavailable(real) {
+        r.real = real;
+        return 1;
+    }
+    0
+}
+
+/// IPVS sh (ip_vs_sh.c): source address (host order) plus, with sh-port, the source port.
+#[inline(always)]
+fn source_hash(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
+    let port = if svc.sched_flags & SH_PORT != 0 {
+        u16::from_be(sport) as u32
+    } else {
+        0
+    };
+    let ihash = hash_32_8(port.wrapping_add(u32::from_be(saddr)));
+    let first = bucket(svc.table_off, ihash);
+    if first == NO_REAL {
+        return None;
+    }
+    if !unavailable(first) {
+        return Some(first);
+    }
+    if svc.sched_flags & SH_FALLBACK == 0 {
+        return None;
+    }
+    let mut r = Rehash {
+        off: svc.table_off,
+        ihash,
+        real: NO_REAL,
+    };
+    // SAFETY: as in `walk`; the bound is the table's 256 buckets, as the kernel's loop.
+    unsafe {
+        bpf_loop(
+            HASH_BUCKETS,
+            rehash_step as *mut c_void,
+            &mut r as *mut Rehash as *mut c_void,
+            0,
+        )
+    };
+    (r.real != NO_REAL).then_some(r.real)
+}
+
+/// IPVS dh (ip_vs_dh.c): the destination address's bucket, if its server is usable.
+#[inline(always)]
+fn dest_hash(svc: &ServiceEntry, daddr: u32) -> Option<u32> {
+    let real = bucket(svc.table_off, hash_32_8(u32::from_be(daddr)));
+    (real != NO_REAL && !unavailable(real)).then_some(real)
+}
+
+/// `ServiceEntry::sched_flags` bits (ipvsadm `-b` flag-1, flag-2): sh-fallback, sh-port.
+const SH_FALLBACK: u8 = 1 << 0;
+const SH_PORT: u8 = 1 << 1;
+
+/// Whether real `id` is flagged over its upper threshold.
+#[inline(always)]
+fn overloaded(id: u32) -> bool {
+    REAL_LOAD
+        .get(id)
+        .is_some_and(|l| l.flags & LOAD_F_OVERLOAD != 0)
+}
+
+/// State of the search for the next usable ring slot (the `bpf_loop` context).
+#[repr(C)]
+struct Skip {
+    /// First slot of the ring.
+    off: u32,
+    /// Ring length.
+    len: u32,
+    /// The overloaded slot the cursor gave.
+    pos: u32,
+    /// Slots skipped so far.
+    skipped: u32,
+    /// The server found, or NO_REAL.
+    real: u32,
+}
+
+/// One ring slot after the overloaded one; 1 stops the loop.
+#[inline(never)]
+extern "C" fn skip_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Skip`.
+    let s = unsafe { &mut *(ctx as *mut Skip) };
+    if s.len == 0 {
+        return 1;
+    }
+    let pos = (s.pos.wrapping_add(i).wrapping_add(1)) % s.len;
+    let Some(&real) = DISPATCH.get(s.off.wrapping_add(pos)) else {
+        return 1;
+    };
+    s.skipped = i + 1;
+    if real != NO_REAL && !overloaded(real) {
+        s.real = real;
+        return 1;
+    }
+    0
+}
+
+/// The next ring slot whose server is not overloaded (at most one turn of the ring), with
+/// the shared cursor moved past it as the kernel's rr/wrr position moves.
+#[inline(always)]
+fn ring_skip(svc: &ServiceEntry, pos: u32) -> Option<u32> {
+    let mut s = Skip {
+        off: svc.table_off,
+        len: svc.table_len,
+        pos,
+        skipped: 0,
+        real: NO_REAL,
+    };
+    let n = if svc.table_len > MAX_RING_SKIP {
+        MAX_RING_SKIP
+    } else {
+        svc.table_len
+    };
+    // SAFETY: as in `walk`.
+    unsafe {
+        bpf_loop(
+            n,
+            skip_step as *mut c_void,
+            &mut s as *mut Skip as *mut c_void,
+            0,
+        )
+    };
+    if s.real == NO_REAL {
+        return None;
+    }
+    if let Some(cursor) = CURSORS.get_ptr_mut(svc.id) {
+        // SAFETY: as in `schedule`.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, s.skipped as u64) };
+    }
+    Some(s.real)
 }
 
 /// The real server a live persistence template sends this client to, if any.

@@ -50,9 +50,14 @@ pub struct Mapped {
 }
 
 /// Maps `conf` onto rvs's model, appending warnings.
-pub fn map(conf: &KeepalivedConf, warnings: &mut Vec<Warning>) -> Result<Mapped, SyntaxError> {
+pub fn map(
+    conf: &KeepalivedConf,
+    warnings: &mut Vec<Warning>,
+    marks: &[rvs_config::fwmark::MarkRule],
+) -> Result<Mapped, SyntaxError> {
     let mut m = Mapper {
         conf,
+        marks,
         warnings,
         config: Config::default(),
         health: HealthModel::default(),
@@ -71,6 +76,8 @@ pub fn map(conf: &KeepalivedConf, warnings: &mut Vec<Warning>) -> Result<Mapped,
 
 struct Mapper<'a> {
     conf: &'a KeepalivedConf,
+    /// The classification rules of the fwmark services (from rvs-fwmark.toml).
+    marks: &'a [rvs_config::fwmark::MarkRule],
     warnings: &'a mut Vec<Warning>,
     config: Config,
     health: HealthModel,
@@ -203,10 +210,15 @@ impl Mapper<'_> {
     /// cannot run it (with a warning saying why).
     fn addresses(&mut self, vs: &VirtualServer) -> Result<Vec<(Ipv4Addr, u16, Loc)>, SyntaxError> {
         match &vs.key {
+            // rvs's identity of an fwmark service (VirtualService::id): the mark as an
+            // address, port 0; the match rules come from rvs-fwmark.toml (crate::load).
             VsKey::Fwmark(mark) => {
+                if self.marks.iter().any(|r| r.mark == *mark) {
+                    return Ok(vec![(Ipv4Addr::from(*mark), 0, vs.loc.clone())]);
+                }
                 self.warn(
                     &vs.loc,
-                    format!("virtual_server fwmark {mark}: firewall-mark services are not supported by rvs yet; the service is left out"),
+                    format!("virtual_server fwmark {mark}: no classification rules for mark {mark} (rvs classifies packets itself at XDP, before netfilter: give them in {} beside this file); the service is left out", crate::FWMARK_RULES_FILE),
                 );
                 Ok(Vec::new())
             }
@@ -269,6 +281,9 @@ impl Mapper<'_> {
             return Ok(());
         }
         let protocol = match &vs.protocol {
+            // keepalived ignores an fwmark service's protocol (it warns when one is set);
+            // the mark's rules say which packets it takes.
+            _ if matches!(vs.key, VsKey::Fwmark(_)) => Protocol::Tcp,
             Some(p) => match p.value {
                 VsProtocol::Tcp => Protocol::Tcp,
                 VsProtocol::Udp => Protocol::Udp,
@@ -410,9 +425,18 @@ impl Mapper<'_> {
             hysteresis = quorum - 1;
         }
 
+        let fwmark = match vs.key {
+            VsKey::Fwmark(mark) => Some(mark),
+            _ => None,
+        };
         for (address, port, loc) in addresses {
             let id = ServiceId {
-                protocol,
+                // An fwmark service takes TCP and UDP alike (as its rules say).
+                protocol: if fwmark.is_some() {
+                    Protocol::Tcp
+                } else {
+                    protocol
+                },
                 address,
                 port,
             };
@@ -450,7 +474,10 @@ impl Mapper<'_> {
                 svc_reals.push(real);
                 health_reals.push(health);
             }
-            let mut svc = VirtualService::new(protocol, address, port);
+            let mut svc = match fwmark {
+                Some(mark) => VirtualService::fwmark(mark),
+                None => VirtualService::new(protocol, address, port),
+            };
             svc.scheduler = scheduler;
             svc.sched_flags = sched_flags.clone();
             svc.persistence = persistence;

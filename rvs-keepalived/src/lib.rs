@@ -18,7 +18,7 @@ pub mod syntax;
 
 use std::path::{Path, PathBuf};
 
-use rvs_config::{Config, ConfigError};
+use rvs_config::{Config, ConfigError, fwmark::MarkRule};
 use rvs_health::HealthModel;
 
 pub use model::KeepalivedConf;
@@ -68,7 +68,22 @@ pub fn load_str(name: &Path, text: &str) -> Result<Import, Error> {
 fn finish(path: &Path, doc: syntax::Document) -> Result<Import, Error> {
     let mut warnings = doc.warnings;
     let keepalived = model::build(&doc.nodes, &mut warnings)?;
-    let mapped = import::map(&keepalived, &mut warnings)?;
+    let fwmark_services = keepalived
+        .virtual_servers
+        .iter()
+        .any(|vs| matches!(vs.key, model::VsKey::Fwmark(_)));
+    let (marks, files) = if fwmark_services {
+        fwmark_rules(path)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let mut mapped = import::map(&keepalived, &mut warnings, &marks)?;
+    for svc in &mut mapped.config.services {
+        if let Some(mark) = svc.fwmark {
+            svc.matches = rvs_config::fwmark::rules_of(&marks, mark);
+        }
+    }
+    mapped.config.fwmark_rules = marks;
     // Report in file order: the reader's, the model's and the importer's warnings mixed.
     warnings.sort_by(|a, b| a.loc.cmp(&b.loc));
     mapped.config.validate().map_err(|source| Error::Config {
@@ -80,8 +95,43 @@ fn finish(path: &Path, doc: syntax::Document) -> Result<Import, Error> {
         health: mapped.health,
         keepalived,
         warnings,
-        files: doc.files,
+        files: doc.files.into_iter().chain(files).collect(),
     })
+}
+
+/// The file beside a keepalived.conf that holds the classification rules of its
+/// `virtual_server fwmark N` services (keepalived never defines them: iptables/nft do).
+pub const FWMARK_RULES_FILE: &str = "rvs-fwmark.toml";
+
+/// Reads [`FWMARK_RULES_FILE`] beside `path` (`[[fwmark_rule]]` and/or `[fwmark_import]`),
+/// when it exists: the rules and the files read.
+fn fwmark_rules(path: &Path) -> Result<(Vec<MarkRule>, Vec<PathBuf>), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file = dir.join(FWMARK_RULES_FILE);
+    let invalid = |msg: String| Error::Config {
+        path: path.to_path_buf(),
+        source: ConfigError::Invalid(msg),
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        // No rules: each fwmark service is left out with a warning (import.rs).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(invalid(format!("{}: {e}", file.display()))),
+    };
+    let read = std::cell::RefCell::new(vec![file.clone()]);
+    let rules = Config::from_toml_reading(&text, |p| {
+        let f = dir.join(p);
+        read.borrow_mut().push(f.clone());
+        std::fs::read_to_string(f)
+    })
+    .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    if !rules.services.is_empty() {
+        return Err(invalid(format!(
+            "{}: holds only [[fwmark_rule]] and [fwmark_import]; the services are keepalived.conf's",
+            file.display()
+        )));
+    }
+    Ok((rules.fwmark_rules, read.into_inner()))
 }
 
 /// Validates a keepalived.conf without applying it: the rvs configuration it maps to, its

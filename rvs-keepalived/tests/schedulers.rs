@@ -1,6 +1,6 @@
 //! keepalived's scheduler defaults and what rvs leaves out, each named in a located warning:
 //! no `lb_algo` is keepalived's wlc (its log: "no scheduler set, setting default 'wlc'"),
-//! flags and thresholds the data path cannot honour yet, and real servers IPVS itself refuses.
+//! flags the data path cannot honour yet, and real servers IPVS itself refuses.
 
 use std::path::Path;
 
@@ -23,13 +23,8 @@ fn no_lb_algo_is_wlc_and_left_out_by_name() {
     let i = import(&format!(
         "virtual_server 198.18.0.10 80 {{\n    lb_kind DR\n    protocol TCP\n{RS}}}\n"
     ));
-    assert!(i.config.services.is_empty());
-    let w = warnings(&i);
-    assert!(
-        w.contains("no lb_algo set: keepalived's default scheduler is wlc")
-            && w.contains("scheduler wlc (weighted least-connection) is not supported"),
-        "{w}"
-    );
+    assert_eq!(i.config.services.len(), 1, "{}", warnings(&i));
+    assert_eq!(i.config.services[0].scheduler, rvs_config::Scheduler::Wlc);
 }
 
 #[test]
@@ -64,11 +59,17 @@ fn servers_ipvs_refuses_or_rvs_cannot_reach_are_left_out() {
         w.contains("real_server 198.18.0.10 is the virtual server's own address"),
         "{w}"
     );
-    assert!(
-        w.contains("real_server 198.18.2.12: connection thresholds (-x 100 -y 0"),
-        "{w}"
-    );
+    // Thresholds are enforced by the data path now: that server is kept with them.
+    assert!(!w.contains("connection thresholds"), "{w}");
     let reals = &i.config.services[0].reals;
-    assert_eq!(reals.len(), 1);
-    assert_eq!((reals[0].address.octets()[3], reals[0].weight), (13, 70000));
+    assert_eq!(reals.len(), 2);
+    assert_eq!(
+        (
+            reals[0].address.octets()[3],
+            reals[0].weight,
+            reals[0].u_threshold
+        ),
+        (12, 2_147_483_647, 100)
+    );
+    assert_eq!((reals[1].address.octets()[3], reals[1].weight), (13, 70000));
 }

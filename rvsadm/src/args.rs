@@ -1053,7 +1053,15 @@ pub const NO_SCHEDULER: &str = "Scheduler or persistence engine not found";
 /// ipvsadm's own answer for a missing service, and only adding one says "not supported".
 fn service_id(svc: &Svc) -> Result<ServiceId, &'static str> {
     if svc.fwmark != 0 {
-        return Err("fwmark services (-f)");
+        if svc.ipv6_fwmark {
+            return Err("IPv6 fwmark services (-f with -6)");
+        }
+        // rvs's identity of an fwmark service (see VirtualService::id).
+        return Ok(ServiceId {
+            protocol: Protocol::Tcp,
+            address: Ipv4Addr::from(svc.fwmark),
+            port: 0,
+        });
     }
     let protocol = match svc.protocol {
         Some(Proto::Tcp) => Protocol::Tcp,
@@ -1092,7 +1100,11 @@ fn virtual_service(svc: &Svc, adding: bool) -> Result<VirtualService, Failure> {
         // rvs has no persistence engine: the kernel's answer for one it does not have.
         return Err(fail(255, NO_SCHEDULER));
     }
-    let mut s = VirtualService::new(id.protocol, id.address, id.port);
+    let mut s = if svc.fwmark != 0 {
+        VirtualService::fwmark(svc.fwmark)
+    } else {
+        VirtualService::new(id.protocol, id.address, id.port)
+    };
     s.scheduler = scheduler;
     for (bit, flag) in [
         (SCHED1, SchedFlag::Flag1),

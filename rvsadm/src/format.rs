@@ -60,6 +60,11 @@ fn wrapped(a: Ipv4Addr, b: Ipv4Addr) -> i32 {
 
 /// ipvsadm's `ipvs_cmp_services` for IPv4 TCP/UDP services.
 pub fn cmp_services(a: &VirtualService, b: &VirtualService) -> i32 {
+    // The mark first (0 for an address service), as an unsigned difference read as int.
+    let r = a.fwmark.unwrap_or(0).wrapping_sub(b.fwmark.unwrap_or(0)) as i32;
+    if r != 0 {
+        return r;
+    }
     let r = i32::from(a.protocol.number()) - i32::from(b.protocol.number());
     if r != 0 {
         return r;
@@ -251,7 +256,13 @@ fn thresholds_rule(out: &mut String, real: &rvs_config::RealServer) -> std::fmt:
 pub fn service_entry(out: &mut String, st: &ServiceStatus, f: Format, r: &dyn Resolver) {
     let s = &st.service;
     let vname = addrport(s.address, s.port, s.protocol, f.numeric, r);
-    let svc_name = if f.rule {
+    let svc_name = if let Some(mark) = s.fwmark {
+        if f.rule {
+            format!("-f {mark}")
+        } else {
+            format!("FWM  {mark}")
+        }
+    } else if f.rule {
         let opt = match s.protocol {
             Protocol::Tcp => "-t",
             Protocol::Udp => "-u",

@@ -368,14 +368,14 @@ fn dr_lab_driven_by_rvsadm() {
             "Scheduler or persistence engine not found",
         ),
         (
-            "-A -t 198.18.0.11:80 -s lc",
+            "-A -t 198.18.0.11:80 -s lblc",
             255,
-            "scheduler lc (least-connection) is not supported by rvs's data path yet",
+            "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet",
         ),
         (
-            "-A -t 198.18.0.11:80",
+            "-A -t 198.18.0.11:80 -s dh",
             255,
-            "scheduler wlc (weighted least-connection) is not supported by rvs's data path yet",
+            "scheduler dh (destination hashing) is not supported by rvs's data path yet",
         ),
         (
             "-A -t 198.18.0.11:65536 -s rr",

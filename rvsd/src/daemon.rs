@@ -456,7 +456,9 @@ async fn vrrp_changed(vrrp: &mut Option<Vrrp>) -> Result<(), watch::error::RecvE
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let config = Config::from_toml(&text)
+    // [fwmark_import] paths are relative to the config file's directory.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let config = Config::from_toml_reading(&text, |p| std::fs::read_to_string(dir.join(p)))
         .with_context(|| format!("invalid config file {}", path.display()))?;
     config
         .check_dataplane()
@@ -1261,12 +1263,13 @@ impl Daemon {
                         ApiError::new(ErrorKind::Internal, format!("real {} has no id", r.address))
                     })?;
                 let c = self.dp.real_counters(rid).map_err(api_error)?;
-                let (active, inactive) = self.scan.per_real.get(&rid).copied().unwrap_or_default();
+                let load = self.dp.real_conns(rid);
+                let (active, inactive) = (load.active, load.inactive);
                 reals.push(RealStatus {
                     real: r.clone(),
                     active_conns: active,
                     inactive_conns: inactive,
-                    persist_conns: 0,
+                    persist_conns: load.persist,
                     stats: stats(&c),
                     rates: self.estimator.rates(CounterId::Real(rid)),
                 });
@@ -1556,6 +1559,14 @@ impl Daemon {
                         Ok(scan) => {
                             if scan.expired > 0 {
                                 tracing::debug!(expired = scan.expired, "idle connections freed");
+                            }
+                            if scan.corrected > 0 {
+                                // Counts left too high by LRU evictions (or adopted from an
+                                // rvsd without them), set to what the table holds.
+                                tracing::info!(
+                                    servers = scan.corrected,
+                                    "ActiveConn/InActConn reconciled with the connection table"
+                                );
                             }
                             self.scan = scan;
                         }

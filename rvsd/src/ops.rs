@@ -108,6 +108,18 @@ impl<'a> Editing<'a> {
             .ok_or_else(|| no_service(id))
     }
 
+    /// rvsadm `-A -f N` and keepalived's fwmark services bring no rules: the
+    /// configuration's `[[fwmark_rule]]`s (set or imported) of that mark apply.
+    fn with_mark_rules(&self, service: &VirtualService) -> VirtualService {
+        let mut service = service.clone();
+        if let Some(mark) = service.fwmark
+            && service.matches.is_empty()
+        {
+            service.matches = rvs_config::fwmark::rules_of(&self.base.fwmark_rules, mark);
+        }
+        service
+    }
+
     fn apply(&mut self, op: &Op, effects: &mut SideEffects) -> Result<(), ApiError> {
         match op {
             Op::AddService { service } => {
@@ -118,15 +130,13 @@ impl<'a> Editing<'a> {
                         format!("service {id} already exists"),
                     ));
                 }
-                self.set(id, Some(service.clone()));
+                self.set(id, Some(self.with_mark_rules(service)));
             }
             Op::EditService { service } => {
+                let service = self.with_mark_rules(service);
                 let svc = self.find(&service.id())?;
                 let reals = std::mem::take(&mut svc.reals);
-                *svc = VirtualService {
-                    reals,
-                    ..service.clone()
-                };
+                *svc = VirtualService { reals, ..service };
             }
             Op::DeleteService { service } => {
                 if !self.exists(service) {
@@ -490,7 +500,7 @@ mod tests {
             &base,
             &[Op::EditService {
                 service: VirtualService {
-                    scheduler: Scheduler::Lc,
+                    scheduler: Scheduler::Lblc,
                     ..svc(80)
                 },
             }],
@@ -498,7 +508,7 @@ mod tests {
         .expect_err("unsupported scheduler");
         assert!(
             err.message
-                .contains("scheduler lc (least-connection) is not supported"),
+                .contains("scheduler lblc (locality-based least-connection) is not supported"),
             "{err}"
         );
     }

@@ -179,10 +179,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     fib.ns()
         .exec(&["ip", "route", "add", "198.19.0.0/16", "via", "198.18.2.11"])
         .context("client route for the NAT reply case")?;
-    let (floor, rows, methods) = fib.ns().run(|| -> Result<_> {
+    scheds::prepare(&fib)?;
+    let (floor, rows, methods, scheds) = fib.ns().run(|| -> Result<_> {
         let (floor, rows) = measure(&opts, &pin_root)?;
         let methods = methods::measure(&opts, &pin_root)?;
-        Ok((floor, rows, methods))
+        let scheds = scheds::measure(&opts, &pin_root)?;
+        Ok((floor, rows, methods, scheds))
     })??;
     drop(fib);
     let report = Report {
@@ -190,6 +192,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         floor,
         rows: &rows,
         methods: &methods,
+        scheds: &scheds,
         wall_secs: started.elapsed().as_secs_f64(),
     };
     print!("{}", report.render());
@@ -873,6 +876,7 @@ struct Report<'a> {
     floor: Floor,
     rows: &'a [Row],
     methods: &'a methods::Methods,
+    scheds: &'a [scheds::SchedFigure],
     wall_secs: f64,
 }
 
@@ -915,6 +919,8 @@ impl Report<'_> {
         self.growth(&mut out);
         out.push('\n');
         methods::render(&mut out, self.opts, self.methods);
+        out.push('\n');
+        scheds::render(&mut out, self.opts, self.scheds);
         out.push('\n');
         self.notes(&mut out);
         let _ = writeln!(out, "\nwall time: {:.0} s", self.wall_secs);
@@ -1094,6 +1100,8 @@ fn cpu_model() -> Option<String> {
 
 /// The forwarding methods side by side: an established flow forwarded by direct routing,
 /// NAT (each direction) and TUN (each encapsulation), in one dataplane, timed the same way.
+mod scheds;
+
 mod methods {
     use super::*;
 

@@ -15,7 +15,7 @@ use crate::{
     access::{read_ne16, write_ne16, write_ne32},
     balance::{Outcome, Tx},
     csum::{ip_replace32, l4_csum_offset, l4_replace},
-    flow::{next_state, timeout_ns},
+    flow::{moved, next_state, timeout_ns},
     fwd::dr::l2_out,
     maps::{CONNS, REALS},
     parse::{IcmpError, Packet},
@@ -132,6 +132,7 @@ pub fn reply(
             Err(NoRoute::Unreachable) => return (Verdict::DropNoRoute, xdp_action::XDP_DROP),
         }
         sync_peer(&request_key(key, rev), state, now);
+        moved(rev.real, rev.real_gen, rev.state, state);
         rev.state = state;
         rev.last_seen = now;
     }

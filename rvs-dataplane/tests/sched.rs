@@ -1,0 +1,513 @@
+//! The connection-count schedulers and IPVS's connection accounting through the real XDP
+//! program (root): the kernel recordings of rvs-sched (`tests/fixtures/counts/*.out`, made in
+//! the ipvs-vm with real IPVS) are replayed segment by segment through BPF_PROG_TEST_RUN, and
+//! after every step each connection must be on the server kernel IPVS chose, in the state it
+//! showed, and every server's ActiveConn/InActConn (read from REAL_LOAD) must be the kernel's.
+//! `wait` steps let CLOSE entries expire (the CLOSE timeout is shortened to keep the test
+//! short) and run rvsd's expiry pass, which unbinds them.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use common::*;
+use rvs_common::{ConnState, NS_PER_SEC, Settings};
+use rvs_config::Config;
+use rvs_dataplane::Dataplane;
+
+/// The client every recording used.
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+/// The CLOSE timeout during the replay (IPVS: 10 s; the recordings wait 12 s).
+const CLOSE_SECS: u64 = 2;
+
+/// A real server as the recording added it.
+#[derive(Clone, Debug)]
+struct Real {
+    addr: Ipv4Addr,
+    weight: u32,
+    upper: u32,
+    lower: u32,
+}
+
+/// What the kernel showed after a step.
+#[derive(Debug, Default)]
+struct Shown {
+    /// Per real server: (weight, ActiveConn, InActConn).
+    counts: BTreeMap<Ipv4Addr, (u32, u64, u64)>,
+    /// Per client port: (state, real server).
+    conns: BTreeMap<u16, (String, Ipv4Addr)>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Add(Real),
+    Edit(Real),
+    Step(Vec<(char, u16)>, Shown),
+    Wait(Shown),
+}
+
+struct Scenario {
+    vip: SocketAddrV4,
+    /// The scheduler's name, empty when the recording gave no `-s` (IPVS's wlc).
+    sched: String,
+    events: Vec<Event>,
+}
+
+fn flag(words: &[&str], f: &str) -> Option<u32> {
+    let i = words.iter().position(|w| *w == f)?;
+    words.get(i + 1)?.parse().ok()
+}
+
+fn parse_real(cmd: &str) -> Real {
+    let w: Vec<&str> = cmd.split_whitespace().collect();
+    let r = w[w.iter().position(|x| *x == "-r").expect("-r") + 1];
+    Real {
+        addr: r.split(':').next().expect("addr").parse().expect("addr"),
+        weight: flag(&w, "-w").expect("-w"),
+        upper: flag(&w, "-x").unwrap_or(0),
+        lower: flag(&w, "-y").unwrap_or(0),
+    }
+}
+
+fn parse(name: &str) -> Scenario {
+    let path = format!(
+        "{}/../rvs-sched/tests/fixtures/counts/{name}.out",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("# kernel 6.1.0-56-amd64, ipvsadm v1.31"));
+    let mut sc = Scenario {
+        vip: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        sched: String::new(),
+        events: Vec::new(),
+    };
+    let mut section = String::new();
+    for line in text.lines() {
+        if let Some(cmd) = line.strip_prefix("# ipvsadm ") {
+            if let Some(rest) = cmd.strip_prefix("-A -t ") {
+                let mut it = rest.splitn(2, ' ');
+                sc.vip = it.next().expect("vip").parse().expect("vip");
+                let s = it.next().unwrap_or("").trim();
+                sc.sched = s.strip_prefix("-s ").unwrap_or(s).trim().to_string();
+            } else if cmd.starts_with("-a ") {
+                sc.events.push(Event::Add(parse_real(cmd)));
+            } else if cmd.starts_with("-e ") {
+                sc.events.push(Event::Edit(parse_real(cmd)));
+            }
+            continue;
+        }
+        if let Some(ops) = line.strip_prefix("### step ") {
+            let ops = ops
+                .split_whitespace()
+                .map(|o| {
+                    let (op, port) = o.split_once(':').expect("op:port");
+                    (op.chars().next().expect("op"), port.parse().expect("port"))
+                })
+                .collect();
+            sc.events.push(Event::Step(ops, Shown::default()));
+            continue;
+        }
+        if line.starts_with("### wait ") {
+            sc.events.push(Event::Wait(Shown::default()));
+            continue;
+        }
+        if let Some(s) = line.strip_prefix("### ") {
+            section = s.to_string();
+            continue;
+        }
+        let shown = match sc.events.last_mut() {
+            Some(Event::Step(_, s)) | Some(Event::Wait(s)) => s,
+            _ => continue,
+        };
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match section.as_str() {
+            "ipvsadm -Ln" if w.first() == Some(&"->") && w[1] != "RemoteAddress:Port" => {
+                let rs: SocketAddrV4 = w[1].parse().expect("real");
+                let n = |i: usize| w[i].parse::<u64>().expect("count");
+                shown.counts.insert(*rs.ip(), (n(3) as u32, n(4), n(5)));
+            }
+            "ipvsadm -Lnc" if w.first() == Some(&"TCP") => {
+                let src: SocketAddrV4 = w[3].parse().expect("client");
+                let rs: SocketAddrV4 = w[5].parse().expect("real");
+                shown.conns.insert(src.port(), (w[2].to_string(), *rs.ip()));
+            }
+            _ => {}
+        }
+    }
+    sc
+}
+
+/// The rvs configuration for the recording's servers so far; the kernel's server `k` (in
+/// the order added) is the packet namespace's extra real `k`.
+fn config(sc: &Scenario, reals: &[Real]) -> String {
+    let mut c = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{}\"\nport = {}\n",
+        sc.vip.ip(),
+        sc.vip.port()
+    );
+    if !sc.sched.is_empty() {
+        c += &format!("scheduler = \"{}\"\n", sc.sched);
+    }
+    for (k, r) in reals.iter().enumerate() {
+        c += &format!(
+            "[[service.real]]\naddress = \"{}\"\nweight = {}\n",
+            extra_real(k as u8).0,
+            r.weight
+        );
+        if r.upper != 0 {
+            c += &format!("u_threshold = {}\n", r.upper);
+        }
+        if r.lower != 0 {
+            c += &format!("l_threshold = {}\n", r.lower);
+        }
+    }
+    c
+}
+
+fn apply(dp: &mut Dataplane, text: &str) -> Config {
+    let cfg = Config::from_toml(text).expect("replay config is valid");
+    dp.apply(&cfg).expect("apply");
+    let mut s = Settings::default();
+    s.timeouts_ns[ConnState::Close as usize] = CLOSE_SECS * NS_PER_SEC;
+    dp.set_settings(&s).expect("settings");
+    cfg
+}
+
+/// Checks REAL_LOAD's counts and the connection table against what the kernel showed.
+fn check(name: &str, step: usize, dp: &Dataplane, cfg: &Config, reals: &[Real], shown: &Shown) {
+    let svc = &cfg.services[0];
+    for (k, r) in reals.iter().enumerate() {
+        let addr = extra_real(k as u8).0;
+        let rid = dp
+            .planner()
+            .real_id(&svc.id(), addr, svc.port)
+            .expect("real id");
+        let got = dp.real_conns(rid);
+        let (_, active, inactive) = shown.counts[&r.addr];
+        assert_eq!(
+            (got.active, got.inactive),
+            (active, inactive),
+            "{name} step {step}: ActiveConn/InActConn of {} (kernel's {})",
+            addr,
+            r.addr
+        );
+    }
+    let ours: BTreeMap<u16, (String, Ipv4Addr)> = dp
+        .connections()
+        .into_iter()
+        .map(|(key, c, _)| {
+            let k = reals
+                .iter()
+                .enumerate()
+                .find(|(k, _)| {
+                    dp.real(c.real).map(|e| e.addr)
+                        == Some(u32::from_ne_bytes(extra_real(*k as u8).0.octets()))
+                })
+                .map(|(_, r)| r.addr)
+                .expect("a connection of a known server");
+            let state = ConnState::from_u8(c.state)
+                .expect("state")
+                .name()
+                .to_string();
+            (u16::from_be(key.sport), (state, k))
+        })
+        .collect();
+    assert_eq!(ours, shown.conns, "{name} step {step}: connections");
+}
+
+fn replay(name: &str) {
+    let sc = parse(name);
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        let mut reals: Vec<Real> = Vec::new();
+        let mut cfg = apply(dp, "");
+        let mut dirty = false;
+        let mut steps = 0;
+        for (n, ev) in sc.events.iter().enumerate() {
+            match ev {
+                Event::Add(r) => {
+                    reals.push(r.clone());
+                    dirty = true;
+                }
+                Event::Edit(r) => {
+                    let i = reals.iter().position(|x| x.addr == r.addr).expect("edited");
+                    reals[i] = r.clone();
+                    dirty = true;
+                }
+                Event::Step(ops, shown) => {
+                    if dirty {
+                        cfg = apply(dp, &config(&sc, &reals));
+                        dirty = false;
+                    }
+                    for &(op, sport) in ops {
+                        let flags = match op {
+                            's' => Tcp::Syn,
+                            'a' => Tcp::Ack,
+                            'f' => Tcp::Fin,
+                            'r' => Tcp::Rst,
+                            other => panic!("{name}: op {other}"),
+                        };
+                        let frame =
+                            tcp_frame((CLIENT, sport), (*sc.vip.ip(), sc.vip.port()), flags, b"");
+                        let r = run(dp, &frame, ifs.a0);
+                        if r.action == XDP_TX {
+                            // Sent to the server the entry names (checked below).
+                            assert!(
+                                (0..reals.len() as u8).any(|k| r.frame[..6] == extra_real(k).1),
+                                "{name} event {n}: {op}:{sport} sent to an unknown MAC"
+                            );
+                        }
+                    }
+                    steps += 1;
+                    check(name, steps, dp, &cfg, &reals, shown);
+                }
+                Event::Wait(shown) => {
+                    std::thread::sleep(Duration::from_millis(CLOSE_SECS * 1000 + 1200));
+                    dp.scan_conns().expect("expiry pass");
+                    steps += 1;
+                    check(name, steps, dp, &cfg, &reals, shown);
+                }
+            }
+        }
+        assert!(steps >= 3, "{name}: replayed {steps} steps");
+    });
+}
+
+#[test]
+fn lc_matches_kernel_ipvs() {
+    if root() {
+        replay("lc");
+    }
+}
+
+#[test]
+fn wlc_matches_kernel_ipvs() {
+    if root() {
+        replay("wlc");
+    }
+}
+
+#[test]
+fn wlc_many_servers_matches_kernel_ipvs() {
+    if root() {
+        replay("wlc-big");
+    }
+}
+
+#[test]
+fn no_scheduler_is_wlc_as_in_kernel_ipvs() {
+    if root() {
+        replay("wlc-default");
+    }
+}
+
+#[test]
+fn sed_matches_kernel_ipvs() {
+    if root() {
+        replay("sed");
+    }
+}
+
+#[test]
+fn nq_matches_kernel_ipvs() {
+    if root() {
+        replay("nq");
+    }
+}
+
+#[test]
+fn lc_with_thresholds_matches_kernel_ipvs() {
+    if root() {
+        replay("thresh-lc");
+    }
+}
+
+/// Which extra real a forwarded frame went to.
+fn sent_to(r: &rvs_dataplane::testrun::XdpRun) -> Option<u8> {
+    (r.action == XDP_TX)
+        .then(|| (0..rvs_lab::fib::EXTRA_REALS).find(|&k| r.frame[..6] == extra_real(k).1))
+        .flatten()
+}
+
+#[test]
+fn rr_skips_a_server_over_its_upper_threshold_until_it_falls_below() {
+    if !root() {
+        return;
+    }
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let mut text = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n"
+    );
+    for k in 0..3u8 {
+        text += &format!("[[service.real]]\naddress = \"{}\"\n", extra_real(k).0);
+    }
+    // The newest server (IPVS's list head, rr's first choice) takes one connection at most.
+    text += "u_threshold = 1\n";
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        apply(dp, &text);
+        let syn = |dp: &mut Dataplane, port: u16| {
+            let f = tcp_frame((CLIENT, port), (vip, 80), Tcp::Syn, b"");
+            sent_to(&run(dp, &f, ifs.a0))
+        };
+        let got: Vec<Option<u8>> = (0..6).map(|i| syn(dp, 2000 + i)).collect();
+        // IPVS's rr over the list 2, 1, 0 with 2 overloaded after its first connection.
+        assert_eq!(got, [2, 1, 0, 1, 0, 1].map(Some));
+        // Its connection closes (RST after the handshake: CLOSE) and expires: the unbind
+        // clears OVERLOAD (no lower threshold: total * 4 < upper * 3), and rr reaches it again.
+        for flags in [Tcp::Ack, Tcp::Rst] {
+            run(
+                dp,
+                &tcp_frame((CLIENT, 2000), (vip, 80), flags, b""),
+                ifs.a0,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(CLOSE_SECS * 1000 + 1200));
+        dp.scan_conns().expect("expiry pass");
+        let next: Vec<Option<u8>> = (0..3).map(|i| syn(dp, 3000 + i)).collect();
+        assert!(next.contains(&Some(2)), "{next:?}");
+    });
+}
+
+#[test]
+fn persistence_templates_are_counted_as_persistconn() {
+    if !root() {
+        return;
+    }
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let text = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"wlc\"\npersistence = {{ timeout = 300, netmask = \"255.255.255.255\" }}\n[[service.real]]\naddress = \"{}\"\n",
+        extra_real(0).0
+    );
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        let cfg = apply(dp, &text);
+        // Two connections of one client share one template; a second client makes another.
+        for (client, port) in [
+            (CLIENT, 1000),
+            (CLIENT, 1001),
+            (Ipv4Addr::new(198, 18, 100, 2), 1000),
+        ] {
+            let f = tcp_frame((client, port), (vip, 80), Tcp::Syn, b"");
+            assert_eq!(run(dp, &f, ifs.a0).action, XDP_TX);
+        }
+        dp.scan_conns().expect("scan");
+        let svc = &cfg.services[0];
+        let rid = dp
+            .planner()
+            .real_id(&svc.id(), extra_real(0).0, 80)
+            .expect("real id");
+        let c = dp.real_conns(rid);
+        // IPVS: templates count in PersistConn only, connections in ActiveConn.
+        assert_eq!((c.active, c.inactive, c.persist), (3, 0, 2));
+    });
+}
+
+/// The hash recordings: the final server list (after `-e` edits), then one SYN from each
+/// of many sources and the server kernel IPVS gave each (`ipvsadm -Lnc`).
+fn replay_hash(name: &str) {
+    let path = format!(
+        "{}/../rvs-sched/tests/fixtures/counts/{name}.out",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("# kernel 6.1.0-56-amd64, ipvsadm v1.31"));
+    let mut vip = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let mut sched = String::new();
+    let mut reals: Vec<Real> = Vec::new();
+    let mut conns: Vec<(SocketAddrV4, Ipv4Addr)> = Vec::new();
+    for line in text.lines() {
+        if let Some(cmd) = line.strip_prefix("# ipvsadm ") {
+            if let Some(rest) = cmd.strip_prefix("-A -t ") {
+                let mut it = rest.splitn(2, ' ');
+                vip = it.next().expect("vip").parse().expect("vip");
+                sched = it.next().unwrap_or("").trim().to_string();
+            } else if cmd.starts_with("-a ") {
+                reals.push(parse_real(cmd));
+            } else if cmd.starts_with("-e ") {
+                let r = parse_real(cmd);
+                let i = reals.iter().position(|x| x.addr == r.addr).expect("edited");
+                reals[i] = r;
+            }
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.first() == Some(&"TCP") && w.len() == 6 {
+            let src: SocketAddrV4 = w[3].parse().expect("client");
+            let rs: SocketAddrV4 = w[5].parse().expect("real");
+            conns.push((src, *rs.ip()));
+        }
+    }
+    assert!(conns.len() >= 100, "{name}: {} connections", conns.len());
+    let words: Vec<&str> = sched.split_whitespace().collect();
+    let flags: Vec<String> = words
+        .iter()
+        .position(|w| *w == "-b")
+        .map(|i| {
+            words[i + 1]
+                .split(',')
+                .map(|f| format!("\"{f}\""))
+                .collect()
+        })
+        .unwrap_or_default();
+    let sc = Scenario {
+        vip,
+        sched: "sh".into(),
+        events: Vec::new(),
+    };
+    let text = config(&sc, &reals).replacen(
+        "scheduler = \"sh\"\n",
+        &format!("scheduler = \"sh\"\nsched_flags = [{}]\n", flags.join(", ")),
+        1,
+    );
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        apply(dp, &text);
+        for (src, want) in &conns {
+            let f = tcp_frame(
+                (*src.ip(), src.port()),
+                (*vip.ip(), vip.port()),
+                Tcp::Syn,
+                b"",
+            );
+            let k = reals
+                .iter()
+                .position(|r| r.addr == *want)
+                .expect("known server") as u8;
+            let got = sent_to(&run(dp, &f, ifs.a0));
+            assert_eq!(got, Some(k), "{name}: {src} (kernel: {want})");
+        }
+    });
+}
+
+#[test]
+fn sh_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh");
+    }
+}
+
+#[test]
+fn sh_port_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-port");
+    }
+}
+
+#[test]
+fn sh_fallback_matches_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-fallback");
+    }
+}
+
+#[test]
+fn sh_port_and_fallback_match_kernel_ipvs() {
+    if root() {
+        replay_hash("sh-both");
+    }
+}

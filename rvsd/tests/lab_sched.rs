@@ -1,0 +1,266 @@
+//! The connection-count schedulers and thresholds end to end in the direct-routing lab
+//! (root): real TCP connections held open from the client namespace through rvsd's XDP
+//! balancer, services made with rvsadm as an operator would. `-A` without `-s` is wlc and
+//! spreads 30 held connections 5/10/15 over weights 1:2:3; lc spreads them 10/10/10; a server
+//! at its upper threshold (`-x`) gets no new connection until its count falls below the lower
+//! (`-y`), `-L -n` shows the ActiveConn/InActConn the XDP program counted, and sh keeps a
+//! client on one server and follows sh-fallback when that server is quiesced.
+
+mod lab_common;
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use lab_common::{pass_programs, rvsadm, rvsd_bin};
+use rvs_lab::{DrLab, HttpSession, Rvsd};
+
+/// The wlc service (made without `-s`).
+const VIP_WLC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+/// The lc service.
+const VIP_LC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+/// The rr service with thresholds.
+const VIP_THR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+/// The sh service (sh-fallback).
+const VIP_SH: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
+
+/// Opens `n` keep-alive connections to `vip`:80 one after the other, each answering once;
+/// returns them with the server that answered.
+fn hold(lab: &DrLab, vip: Ipv4Addr, n: usize) -> Vec<(HttpSession, String)> {
+    (0..n)
+        .map(|i| {
+            let mut s = HttpSession::connect(lab.client(), SocketAddr::from((vip, 80)))
+                .unwrap_or_else(|e| panic!("connection {i} to {vip}: {e:#}"));
+            let name = s
+                .get()
+                .unwrap_or_else(|e| panic!("request {i} to {vip}: {e:#}"));
+            (s, name)
+        })
+        .collect()
+}
+
+fn spread(held: &[(HttpSession, String)]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for (_, name) in held {
+        *m.entry(name.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// (ActiveConn, InActConn) of every real server of `vip`:80 in `rvsadm -L -n`, by address.
+fn counts(socket: &Path, vip: Ipv4Addr) -> BTreeMap<Ipv4Addr, (u64, u64)> {
+    let listing = rvsadm(socket, &["-L", "-n", "-t", &format!("{vip}:80")]);
+    listing
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.first() != Some(&"->") || w.get(1) == Some(&"RemoteAddress:Port") {
+                return None;
+            }
+            let addr: std::net::SocketAddrV4 = w[1].parse().ok()?;
+            Some((*addr.ip(), (w[4].parse().ok()?, w[5].parse().ok()?)))
+        })
+        .collect()
+}
+
+/// Waits until `vip`'s listing shows `want` (rvsd's expiry pass runs every few seconds).
+fn wait_counts(socket: &Path, vip: Ipv4Addr, want: &BTreeMap<Ipv4Addr, (u64, u64)>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = counts(socket, vip);
+        if &got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{vip}: counts {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn wlc_lc_and_thresholds_through_rvsd() {
+    if !rvs_lab::root_or_skip("scheduler lab test") {
+        return;
+    }
+    let lab = DrLab::new(3, &[VIP_WLC, VIP_LC, VIP_THR, VIP_SH]).expect("lab");
+    let _responders = lab.serve_http(80).expect("responders");
+    let port = lab.switch_lb_port();
+    let _pass = pass_programs(&[(lab.switch(), port)]);
+    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
+    // FIN_WAIT lasts 1 s (ipvsadm --set's tcpfin), so closed connections are freed quickly.
+    let config = format!(
+        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n\n[timeouts]\ntcp = 900\ntcp_fin = 1\nudp = 300\n",
+        lab.lb_uplink(),
+        pin.display()
+    );
+    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
+    let sock = rvsd.socket().to_owned();
+    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
+    let names: Vec<String> = lab
+        .real_servers()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+
+    // `-A` without `-s`: IPVS's wlc. Weights 1:2:3, 30 connections held open: 5/10/15.
+    rvsadm(&sock, &["-A", "-t", &format!("{VIP_WLC}:80")]);
+    for (r, w) in reals.iter().zip(["1", "2", "3"]) {
+        rvsadm(
+            &sock,
+            &[
+                "-a",
+                "-t",
+                &format!("{VIP_WLC}:80"),
+                "-r",
+                &r.to_string(),
+                "-g",
+                "-w",
+                w,
+            ],
+        );
+    }
+    let listing = rvsadm(&sock, &["-L", "-n", "-t", &format!("{VIP_WLC}:80")]);
+    assert!(
+        listing.contains(&format!("TCP  {VIP_WLC}:80 wlc")),
+        "{listing}"
+    );
+    let wlc = hold(&lab, VIP_WLC, 30);
+    let got = spread(&wlc);
+    for (name, want) in names.iter().zip([5, 10, 15]) {
+        assert_eq!(
+            got.get(name).copied(),
+            Some(want),
+            "wlc 1:2:3 spread {got:?}"
+        );
+    }
+    let want: BTreeMap<Ipv4Addr, (u64, u64)> = reals
+        .iter()
+        .zip([5, 10, 15])
+        .map(|(r, n)| (*r, (n, 0)))
+        .collect();
+    assert_eq!(
+        counts(&sock, VIP_WLC),
+        want,
+        "ActiveConn of the held connections"
+    );
+
+    // lc ignores the weights: 10/10/10.
+    rvsadm(&sock, &["-A", "-t", &format!("{VIP_LC}:80"), "-s", "lc"]);
+    for (r, w) in reals.iter().zip(["1", "2", "3"]) {
+        rvsadm(
+            &sock,
+            &[
+                "-a",
+                "-t",
+                &format!("{VIP_LC}:80"),
+                "-r",
+                &r.to_string(),
+                "-g",
+                "-w",
+                w,
+            ],
+        );
+    }
+    let lc = hold(&lab, VIP_LC, 30);
+    let got = spread(&lc);
+    for name in &names {
+        assert_eq!(got.get(name).copied(), Some(10), "lc spread {got:?}");
+    }
+
+    // Closing the wlc connections: inactive (FIN_WAIT) until they expire, then gone.
+    drop(wlc);
+    let zero: BTreeMap<Ipv4Addr, (u64, u64)> = reals.iter().map(|r| (*r, (0, 0))).collect();
+    wait_counts(&sock, VIP_WLC, &zero);
+
+    // Thresholds under rr: the newest server (rr's first) takes 2 connections (-x 2), then
+    // none until its count is below 1 (-y 1).
+    let thr = format!("{VIP_THR}:80");
+    rvsadm(&sock, &["-A", "-t", &thr, "-s", "rr"]);
+    for (i, r) in reals.iter().enumerate() {
+        let mut args = vec!["-a", "-t", &thr, "-r"];
+        let addr = r.to_string();
+        args.push(&addr);
+        args.push("-g");
+        if i == 2 {
+            args.extend(["-x", "2", "-y", "1"]);
+        }
+        rvsadm(&sock, &args);
+    }
+    let listing = rvsadm(&sock, &["-L", "-n", "--thresholds", "-t", &thr]);
+    assert!(listing.contains("Uthreshold Lthreshold"), "{listing}");
+    let first = hold(&lab, VIP_THR, 9);
+    let got = spread(&first);
+    assert_eq!(
+        got.get(&names[2]).copied(),
+        Some(2),
+        "capped at -x 2: {got:?}"
+    );
+    // Its two connections close and expire: below the lower threshold, it is chosen again.
+    let (mine, others): (Vec<_>, Vec<_>) = first.into_iter().partition(|(_, n)| *n == names[2]);
+    drop(mine);
+    let mut want = counts(&sock, VIP_THR);
+    want.insert(reals[2], (0, 0));
+    wait_counts(&sock, VIP_THR, &want);
+    let again = hold(&lab, VIP_THR, 3);
+    assert!(
+        again.iter().any(|(_, n)| *n == names[2]),
+        "below -y 1 it takes connections again: {:?}",
+        spread(&again)
+    );
+    drop((others, again, lc));
+
+    // sh: the client (one source address) always reaches the same server; quiesced, that
+    // server takes no new connection and sh-fallback sends them all to one other server.
+    let sh = format!("{VIP_SH}:80");
+    rvsadm(&sock, &["-A", "-t", &sh, "-s", "sh", "-b", "sh-fallback"]);
+    for r in &reals {
+        rvsadm(&sock, &["-a", "-t", &sh, "-r", &r.to_string(), "-g"]);
+    }
+    let first = hold(&lab, VIP_SH, 10);
+    let got = spread(&first);
+    assert_eq!(got.len(), 1, "sh keeps one client on one server: {got:?}");
+    let chosen = first[0].1.clone();
+    let k = names
+        .iter()
+        .position(|n| *n == chosen)
+        .expect("a lab server");
+    rvsadm(
+        &sock,
+        &[
+            "-e",
+            "-t",
+            &sh,
+            "-r",
+            &reals[k].to_string(),
+            "-g",
+            "-w",
+            "0",
+        ],
+    );
+    let after = hold(&lab, VIP_SH, 10);
+    let moved = spread(&after);
+    assert_eq!(
+        moved.len(),
+        1,
+        "sh-fallback picks one other server: {moved:?}"
+    );
+    assert!(
+        !moved.contains_key(&chosen),
+        "quiesced {chosen} took new connections: {moved:?}"
+    );
+    // The open connections stay where they are.
+    for (mut s, name) in first {
+        assert_eq!(s.get().expect("request on an open connection"), name);
+    }
+    drop(after);
+    assert!(
+        !rvsd.output().contains("ERROR"),
+        "rvsd logged errors:\n{}",
+        rvsd.output()
+    );
+}
