@@ -2350,7 +2350,10 @@ mod tests {
             // keepalived reports a bad lvs_sync_daemon and runs without a sync daemon.
             let text = format!("global_defs {{\n  lvs_sync_daemon {bad}\n}}\n");
             let (c, w) = build_str(&text).unwrap();
-            assert!(c.global_defs.lvs_sync_daemon.is_none(), "{bad} must be ignored");
+            assert!(
+                c.global_defs.lvs_sync_daemon.is_none(),
+                "{bad} must be ignored"
+            );
             assert!(
                 w.iter().any(|w| w.message.contains("lvs_sync_daemon")),
                 "{bad} must be reported: {w:?}"
