@@ -17,7 +17,6 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use aya::maps::HashMap;
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, NS_PER_SEC,
     PersistEntry, PersistKey, ServiceEntry, maps,
@@ -322,12 +321,6 @@ impl Dataplane {
     /// service's persistence timeout), by addresses.
     pub fn template_snapshot(&self) -> Vec<TemplateView> {
         let now = monotonic_coarse_ns();
-        let Some(map) = self.ebpf.map(maps::PERSIST) else {
-            return Vec::new();
-        };
-        let Ok(persist) = HashMap::<_, PersistKey, PersistEntry>::try_from(map) else {
-            return Vec::new();
-        };
         // Service id → its key and entry (persistence timeout), from the services map.
         let services: std::collections::HashMap<u32, (rvs_common::ServiceKey, ServiceEntry)> = self
             .services
@@ -335,7 +328,7 @@ impl Dataplane {
             .filter_map(|e| e.ok())
             .map(|(k, e)| (e.id, (k, e)))
             .collect();
-        persist
+        self.persist
             .iter()
             .filter_map(|e| e.ok())
             .filter_map(|(k, t)| {
@@ -414,18 +407,7 @@ impl Dataplane {
                 stats.no_real += 1;
             }
         }
-        let Some(map) = self.ebpf.map_mut(maps::PERSIST) else {
-            stats.failed += writes.len() as u64;
-            return stats;
-        };
-        let mut persist = match HashMap::<_, PersistKey, PersistEntry>::try_from(map) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "opening the persistence map failed");
-                stats.failed += writes.len() as u64;
-                return stats;
-            }
-        };
+        let persist = &mut self.persist;
         for (key, value) in writes {
             if let Ok(old) = persist.get(&key, 0)
                 && old.real == value.real

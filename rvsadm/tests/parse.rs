@@ -474,11 +474,6 @@ fn listings() {
 fn what_rvs_does_not_have_yet() {
     for (line, code, message) in [
         (
-            "-A -f 1 -s rr",
-            255,
-            "fwmark services (-f) are not supported by rvs yet",
-        ),
-        (
             "-A -t [fd00::1]:80 -s rr",
             255,
             "IPv6 services are not supported by rvs yet",
@@ -504,8 +499,6 @@ fn what_rvs_does_not_have_yet() {
             "Scheduler or persistence engine not found",
         ),
         // Such services never exist in rvs: looking one up is ipvsadm's "missing" answer.
-        ("-D -f 1", 255, "No such service"),
-        ("-a -f 1 -r 198.18.2.11", 255, "Service not defined"),
         ("-L -t [fd00::1]:80", 1, "No such service"),
         // ipvsadm's own checks still come first.
         ("-A -f 0", 2, "invalid fwmark value `0' specified"),
