@@ -3,21 +3,16 @@
 //! and GRE packets addressed to one of the host's addresses and passes the inner packet to
 //! the kernel, which delivers it to the VIP held on a non-ARPing interface.
 
-use std::{
-    fs,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::{fs, net::Ipv4Addr, path::Path};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{HashMap, MapData, PerCpuArray},
     programs::{ProgramError, XdpMode, links::FdLink},
 };
 use rvs_common::{DecapCount, maps, programs};
 
-use crate::{DataplaneError, EBPF_OBJECT, Result, cleanup, io_err, map_err, xdp_of};
+use crate::{DataplaneError, Result, io_err, map_err, xdp_of};
 
 /// What the decapsulation program accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,42 +49,7 @@ impl DecapProgram {
     /// Loads the program and attaches it to `interface` (native XDP, else generic) in the
     /// caller's network namespace.
     pub fn attach(interface: &str, opts: &DecapOptions) -> Result<DecapProgram> {
-        let mut loader = EbpfLoader::new();
-        for name in [
-            maps::SERVICES,
-            maps::REALS,
-            maps::DISPATCH,
-            maps::CURSORS,
-            maps::CONNS,
-            maps::PERSIST,
-            maps::SERVICE_STATS,
-            maps::REAL_STATS,
-            maps::NAT_SOURCES,
-            maps::REF_V4,
-            maps::REF_TAGGED,
-        ] {
-            loader.map_max_entries(name, 1);
-        }
-        // The object's maps ask to be pinned; give them a private directory and unpin
-        // right away (the program keeps them alive).
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/rvs-decap-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        crate::ensure_bpffs()?;
-        fs::create_dir_all(&pin_dir).map_err(io_err(format!("creating {}", pin_dir.display())))?;
-        let loaded = loader
-            .default_map_pin_directory(&pin_dir)
-            .load(EBPF_OBJECT)
-            .map_err(|source| DataplaneError::Load {
-                pin_dir: pin_dir.clone(),
-                source: Box::new(source),
-            });
-        let unpinned = cleanup(&pin_dir);
-        let mut ebpf = loaded?;
-        unpinned?;
+        let mut ebpf = crate::load_side_object("decap", &[maps::DECAP_ADDRS, maps::DECAP_PORTS])?;
         let local = if opts.local.is_empty() {
             local_ipv4_addrs()?
         } else {

@@ -936,6 +936,56 @@ fn sum_counters(
     }))
 }
 
+/// The balancer's maps, which a side program (pass, decapsulation) never uses: loaded with
+/// one entry each so a side program costs no real memory.
+const BALANCER_MAPS: &[&str] = &[
+    maps::SERVICES,
+    maps::REALS,
+    maps::REAL_LOAD,
+    maps::DISPATCH,
+    maps::CURSORS,
+    maps::CONNS,
+    maps::PERSIST,
+    maps::SERVICE_STATS,
+    maps::REAL_STATS,
+    maps::NAT_SOURCES,
+    maps::MARK_RULES,
+    maps::DECAP_ADDRS,
+    maps::DECAP_PORTS,
+    maps::REF_V4,
+    maps::REF_TAGGED,
+];
+
+/// Loads the eBPF object for a side program: every map in [`BALANCER_MAPS`] but `keep`
+/// shrunk to one entry, and no map left pinned (the object's maps ask to be pinned, so
+/// they get a private directory that is removed right after the load; the program keeps
+/// them alive).
+pub(crate) fn load_side_object(tag: &str, keep: &[&str]) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    for name in BALANCER_MAPS.iter().filter(|n| !keep.contains(n)) {
+        loader.map_max_entries(name, 1);
+    }
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let pin_dir = PathBuf::from(format!(
+        "/sys/fs/bpf/rvs-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    ensure_bpffs()?;
+    fs::create_dir_all(&pin_dir).map_err(io_err(format!("creating {}", pin_dir.display())))?;
+    let loaded = loader
+        .default_map_pin_directory(&pin_dir)
+        .load(EBPF_OBJECT)
+        .map_err(|source| DataplaneError::Load {
+            pin_dir: pin_dir.clone(),
+            source: Box::new(source),
+        });
+    let unpinned = cleanup(&pin_dir);
+    let ebpf = loaded?;
+    unpinned?;
+    Ok(ebpf)
+}
+
 /// An XDP program that passes every frame, attached to one interface until dropped.
 ///
 /// A frame sent with XDP_TX or XDP_REDIRECT into a veth reaches the peer only when the
@@ -948,43 +998,7 @@ impl PassProgram {
     /// Loads the pass program (with minimal, unpinned maps) and attaches it to `interface`
     /// in the caller's network namespace.
     pub fn attach(interface: &str) -> Result<PassProgram> {
-        let mut loader = EbpfLoader::new();
-        for name in [
-            maps::SERVICES,
-            maps::REALS,
-            maps::DISPATCH,
-            maps::CURSORS,
-            maps::CONNS,
-            maps::PERSIST,
-            maps::SERVICE_STATS,
-            maps::REAL_STATS,
-            maps::NAT_SOURCES,
-            maps::DECAP_ADDRS,
-            maps::DECAP_PORTS,
-            maps::REF_V4,
-            maps::REF_TAGGED,
-        ] {
-            loader.map_max_entries(name, 1);
-        }
-        // The object's maps ask to be pinned; give them a private directory and unpin
-        // right away (the program keeps them alive).
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/rvs-pass-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&pin_dir).map_err(io_err(format!("creating {}", pin_dir.display())))?;
-        let loaded = loader
-            .default_map_pin_directory(&pin_dir)
-            .load(EBPF_OBJECT)
-            .map_err(|source| DataplaneError::Load {
-                pin_dir: pin_dir.clone(),
-                source: Box::new(source),
-            });
-        let unpinned = cleanup(&pin_dir);
-        let mut ebpf = loaded?;
-        unpinned?;
+        let mut ebpf = load_side_object("pass", &[])?;
         let prog = xdp_of(&mut ebpf, programs::PASS)?;
         let attach_err = |source: ProgramError| DataplaneError::Attach {
             interface: interface.to_owned(),
