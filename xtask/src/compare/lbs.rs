@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use rvs_dataplane::PassProgram;
 use rvs_lab::{ChildGuard, DrLab, Netns, Rvsd};
 
 /// The traffic service's VIP (every service shares it; ports tell them apart).
@@ -38,6 +39,8 @@ pub enum Kind {
     Router,
     /// rvsd's XDP program, direct routing.
     RvsDr,
+    /// rvsd's XDP program, NAT (masquerading): requests and replies both cross the LB.
+    RvsNat,
     /// iptables DNAT, `statistic --mode nth` round robin, a chain per service.
     Iptables,
     /// nftables DNAT: a verdict map VIP.port → per-service chain, `numgen inc mod N map`.
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Baseline => "baseline (no LB)",
             Kind::Router => "plain router (ref.)",
             Kind::RvsDr => "rvs DR (XDP)",
+            Kind::RvsNat => "rvs NAT (XDP)",
             Kind::Iptables => "iptables DNAT",
             Kind::Nftables => "nftables DNAT map",
             Kind::Haproxy => "HAProxy (tcp)",
@@ -79,6 +83,9 @@ pub struct Running<'a> {
     // Field order is drop order: processes before the state they use.
     rvsd: Option<Rvsd>,
     proxy: Option<ChildGuard>,
+    /// rvs NAT transmits replies into the router's `rl`, whose veth peer must run an XDP
+    /// program for them to arrive (the lab's veth fact).
+    router_pass: Option<PassProgram>,
     rvsadm: PathBuf,
     files: Vec<PathBuf>,
     added: u16,
@@ -116,6 +123,7 @@ impl<'a> Running<'a> {
             target: SocketAddr::from((VIP, PORT)),
             rvsd: None,
             proxy: None,
+            router_pass: None,
             rvsadm: tools.rvsadm.clone(),
             files: Vec::new(),
             added: 0,
@@ -140,9 +148,19 @@ impl<'a> Running<'a> {
                 ])?;
                 me.target = SocketAddr::from((first, PORT));
             }
-            Kind::RvsDr => {
+            Kind::RvsDr | Kind::RvsNat => {
                 let pin = PathBuf::from(format!("/sys/fs/bpf/{}-cmp", lab.prefix()));
-                let config = rvs_config(lab.lb_uplink(), &pin, &ports, &rs);
+                let nat = kind == Kind::RvsNat;
+                if nat {
+                    // Replies come back through the LB: the real servers route the client
+                    // via the LB's segment address, where the program also runs.
+                    me.route_client_via_lb(true)?;
+                    me.router_pass = Some(
+                        lab.router()
+                            .run(|| PassProgram::attach(rvs_lab::dr::ROUTER_LB_IF))??,
+                    );
+                }
+                let config = rvs_config(lab.lb_uplink(), nat, &pin, &ports, &rs);
                 me.rvsd = Some(Rvsd::start(lb, &tools.rvsd, &config, &pin)?);
             }
             Kind::Iptables | Kind::Nftables => {
@@ -238,11 +256,16 @@ impl<'a> Running<'a> {
         let lb = self.lab.lb();
         let took = match self.kind {
             Kind::Baseline | Kind::Router | Kind::Haproxy | Kind::Nginx => return Ok(None),
-            Kind::RvsDr => {
+            Kind::RvsDr | Kind::RvsNat => {
                 let rvsd = self.rvsd.as_ref().context("rvsd is not running")?;
+                let method = if self.kind == Kind::RvsNat {
+                    "-m"
+                } else {
+                    "-g"
+                };
                 let mut rules = format!("-A -t {VIP}:{port} -s rr\n");
                 for r in &rs {
-                    rules += &format!("-a -t {VIP}:{port} -r {r}:{port} -g -w 1\n");
+                    rules += &format!("-a -t {VIP}:{port} -r {r}:{port} {method} -w 1\n");
                 }
                 let socket = path_str(rvsd.socket());
                 let bin = path_str(&self.rvsadm);
@@ -321,8 +344,10 @@ impl<'a> Running<'a> {
             p.stop()?;
         }
         self.rvsd = None;
+        self.router_pass = None;
         match self.kind {
             Kind::Baseline | Kind::RvsDr => {}
+            Kind::RvsNat => self.route_client_via_lb(false)?,
             Kind::Router => {
                 let first = *reals(self.lab).first().context("no real server")?;
                 self.lab
@@ -377,10 +402,19 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// rvsd's TOML: the balancer on `uplink`, one rr service per port.
-fn rvs_config(uplink: &str, pin: &Path, ports: &[u16], reals: &[Ipv4Addr]) -> String {
+/// rvsd's TOML: the balancer on `uplink` (and, for NAT, on the segment port where the
+/// replies arrive), one rr service per port.
+fn rvs_config(uplink: &str, nat: bool, pin: &Path, ports: &[u16], reals: &[Ipv4Addr]) -> String {
+    let (interfaces, forward) = if nat {
+        (
+            format!("\"{uplink}\", \"{}\"", rvs_lab::dr::LB_SEGMENT_IF),
+            "\nforward = \"nat\"",
+        )
+    } else {
+        (format!("\"{uplink}\""), "")
+    };
     let mut c = format!(
-        "[daemon]\ninterfaces = [\"{uplink}\"]\npin_path = \"{}\"\nxdp_mode = \"native\"\n",
+        "[daemon]\ninterfaces = [{interfaces}]\npin_path = \"{}\"\nxdp_mode = \"native\"\n",
         pin.display()
     );
     for p in ports {
@@ -388,7 +422,7 @@ fn rvs_config(uplink: &str, pin: &Path, ports: &[u16], reals: &[Ipv4Addr]) -> St
             "\n[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = {p}\nscheduler = \"rr\"\n"
         );
         for r in reals {
-            c += &format!("[[service.real]]\naddress = \"{r}\"\n");
+            c += &format!("[[service.real]]\naddress = \"{r}\"{forward}\n");
         }
     }
     c

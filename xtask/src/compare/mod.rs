@@ -31,22 +31,16 @@ use lbs::{Kind, Running, Tools};
 use load::{CpuMeter, Outcome, Responders};
 
 /// The balancers measured, in table order; the baseline is measured before them in every
-/// lab. A new balancer (rvs NAT, once its data path forwards) is one entry here and one arm
-/// in `lbs::Running::start`.
+/// lab. A new balancer is one entry here and one arm in `lbs::Running::start`.
 const METHODS: &[Kind] = &[
     Kind::Router,
     Kind::RvsDr,
+    Kind::RvsNat,
     Kind::Iptables,
     Kind::Nftables,
     Kind::Haproxy,
     Kind::Nginx,
 ];
-
-/// Balancers the issue asks for that cannot be measured yet, with the reason (printed).
-const NOT_MEASURED: &[(&str, &str)] = &[(
-    "rvs NAT",
-    "not in this lab yet: its real servers answer clients directly (DR), NAT needs their replies routed through the LB (rvs NAT itself works: see the NAT lab tests)",
-)];
 
 /// Options of `cargo xtask bench-compare`.
 #[derive(Args, Debug)]
@@ -204,9 +198,6 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let plan = Plan::new(args.quick, args.verbose);
     let meter = CpuMeter::new()?;
     let started = Instant::now();
-    for (name, why) in NOT_MEASURED {
-        eprintln!("{name}: not measured — {why}");
-    }
     let mut rows: Vec<Row> = Vec::new();
     for &n in &plan.services {
         check_interrupted()?;
@@ -594,6 +585,18 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
         "{bullet}iptables DNAT / rvs, LB CPU per packet at {last} services: {} — target: more than at {first}: {grows}",
         fmt_opt(at_last, 2) + "×"
     );
+    // Like for like: rvs NAT and DNAT both carry both halves of every connection.
+    for &n in &plan.services {
+        let v = ratio(
+            find(rows, Kind::Iptables, n).and_then(|r| r.per_packet),
+            find(rows, Kind::RvsNat, n).and_then(|r| r.per_packet),
+        );
+        let _ = writeln!(
+            out,
+            "{bullet}iptables DNAT / rvs NAT (both see both halves), LB CPU per packet at {n} service(s): {} — target ≥ 4×",
+            verdict(v, 4.0)
+        );
+    }
     for k in [Kind::Haproxy, Kind::Nginx] {
         for &n in &plan.services {
             let _ = writeln!(
@@ -609,16 +612,13 @@ fn report(rows: &[Row], plan: &Plan, markdown: bool, wall: Duration) -> String {
     for note in [
         "LB CPU = CPU time of every task carrying the lab's traffic (the generator and responders with the softirq work run in their context, the balancer's processes, ksoftirqd) minus the same traffic with no balancer on the path (baseline row, same lab, measured just before), per packet the LB namespace received (router→LB and switch→LB transmit counters) or per connection. Other users' programs on the machine are not counted.".to_owned(),
         "Raw packets per second are not reported: on this machine the client generator, the responders and the balancer share 2 cores, so throughput is the generator's limit, not the balancer's.".to_owned(),
-        "rvs DR: the LB sees only the client→server half of each connection (replies go straight back); DNAT and proxies see both halves, and a proxy terminates two TCP connections per client connection.".to_owned(),
+        "rvs DR: the LB sees only the client→server half of each connection (replies go straight back); rvs NAT and DNAT see both halves (the real servers route the client via the LB), and a proxy terminates two TCP connections per client connection.".to_owned(),
         "The service with traffic is the last of N (the worst place in a rule list walked in order); with conntrack, iptables and nftables walk their rules only for a connection's first packet.".to_owned(),
         "conn/s: closed loop of the connection run (connect, one GET, close with RST so that no TIME_WAIT piles up; the same for all). Latency: new connection + GET + response, open loop at a fixed rate.".to_owned(),
         "add 1 service: one `rvsadm -R` (a service and its 3 real servers), one `iptables-restore --noflush` (a chain, its 3 rules and the match rule), one `nft -f` (a chain and a map element), with N services present; median. The proxies add a service by rewriting their config and reloading: not timed.".to_owned(),
         format!("{}: one process, one worker thread each.", [Kind::Haproxy.name(), Kind::Nginx.name()].join(", ")),
     ] {
         let _ = writeln!(out, "{bullet}{note}");
-    }
-    for (name, why) in NOT_MEASURED {
-        let _ = writeln!(out, "{bullet}{name}: not measured — {why}.");
     }
     let failed: Vec<String> = rows
         .iter()
