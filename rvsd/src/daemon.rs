@@ -182,7 +182,7 @@ pub fn map_vrrp(
     if conf.vrrp_instances.is_empty() {
         return Ok(None);
     }
-    rvs_vrrp::keepalived::from_keepalived(conf)
+    rvs_keepalived::vrrp::from_keepalived(conf)
         .map(Some)
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -218,18 +218,18 @@ impl Runner {
 #[derive(Default)]
 struct Parts {
     order: Vec<String>,
-    snapshots: std::collections::BTreeMap<u64, rvs_vrrp::io::Snapshot>,
+    snapshots: std::collections::BTreeMap<u64, rvs_vrrpd::Snapshot>,
 }
 
 impl Parts {
-    fn merged(&self) -> rvs_vrrp::io::Snapshot {
+    fn merged(&self) -> rvs_vrrpd::Snapshot {
         let mut instances: Vec<_> = self
             .snapshots
             .values()
             .flat_map(|s| s.instances.iter().cloned())
             .collect();
         instances.sort_by_key(|i| self.order.iter().position(|n| *n == i.name));
-        rvs_vrrp::io::Snapshot { instances }
+        rvs_vrrpd::Snapshot { instances }
     }
 }
 
@@ -237,8 +237,8 @@ impl Parts {
 /// part, so a reload restarts only the parts whose configuration changed.
 struct Vrrp {
     /// What the instances are doing (all parts merged).
-    status: watch::Receiver<rvs_vrrp::io::Snapshot>,
-    merged: watch::Sender<rvs_vrrp::io::Snapshot>,
+    status: watch::Receiver<rvs_vrrpd::Snapshot>,
+    merged: watch::Sender<rvs_vrrpd::Snapshot>,
     parts: Arc<std::sync::Mutex<Parts>>,
     runners: Vec<Runner>,
     next_id: u64,
@@ -291,7 +291,7 @@ impl Vrrp {
             return Ok(None);
         }
         let config = Self::config_of(conf)?;
-        let (merged, status) = rvs_vrrp::io::status_channel();
+        let (merged, status) = rvs_vrrpd::status_channel();
         let mut vrrp = Vrrp {
             status,
             merged,
@@ -341,11 +341,11 @@ impl Vrrp {
     fn spawn(&mut self, config: rvs_vrrp::config::VrrpConfig) {
         let id = self.next_id;
         self.next_id += 1;
-        let (tx, mut rx) = rvs_vrrp::io::status_channel();
+        let (tx, mut rx) = rvs_vrrpd::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let parts = self.parts.clone();
         let merged = self.merged.clone();
-        let publish = move |snap: Option<rvs_vrrp::io::Snapshot>| {
+        let publish = move |snap: Option<rvs_vrrpd::Snapshot>| {
             if let Ok(mut p) = parts.lock() {
                 match snap {
                     Some(s) => p.snapshots.insert(id, s),
@@ -364,8 +364,8 @@ impl Vrrp {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            let fault = rvs_vrrp::io::fault_snapshot(&run_config);
-            let run = rvs_vrrp::io::run(run_config, shutdown, tx.clone());
+            let fault = rvs_vrrpd::fault_snapshot(&run_config);
+            let run = rvs_vrrpd::run(run_config, shutdown, tx.clone());
             tokio::pin!(run);
             let result = loop {
                 tokio::select! {
@@ -664,7 +664,7 @@ pub struct Daemon {
     /// The TOML file's state as last loaded, to tell a reload what runtime edits it drops.
     loaded: Option<Config>,
     /// The health engine when the state comes from a keepalived.conf.
-    health: Option<rvs_health::HealthHandle>,
+    health: Option<rvs_checkers::HealthHandle>,
     /// The engine's effective configuration (real servers in or out by their checks).
     health_config: Option<watch::Receiver<Arc<Config>>>,
     /// VRRP from the keepalived.conf: services of VIPs this node is not MASTER for stand by.
@@ -766,7 +766,7 @@ impl Daemon {
             Some((model, conf)) => {
                 sync_follow = SyncFollow::of(&conf);
                 let vrrp = Vrrp::start(&conf)?;
-                let handle = rvs_health::HealthEngine::spawn(desired, model)
+                let handle = rvs_checkers::HealthEngine::spawn(desired, model)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let rx = handle.config();
                 let effective = (**rx.borrow()).clone();
@@ -1012,7 +1012,7 @@ impl Daemon {
                 let (state, _) =
                     rvs_health::state::HealthState::new(model.clone(), Instant::now(), 0);
                 let applied = self.apply(state.effective_config(&config))?;
-                let handle = rvs_health::HealthEngine::spawn(config, model)
+                let handle = rvs_checkers::HealthEngine::spawn(config, model)
                     .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
                 self.health_config = Some(handle.config());
                 if let Some(old) = self.health.replace(handle) {

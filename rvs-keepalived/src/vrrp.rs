@@ -13,17 +13,17 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rvs_keepalived::Loc;
-use rvs_keepalived::model::{
+use crate::Loc;
+use crate::model::{
     AuthType, KeepalivedConf, ScriptConf, Tracked, VirtualIp, VrrpInstance, VrrpNotify, VrrpScript,
     VrrpState, VrrpSyncGroup,
 };
 
-use crate::config::{
+use rvs_vrrp::config::{
     AuthConfig, AuthKind, ConfigError, InitialState, Scope, SyncGroupConfig, TrackInterfaceConfig,
     TrackScriptConfig, VipConfig, VrrpConfig, VrrpInstanceConfig, VrrpScriptConfig,
 };
-use crate::wire::{Family, MAX_ADVER_INT_V3, Version};
+use rvs_vrrp::wire::{Family, MAX_ADVER_INT_V3, Version};
 
 /// Why the VRRP blocks of a keepalived.conf cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +133,7 @@ fn has_notify(n: &VrrpNotify) -> bool {
         || n.any.is_some()
 }
 
-/// Joins an argv into a command line that [`crate::config::split_command`] splits back
+/// Joins an argv into a command line that [`rvs_vrrp::config::split_command`] splits back
 /// into the same words (quoting words with blanks or quotes).
 fn command_line(argv: &[String]) -> String {
     let mut out = String::new();
@@ -678,11 +678,11 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::config::split_command;
+    use rvs_vrrp::config::split_command;
 
     fn map(text: &str) -> (VrrpConfig, Vec<String>) {
-        let import = rvs_keepalived::load_str(Path::new("/etc/keepalived/keepalived.conf"), text)
-            .expect("loads");
+        let import =
+            crate::load_str(Path::new("/etc/keepalived/keepalived.conf"), text).expect("loads");
         from_keepalived(&import.keepalived).expect("maps")
     }
 
@@ -910,14 +910,14 @@ vrrp_instance VI_2 {
     #[test]
     fn missing_required_options_are_located_errors() {
         let text = "vrrp_instance VI_1 {\n    interface eth0\n}\n";
-        let import = rvs_keepalived::load_str(Path::new("k.conf"), text).unwrap();
+        let import = crate::load_str(Path::new("k.conf"), text).unwrap();
         let err = from_keepalived(&import.keepalived).unwrap_err().to_string();
         assert!(
             err.starts_with("k.conf:1: ") && err.contains("virtual_router_id"),
             "{err}"
         );
         let text = "vrrp_instance VI_1 {\n    virtual_router_id 1\n}\n";
-        let import = rvs_keepalived::load_str(Path::new("k.conf"), text).unwrap();
+        let import = crate::load_str(Path::new("k.conf"), text).unwrap();
         let err = from_keepalived(&import.keepalived).unwrap_err().to_string();
         assert!(err.contains("`interface` is required"), "{err}");
         let with_default = format!("global_defs {{\n    default_interface eth9\n}}\n{text}");
@@ -968,7 +968,7 @@ vrrp_instance VI_2 {
         }
         let mut with_vrrp = 0;
         for file in &files {
-            let import = rvs_keepalived::load(file).unwrap();
+            let import = crate::load(file).unwrap();
             let k = &import.keepalived;
             if k.vrrp_instances.is_empty() && k.vrrp_scripts.is_empty() {
                 continue;

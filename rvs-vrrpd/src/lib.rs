@@ -1,4 +1,4 @@
-//! The Linux I/O layer around [`Node`]: raw VRRP sockets, rtnetlink for interfaces,
+//! rvs-vrrpd: the Linux I/O layer around rvs-vrrp's [`Node`]: raw VRRP sockets, rtnetlink for interfaces,
 //! addresses and the VMAC, AF_PACKET for gratuitous ARP / unsolicited NA, child processes
 //! for `vrrp_script` checks and notify commands, and the timers. [`run`] is the entry point
 //! (the daemon and `rvs-vrrpd` call it); the published [`Snapshot`] is the state and
@@ -8,6 +8,8 @@
 //! Interface state and the advert source address are polled over rtnetlink every
 //! [`POLL_INTERVAL`] (keepalived listens to netlink events instead; polling is simpler and
 //! bounded, and 200 ms is far below any Master_Down_Interval).
+
+#![warn(missing_docs)]
 
 mod net;
 mod socket;
@@ -24,10 +26,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, VipConfig, VrrpConfig, split_command};
-use crate::machine::{Action, Event, InstanceStatus, Node, State, TimerKind};
-use crate::wire::{self, Family};
 use net::{Link, Net};
+use rvs_vrrp::config::{ConfigError, VipConfig, VrrpConfig, split_command};
+use rvs_vrrp::machine::{Action, Event, InstanceStatus, Node, State, TimerKind};
+use rvs_vrrp::wire::{self, Family};
 use socket::{FrameSocket, Received, RecvSocket, SendSocket};
 
 /// How often interface state and source addresses are re-read.

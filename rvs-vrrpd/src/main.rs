@@ -10,7 +10,7 @@
 //!
 //! With `--keepalived`, the `vrrp_instance`, `vrrp_script` and `vrrp_sync_group` blocks
 //! (and the `vrrp_*` settings of `global_defs`) are mapped by
-//! [`rvs_vrrp::keepalived::from_keepalived`]; every option rvs-vrrp does not carry out is
+//! [`rvs_keepalived::vrrp::from_keepalived`]; every option rvs-vrrp does not carry out is
 //! logged as a warning with its file and line. `virtual_server` blocks are left to rvsd.
 //!
 //! Logs go to stderr (`RUST_LOG` filters, default `info`); every state change is one
@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use rvs_keepalived::vrrp::from_keepalived;
 use rvs_vrrp::VrrpConfig;
-use rvs_vrrp::io::{run, status_channel};
-use rvs_vrrp::keepalived::from_keepalived;
+use rvs_vrrpd::{run, status_channel};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Command line.
