@@ -670,6 +670,8 @@ pub struct Daemon {
     /// VRRP from the keepalived.conf: services of VIPs this node is not MASTER for stand by.
     vrrp: Option<Vrrp>,
     resolver: NeighbourResolver,
+    /// The VIPs' unreachable routes (see [`crate::vip_routes`]).
+    routes: crate::vip_routes::VipRoutes,
     /// Real servers whose next hop failed to resolve last time (logged once per failure).
     unresolved: HashSet<std::net::Ipv4Addr>,
     /// NAT: client networks (/24) of synced connections whose way back was looked up, and
@@ -789,6 +791,7 @@ impl Daemon {
             health_config,
             vrrp,
             resolver: NeighbourResolver::new()?,
+            routes: crate::vip_routes::VipRoutes::open(&base.daemon.pin_path).await?,
             unresolved: HashSet::new(),
             client_nets: HashSet::new(),
             client_hops: std::collections::BTreeSet::new(),
@@ -815,6 +818,7 @@ impl Daemon {
         }
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
+        daemon.sync_routes().await;
         daemon.resolve_neighbours().await;
         daemon.follow_vrrp();
         Ok(daemon)
@@ -942,6 +946,13 @@ impl Daemon {
         );
         commit(&mut self.desired, &mut self.index, delta);
         Ok((self.applied(&plan), effects))
+    }
+
+    /// Gives each VIP of the desired state its unreachable route and takes the route of a
+    /// VIP whose last service went (only netlink when the set of VIPs changed).
+    async fn sync_routes(&mut self) {
+        let want = crate::vip_routes::vips(&self.desired);
+        self.routes.sync(&want).await;
     }
 
     /// Forgets the rates of reused ids and summarises a written plan.
@@ -1490,12 +1501,14 @@ impl Daemon {
                 _ = hup.recv() => match self.reload_recorded().await {
                     Ok(a) => {
                         log_reload(&a);
+                        self.sync_routes().await;
                         self.resolve_neighbours().await;
                     }
                     Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
                 },
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
+                    let edits = changes || matches!(req.call, Call::Ops(_));
                     let answer = if matches!(req.call, Call::Reload) {
                         self.reload_recorded().await.and_then(|a| {
                             log_reload(&a);
@@ -1508,6 +1521,9 @@ impl Daemon {
                         tracing::info!(error = %e, "API request refused");
                     }
                     let _ = req.reply.send(answer);
+                    if edits {
+                        self.sync_routes().await;
+                    }
                     if changes {
                         self.resolve_neighbours().await;
                     }
@@ -1526,6 +1542,7 @@ impl Daemon {
                             Ok(a) => tracing::info!(written = a.services_written, reals = a.reals_written, "health change applied"),
                             Err(e) => tracing::error!(error = %e, "health change could not be applied"),
                         }
+                        self.sync_routes().await;
                     }
                 }
                 Ok(()) = vrrp_changed(&mut self.vrrp) => {

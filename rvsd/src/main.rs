@@ -19,6 +19,7 @@ mod stats;
 mod status;
 mod sync;
 mod systemd;
+mod vip_routes;
 mod web;
 
 use anyhow::{Context, Result};
@@ -62,7 +63,13 @@ fn main() -> Result<()> {
         for r in daemon::restore_forwarding(std::path::Path::new(daemon::LOCK_DIR), &pin_dir)? {
             println!("restored net.ipv4.conf.{r}");
         }
+        // The VIPs' unreachable routes of this pin path (in this namespace) go too.
+        let routes = vip_routes::cleanup(&pin_dir).context("removing the VIPs' routes");
+        for vip in routes.as_deref().unwrap_or_default() {
+            println!("removed the unreachable route of VIP {vip}");
+        }
         cleaned?;
+        routes?;
         daemon::PinLock::remove_if_free(std::path::Path::new(daemon::LOCK_DIR), &pin_dir);
         println!("detached and unpinned {}", pin_dir.display());
         return Ok(());
