@@ -427,6 +427,20 @@ impl VrrpInstanceConfig {
         }
     }
 
+    /// Whether `other` is the same virtual router as keepalived matches instances on
+    /// reload (`vrrp_exist`: VRID, family, interface, unicast or multicast,
+    /// `unicast_src_ip`, VMAC), under the same name (rvs addresses instances by name).
+    pub fn same_router(&self, other: &VrrpInstanceConfig) -> bool {
+        self.name == other.name
+            && self.virtual_router_id == other.virtual_router_id
+            && self.family() == other.family()
+            && self.interface == other.interface
+            && self.unicast_peer.is_empty() == other.unicast_peer.is_empty()
+            && self.unicast_src_ip == other.unicast_src_ip
+            && self.use_vmac == other.use_vmac
+            && (!self.use_vmac || self.vmac_ifname() == other.vmac_ifname())
+    }
+
     /// The address family of the instance (of its VIPs; IPv4 when it has none).
     pub fn family(&self) -> Family {
         self.virtual_ipaddress
@@ -492,6 +506,18 @@ impl VrrpConfig {
             toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML: {e}")))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether `other` has the same instances in the same order, each the same virtual
+    /// router ([`VrrpInstanceConfig::same_router`]) with the same version: a reload from
+    /// `self` to `other` can then keep every instance's state (`Node::reconfigure`).
+    pub fn same_routers(&self, other: &VrrpConfig) -> bool {
+        self.instances.len() == other.instances.len()
+            && self
+                .instances
+                .iter()
+                .zip(&other.instances)
+                .all(|(a, b)| a.same_router(b) && self.version_of(a) == other.version_of(b))
     }
 
     /// The version instance `i` uses.

@@ -194,6 +194,8 @@ struct Runner {
     id: u64,
     /// Sending (or dropping) it stops the part (a MASTER resigns with priority 0).
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Reloaded configurations of the same instances, applied in place by the task.
+    reload: tokio::sync::mpsc::Sender<rvs_vrrp::config::VrrpConfig>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -343,6 +345,7 @@ impl Vrrp {
         self.next_id += 1;
         let (tx, mut rx) = rvs_vrrpd::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
         let parts = self.parts.clone();
         let merged = self.merged.clone();
         let publish = move |snap: Option<rvs_vrrpd::Snapshot>| {
@@ -365,7 +368,7 @@ impl Vrrp {
                 let _ = stop_rx.await;
             };
             let fault = rvs_vrrpd::fault_snapshot(&run_config);
-            let run = rvs_vrrpd::run(run_config, shutdown, tx.clone());
+            let run = rvs_vrrpd::run_reloadable(run_config, shutdown, Some(reload_rx), tx.clone());
             tokio::pin!(run);
             let result = loop {
                 tokio::select! {
@@ -387,28 +390,51 @@ impl Vrrp {
             config,
             id,
             stop: Some(stop_tx),
+            reload: reload_tx,
             task: Some(task),
         });
     }
 
-    /// Applies a reloaded keepalived.conf (SIGHUP): parts whose configuration changed are
-    /// restarted with the new one (a changed MASTER part resigns first), new parts are
-    /// started, removed ones stopped; unchanged parts are left untouched. Returns how
-    /// many parts were (re)started and stopped.
+    /// Applies a reloaded keepalived.conf (SIGHUP) as keepalived does: a part whose
+    /// instances are the same virtual routers gets the new configuration in place and
+    /// keeps its states (a MASTER stays MASTER with the new priority, addresses and
+    /// timers; see `rvs_vrrp::Node::reconfigure`); unchanged parts are left untouched;
+    /// parts with other instances are restarted (a MASTER among them resigns first), new
+    /// parts started, removed ones stopped. Returns how many parts were (re)started and
+    /// stopped.
     async fn reload(
         &mut self,
         conf: &rvs_keepalived::model::KeepalivedConf,
     ) -> Result<(usize, usize)> {
         let config = Self::config_of(conf)?;
-        let wanted = config.components();
-        let (keep, gone): (Vec<Runner>, Vec<Runner>) = std::mem::take(&mut self.runners)
-            .into_iter()
-            .partition(|r| wanted.contains(&r.config));
+        let mut wanted = config.components();
+        let mut keep = Vec::new();
+        let mut gone = Vec::new();
+        for mut r in std::mem::take(&mut self.runners) {
+            if let Some(n) = wanted.iter().position(|p| *p == r.config) {
+                wanted.remove(n);
+                keep.push(r);
+            } else if let Some(n) = wanted.iter().position(|p| r.config.same_routers(p)) {
+                let part = wanted.remove(n);
+                let names: Vec<String> = part.instances.iter().map(|i| i.name.clone()).collect();
+                if r.reload.send(part.clone()).await.is_ok() {
+                    tracing::info!(instances = ?names, "VRRP: configuration changed; applied in place, states kept");
+                    r.config = part;
+                    keep.push(r);
+                } else {
+                    // The part's task ended (it failed): run the new configuration afresh.
+                    wanted.push(part);
+                    gone.push(r);
+                }
+            } else {
+                gone.push(r);
+            }
+        }
         self.runners = keep;
         let stopped = gone.len();
         for r in gone {
             let names: Vec<String> = r.config.instances.iter().map(|i| i.name.clone()).collect();
-            tracing::info!(instances = ?names, "VRRP: configuration changed; restarting these instances");
+            tracing::info!(instances = ?names, "VRRP: instances changed; restarting these");
             let id = r.id;
             r.stop().await;
             if let Ok(mut p) = self.parts.lock() {
@@ -416,12 +442,9 @@ impl Vrrp {
             }
         }
         self.set_config(&config);
-        let mut started = 0;
+        let started = wanted.len();
         for part in wanted {
-            if !self.runners.iter().any(|r| r.config == part) {
-                self.spawn(part);
-                started += 1;
-            }
+            self.spawn(part);
         }
         Ok((started, stopped))
     }
@@ -927,7 +950,9 @@ impl Daemon {
 
     /// Applies a batch of ops: only the services it touches are planned and written.
     fn apply_ops(&mut self, ops: &[rvs_api::Op]) -> Result<(Applied, SideEffects), ApiError> {
+        let started = Instant::now();
         let (delta, effects) = plan_ops(&self.desired, &self.index, ops)?;
+        let planned = started.elapsed();
         let updates: Vec<(rvs_config::ServiceId, Option<&rvs_config::VirtualService>)> = delta
             .services
             .iter()
@@ -944,7 +969,9 @@ impl Daemon {
                 .filter_map(|(_, s)| s.as_ref())
                 .flat_map(|s| s.reals.iter().map(|r| r.address)),
         );
+        let written = started.elapsed();
         commit(&mut self.desired, &mut self.index, delta);
+        tracing::debug!(ops = ops.len(), ?planned, ?written, committed = ?started.elapsed(), "batch applied");
         Ok((self.applied(&plan), effects))
     }
 
