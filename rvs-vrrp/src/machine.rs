@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{InitialState, VipConfig, VrrpConfig, VrrpInstanceConfig, split_command};
+use crate::config::{InitialState, VipConfig, VrrpConfig, VrrpInstanceConfig};
 use crate::wire::{Auth, Family, Packet, Repr, TTL, TYPE_ADVERTISEMENT, Version, WireError};
 
 /// An instance's protocol state.
@@ -362,11 +362,11 @@ struct Group {
     name: String,
     members: Vec<usize>,
     state: State,
-    notify_master: Option<String>,
-    notify_backup: Option<String>,
-    notify_fault: Option<String>,
-    notify_stop: Option<String>,
-    notify: Option<String>,
+    notify_master: Option<Vec<String>>,
+    notify_backup: Option<Vec<String>>,
+    notify_fault: Option<Vec<String>>,
+    notify_stop: Option<Vec<String>>,
+    notify: Option<Vec<String>>,
 }
 
 /// Every VRRP instance of one node, driven by events (see the module docs).
@@ -1432,9 +1432,9 @@ impl Node {
 }
 
 /// Appends a Notify action for `command` (plus `args`), if configured.
-fn push_notify(out: &mut Vec<Action>, command: Option<&str>, args: Option<[&str; 4]>) {
+fn push_notify(out: &mut Vec<Action>, command: Option<&[String]>, args: Option<[&str; 4]>) {
     let Some(command) = command else { return };
-    let mut argv = split_command(command);
+    let mut argv = command.to_vec();
     if argv.is_empty() {
         return;
     }

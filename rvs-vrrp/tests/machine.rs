@@ -32,8 +32,8 @@ fn config(priority: u8, v: Version) -> VrrpConfig {
     i.priority = priority;
     i.version = Some(v);
     i.virtual_ipaddress = vec![VIP.parse::<VipConfig>().unwrap()];
-    i.notify = Some("/bin/notify".into());
-    i.notify_master = Some("/bin/m 'a b'".into());
+    i.notify = Some(vec!["/bin/notify".into()]);
+    i.notify_master = Some(vec!["/bin/m".into(), "a b".into()]);
     let c = VrrpConfig {
         instances: vec![i],
         ..VrrpConfig::default()
@@ -449,7 +449,7 @@ fn v3_backup_learns_the_master_s_interval() {
 fn tracked_script_weight_moves_mastership() {
     let script = VrrpScriptConfig {
         name: "chk".into(),
-        script: "/bin/true".into(),
+        script: vec!["/bin/true".into()],
         interval: ms(1_000),
         timeout: None,
         weight: -60,
@@ -506,7 +506,7 @@ fn tracked_script_weight_moves_mastership() {
 fn script_with_weight_zero_and_tracked_interface_cause_fault() {
     let script = VrrpScriptConfig {
         name: "chk".into(),
-        script: "/bin/true".into(),
+        script: vec!["/bin/true".into()],
         interval: ms(1_000),
         timeout: None,
         weight: 0,
@@ -524,7 +524,7 @@ fn script_with_weight_zero_and_tracked_interface_cause_fault() {
         name: "uplink".into(),
         weight: 0,
     }];
-    a.instances[0].notify_fault = Some("/bin/f".into());
+    a.instances[0].notify_fault = Some(vec!["/bin/f".into()]);
     let mut sim = Sim::new();
     let na = sim.add(&a, 2);
     let nb = sim.add(&config(100, Version::V3), 1);
@@ -612,7 +612,7 @@ fn group_config(priority: u8) -> VrrpConfig {
             notify_backup: None,
             notify_fault: None,
             notify_stop: None,
-            notify: Some("/bin/gn".into()),
+            notify: Some(vec!["/bin/gn".into()]),
         }],
         ..VrrpConfig::default()
     };
@@ -1050,7 +1050,7 @@ fn sighup_keeps_a_tracked_scripts_result() {
     let mut c = config(200, Version::V3);
     c.scripts.push(VrrpScriptConfig {
         name: "chk".into(),
-        script: "/bin/true".into(),
+        script: vec!["/bin/true".into()],
         interval: ms(1_000),
         timeout: None,
         weight: 0,

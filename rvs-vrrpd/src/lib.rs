@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use net::{Link, Net};
-use rvs_vrrp::config::{ConfigError, VipConfig, VrrpConfig, split_command};
+use rvs_vrrp::config::{ConfigError, VipConfig, VrrpConfig};
 use rvs_vrrp::machine::{Action, Event, InstanceStatus, Node, State, TimerKind};
 use rvs_vrrp::wire::{self, Family};
 use socket::{FrameSocket, Received, RecvSocket, SendSocket};
@@ -403,7 +403,7 @@ fn spawn_scripts(
 ) {
     for (s, sc) in config.scripts.iter().enumerate() {
         let tx = tx.clone();
-        let argv = split_command(&sc.script);
+        let argv = sc.script.clone();
         let interval = sc.interval;
         let timeout = sc.timeout.unwrap_or(sc.interval);
         let name = sc.name.clone();
