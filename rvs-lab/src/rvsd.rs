@@ -38,6 +38,20 @@ impl Rvsd {
         Self::launch(ns, binary, config, config_path, args, pin_path)
     }
 
+    /// [`Rvsd::start`] with more command-line arguments (e.g. `--api-max-body 1024`).
+    pub fn start_with_args(
+        ns: &Netns,
+        binary: &Path,
+        config: &str,
+        pin_path: &Path,
+        extra: &[&str],
+    ) -> Result<Rvsd> {
+        let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
+        let mut args = vec!["--config".to_owned(), config_path.display().to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Self::launch(ns, binary, config, config_path, args, pin_path)
+    }
+
     /// Writes `keepalived_conf` to a file and starts `binary --keepalived FILE --interface
     /// IFACE --pin-path PIN --socket SOCK` inside `ns`; returns when rvsd says it is ready.
     pub fn start_keepalived(

@@ -64,6 +64,9 @@ fn log_reload(a: &Applied) {
     }
 }
 
+/// A batch of this many ops or more is logged with its timings.
+const LARGE_BATCH: usize = 10_000;
+
 /// Where SIGUSR1 writes the state (keepalived writes /tmp/keepalived.data).
 pub const DATA_FILE: &str = "/tmp/rvsd.data";
 /// Where SIGUSR2 writes the statistics (keepalived writes /tmp/keepalived.stats).
@@ -695,6 +698,8 @@ pub struct Daemon {
     resolver: NeighbourResolver,
     /// The VIPs' unreachable routes (see [`crate::vip_routes`]).
     routes: crate::vip_routes::VipRoutes,
+    /// The status but for the counters, for `GET /v1/status` outside the main loop.
+    status_tx: watch::Sender<Arc<Status>>,
     /// Real servers whose next hop failed to resolve last time (logged once per failure).
     unresolved: HashSet<std::net::Ipv4Addr>,
     /// NAT: client networks (/24) of synced connections whose way back was looked up, and
@@ -815,6 +820,15 @@ impl Daemon {
             vrrp,
             resolver: NeighbourResolver::new()?,
             routes: crate::vip_routes::VipRoutes::open(&base.daemon.pin_path).await?,
+            // Published for real below, before the API serves.
+            status_tx: watch::Sender::new(Arc::new(Status {
+                version: String::new(),
+                conn_table_size: 0,
+                timeouts: Default::default(),
+                interfaces: Vec::new(),
+                verdicts: Vec::new(),
+                vrrp: Vec::new(),
+            })),
             unresolved: HashSet::new(),
             client_nets: HashSet::new(),
             client_hops: std::collections::BTreeSet::new(),
@@ -844,6 +858,7 @@ impl Daemon {
         daemon.sync_routes().await;
         daemon.resolve_neighbours().await;
         daemon.follow_vrrp();
+        daemon.publish_status();
         Ok(daemon)
     }
 
@@ -951,6 +966,14 @@ impl Daemon {
     /// Applies a batch of ops: only the services it touches are planned and written.
     fn apply_ops(&mut self, ops: &[rvs_api::Op]) -> Result<(Applied, SideEffects), ApiError> {
         let started = Instant::now();
+        let large = ops.len() >= LARGE_BATCH;
+        if large {
+            tracing::info!(
+                ops = ops.len(),
+                "applying a batch of {} ops (GET /v1/status stays answered; other calls wait)",
+                ops.len()
+            );
+        }
         let (delta, effects) = plan_ops(&self.desired, &self.index, ops)?;
         let planned = started.elapsed();
         let updates: Vec<(rvs_config::ServiceId, Option<&rvs_config::VirtualService>)> = delta
@@ -971,7 +994,9 @@ impl Daemon {
         );
         let written = started.elapsed();
         commit(&mut self.desired, &mut self.index, delta);
-        tracing::debug!(ops = ops.len(), ?planned, ?written, committed = ?started.elapsed(), "batch applied");
+        if large {
+            tracing::info!(ops = ops.len(), ?planned, ?written, committed = ?started.elapsed(), "batch applied");
+        }
         Ok((self.applied(&plan), effects))
     }
 
@@ -1254,14 +1279,35 @@ impl Daemon {
     fn status(&self) -> Result<Status, ApiError> {
         let verdicts = self.dp.verdicts().map_err(api_error)?;
         Ok(Status {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            conn_table_size: self.dp.limits().connections,
-            timeouts: self.desired.timeouts,
-            interfaces: self.desired.daemon.interfaces.clone(),
             verdicts: verdicts
                 .into_iter()
                 .map(|(v, n)| (v.name().to_owned(), n))
                 .collect(),
+            ..self.status_base()
+        })
+    }
+
+    /// Where `GET /v1/status` is answered from (see [`crate::api::StatusFeed`]).
+    pub fn status_feed(&self) -> crate::api::StatusFeed {
+        crate::api::StatusFeed {
+            base: self.status_tx.subscribe(),
+            pin_dir: self.dp.pin_dir().to_path_buf(),
+        }
+    }
+
+    /// Publishes the status for [`Daemon::status_feed`] (cheap: no counters, no services).
+    fn publish_status(&self) {
+        self.status_tx.send_replace(Arc::new(self.status_base()));
+    }
+
+    /// The status without the verdict counters.
+    fn status_base(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            conn_table_size: self.dp.limits().connections,
+            timeouts: self.desired.timeouts,
+            interfaces: self.desired.daemon.interfaces.clone(),
+            verdicts: Vec::new(),
             vrrp: self.vrrp.as_ref().map_or_else(Vec::new, |v| {
                 v.status
                     .borrow()
@@ -1277,7 +1323,7 @@ impl Daemon {
                     })
                     .collect()
             }),
-        })
+        }
     }
 
     fn services(&self) -> Result<ServiceList, ApiError> {
@@ -1434,7 +1480,6 @@ impl Daemon {
             ));
         }
         match call {
-            Call::Status => to_value(&self.status()?),
             Call::GetConfig => to_value(&self.desired),
             Call::PutConfig(next) => {
                 if next.daemon != self.desired.daemon {
@@ -1522,6 +1567,7 @@ impl Daemon {
         self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
+            self.publish_status();
             let scan_at = tokio::time::Instant::from_std(next_scan);
             let request_due = self.sync.request_due();
             tokio::select! {

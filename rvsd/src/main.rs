@@ -74,7 +74,11 @@ fn main() -> Result<()> {
         println!("detached and unpinned {}", pin_dir.display());
         return Ok(());
     }
-    tokio::runtime::Builder::new_current_thread()
+    // The main loop runs on this thread (block_on); the API, metrics and checker tasks on
+    // two workers, so `GET /v1/status` is answered while the main loop is busy (a huge
+    // batch holds it for seconds).
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?
@@ -120,8 +124,13 @@ fn main() -> Result<()> {
                 });
             }
             let socket = args.socket;
+            let ctx = api::ApiContext {
+                calls: tx,
+                status: daemon.status_feed(),
+                max_body: args.api_max_body,
+            };
             tokio::spawn(async move {
-                if let Err(e) = api::serve(listener, &socket, tx).await {
+                if let Err(e) = api::serve(listener, &socket, ctx).await {
                     tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
             });
