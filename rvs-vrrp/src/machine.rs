@@ -692,7 +692,9 @@ impl Node {
             if fault {
                 if o.state != State::Fault {
                     self.instances[i].fault = true;
-                    self.enter(now, i, State::Fault, &mut out);
+                    // keepalived's vrrp_init_state after a reload: the addresses go, no
+                    // priority-0 advert.
+                    self.enter_with(now, i, State::Fault, false, &mut out);
                 }
                 continue;
             }
@@ -967,12 +969,25 @@ impl Node {
     /// Moves instance `i` alone into `to` (no sync-group propagation): the RFC's actions
     /// on leaving the old state and entering the new one, then the notifications.
     fn enter(&mut self, now: Duration, i: usize, to: State, out: &mut Vec<Action>) {
+        self.enter_with(now, i, to, true, out);
+    }
+
+    /// [`Node::enter`]; `resign`: a MASTER going to FAULT sends a priority-0 advert first
+    /// (keepalived does not when a reload finds the fault).
+    fn enter_with(
+        &mut self,
+        now: Duration,
+        i: usize,
+        to: State,
+        resign: bool,
+        out: &mut Vec<Action>,
+    ) {
         let from = self.instances[i].state;
         if from == to {
             return;
         }
         if from == State::Master {
-            if to == State::Fault {
+            if to == State::Fault && resign {
                 // keepalived resigns with priority 0 when a fault takes it out of MASTER,
                 // so the backup takes over after Skew_Time instead of the full interval.
                 self.send_advert(i, 0, out);

@@ -1086,3 +1086,58 @@ fn sighup_keeps_a_tracked_scripts_result() {
     assert_eq!(sim.state(1), State::Master);
     assert_eq!(sim.state(0), State::Backup);
 }
+
+#[test]
+fn sighup_keeps_a_master_sync_group_master_without_group_notifications() {
+    let mut sim = Sim::new();
+    let a = sim.add(&group_config(200), 2);
+    let b = sim.add(&group_config(100), 1);
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.nodes[a].node.group_state(0), Some(State::Master));
+    let notifies = sim.nodes[a].notifies.len();
+    let t = sim.now;
+    sim.reload(a, &group_config(180));
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.nodes[a].node.group_state(0), Some(State::Master));
+    assert_eq!(sim.nodes[b].node.group_state(0), Some(State::Backup));
+    assert_eq!(since(&sim, a, t).0, 0, "no member changed state");
+    assert_eq!(sim.nodes[a].notifies.len(), notifies, "no GROUP notify");
+    for i in 0..2 {
+        assert_eq!(sim.nodes[a].node.effective_priority(i), Some(180));
+    }
+}
+
+#[test]
+fn sighup_adding_a_tracked_interface_that_is_down_takes_the_master_to_fault() {
+    let mut sim = settled_pair();
+    sim.event(
+        0,
+        Event::Interface {
+            name: "eth9",
+            up: false,
+        },
+    );
+    assert_eq!(sim.state(0), State::Master, "eth9 is not tracked yet");
+    let mut c = config(200, Version::V3);
+    c.instances[0].track_interface = vec![TrackInterfaceConfig {
+        name: "eth9".into(),
+        weight: 0,
+    }];
+    sim.reload(0, &c);
+    // keepalived too: the new tracking puts the instance in FAULT and its addresses go,
+    // without a priority-0 advert (vrrp_init_state after a reload), so the BACKUP takes
+    // over after its Master_Down_Interval from the last advert heard.
+    let t = sim.now;
+    assert_eq!(sim.state(0), State::Fault);
+    assert!(!sim.holds(0));
+    let priorities: Vec<u8> = since(&sim, 0, t)
+        .3
+        .iter()
+        .map(|(_, r)| r.priority)
+        .collect();
+    assert_eq!(priorities, [200], "the reload's advert only");
+    sim.run_for(ms(5000));
+    assert_eq!(sim.state(1), State::Master);
+    let mdi = sim.nodes[1].node.master_down_interval(0).unwrap();
+    assert_eq!(sim.entered(1, State::Master), Some(t + mdi));
+}
