@@ -69,6 +69,47 @@ pub fn checksum(bytes: &[u8]) -> u16 {
     !fold(sum_bytes(bytes))
 }
 
+/// A running Internet checksum over several byte runs (a pseudo-header, then the
+/// message), an odd byte at the end of one run carried into the next, as if the runs
+/// were one buffer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sum {
+    acc: u64,
+    odd: Option<u8>,
+}
+
+impl Sum {
+    /// Adds the next run of bytes.
+    pub fn add(&mut self, mut bytes: &[u8]) -> &mut Sum {
+        if let (Some(first), Some((&second, rest))) = (self.odd, bytes.split_first()) {
+            self.acc += u16::from_ne_bytes([first, second]) as u64;
+            self.odd = None;
+            bytes = rest;
+        }
+        let (even, last) = bytes.split_at(bytes.len() & !1);
+        self.acc += sum_bytes(even);
+        if let [b] = last {
+            self.odd = Some(*b);
+        }
+        self
+    }
+
+    /// The checksum of everything added (memory order, like [`checksum`]).
+    pub fn checksum(&self) -> u16 {
+        let tail = match self.odd {
+            Some(b) => u16::from_ne_bytes([b, 0]) as u64,
+            None => 0,
+        };
+        !fold(self.acc + tail)
+    }
+
+    /// The checksum as the big-endian number a header field holds
+    /// (`u16::from_be_bytes` of the two bytes to store).
+    pub fn checksum_be(&self) -> u16 {
+        u16::from_be_bytes(self.checksum().to_ne_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +174,22 @@ mod tests {
     #[test]
     fn odd_length_is_zero_padded() {
         assert_eq!(sum_bytes(&[0xff]), u16::from_ne_bytes([0xff, 0]) as u64);
+    }
+
+    #[test]
+    fn runs_carry_odd_bytes_like_one_buffer() {
+        let mut a = Sum::default();
+        a.add(&[1, 2, 3]).add(&[4, 5]);
+        let mut b = Sum::default();
+        b.add(&[1, 2, 3, 4, 5]);
+        assert_eq!(a.checksum(), b.checksum());
+        assert_eq!(a.checksum(), checksum(&[1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn big_endian_value_of_a_known_icmp_echo() {
+        // An echo request (id 0x1234, seq 1, no data): checksum field 0xe5ca.
+        let pkt = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        assert_eq!(Sum::default().add(&pkt).checksum_be(), 0xe5ca);
     }
 }

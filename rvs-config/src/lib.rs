@@ -989,19 +989,14 @@ pub fn validate_service(svc: &VirtualService) -> Result<(), ConfigError> {
             "service {id}: one-packet scheduling (-o) applies to UDP services only"
         )));
     }
-    if let Some(p) = svc.persistence {
-        if p.timeout == 0 {
-            return Err(ConfigError::Invalid(format!(
-                "service {id}: persistence timeout must be at least 1 second"
-            )));
-        }
-        let mask = u32::from(p.netmask);
-        if mask.leading_ones() + mask.trailing_zeros() != 32 {
-            return Err(ConfigError::Invalid(format!(
-                "service {id}: persistence netmask {} is not a contiguous netmask",
-                p.netmask
-            )));
-        }
+    // Any persistence netmask, contiguous or not: IPVS (ipvsadm -M 255.0.255.0) and the
+    // data path apply it bit by bit to the client address.
+    if let Some(p) = svc.persistence
+        && p.timeout == 0
+    {
+        return Err(ConfigError::Invalid(format!(
+            "service {id}: persistence timeout must be at least 1 second"
+        )));
     }
     if let Some(size) = svc.mh_table_size
         && (!(7..=MAX_MH_TABLE_SIZE).contains(&size) || !is_prime(size))
@@ -1255,13 +1250,17 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
             .contains("scheduler flag mh-fallback of mh is not supported")
         );
         assert!(err(&format!("{svc}one_packet = true\n")).contains("UDP services only"));
-        assert!(
-            err(&format!(
-                "{svc}persistence = {{ netmask = \"255.0.255.0\" }}\n"
-            ))
-            .contains("contiguous")
-        );
         assert!(err(&format!("{svc}sched_flags = [\"bogus\"]\n")).contains("unknown variant"));
+    }
+
+    #[test]
+    fn a_persistence_netmask_with_gaps_is_kept_as_ipvs_keeps_it() {
+        // ipvsadm 1.31 -A -p 120 -M 255.0.255.0 exits 0 and lists "mask 255.0.255.0"
+        // (rvsadm/tests/fixtures/errors.out); IPVS masks the client bit by bit.
+        let text = "[[service]]\nprotocol = \"tcp\"\naddress = \"198.18.0.10\"\nport = 80\npersistence = { timeout = 120, netmask = \"255.0.255.0\" }\n";
+        let c = Config::from_toml(text).expect("a gapped mask is valid");
+        let p = c.services[0].persistence.expect("persistent");
+        assert_eq!(p.netmask, Ipv4Addr::new(255, 0, 255, 0));
     }
 
     #[test]

@@ -307,14 +307,20 @@ impl Mapper<'_> {
             Some(a) => (a.value.as_str(), a.loc.clone()),
             None => (DEFAULT_SCHEDULER, vs.loc.clone()),
         };
-        let Some(scheduler) = Scheduler::from_name(algo) else {
-            return err(
-                &algo_loc,
-                format!(
-                    "lb_algo {algo:?} is not an IPVS scheduler ({})",
-                    Scheduler::ALL.map(Scheduler::name).join(", ")
-                ),
-            );
+        // keepalived 2.2.7 reports an unknown name ("Invalid lvs_scheduler 'foo' -
+        // ignoring") and runs the service with its default scheduler.
+        let (algo, scheduler) = match Scheduler::from_name(algo) {
+            Some(s) => (algo, s),
+            None => {
+                self.warn(
+                    &algo_loc,
+                    format!(
+                        "lb_algo {algo:?} is not an IPVS scheduler ({}); ignored: the default scheduler {DEFAULT_SCHEDULER} applies, as keepalived does",
+                        Scheduler::ALL.map(Scheduler::name).join(", ")
+                    ),
+                );
+                (DEFAULT_SCHEDULER, rvs_config::DEFAULT_SCHEDULER)
+            }
         };
         let mut sched_flags = Vec::new();
         let mut one_packet = false;
@@ -362,12 +368,8 @@ impl Mapper<'_> {
                     ),
                 );
             };
-            if u32::from(mask).leading_ones() + u32::from(mask).trailing_zeros() != 32 {
-                return err(
-                    &g.loc,
-                    format!("persistence_granularity {mask} is not a contiguous netmask"),
-                );
-            }
+            // A mask with gaps (255.0.255.0) is passed on by keepalived and applied bit by
+            // bit by IPVS, as by rvs's data path: nothing to say.
             match &mut persistence {
                 Some(p) => p.netmask = mask,
                 None => self.note(

@@ -6,7 +6,8 @@
 //! - [`syntax`]: the reader (comments, quotes, blocks, includes) into a tree where every
 //!   word knows its file, line and column;
 //! - [`model`]: the typed keepalived model of the blocks rvs understands, VRRP included;
-//! - [`import`]: the mapping onto [`rvs_config::Config`] and [`rvs_health::HealthModel`].
+//! - [`import`]: the mapping onto [`rvs_config::Config`] and [`rvs_health::HealthModel`];
+//! - [`vrrp`]: the mapping of the VRRP blocks onto [`rvs_vrrp::VrrpConfig`].
 //!
 //! [`check_file`] does all three and validates the result, for `rvsd --check-config`.
 
@@ -15,6 +16,7 @@
 pub mod import;
 pub mod model;
 pub mod syntax;
+pub mod vrrp;
 
 use std::path::{Path, PathBuf};
 

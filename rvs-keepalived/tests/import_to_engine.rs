@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
-use rvs_health::{ChangeAction, HealthEngine};
+use rvs_checkers::{ChangeAction, HealthEngine};
 
 #[test]
 fn a_keepalived_conf_drives_the_health_engine() {

@@ -114,6 +114,39 @@ fn out_of_range_values_are_ignored_and_the_default_applies() {
     assert_eq!(i.config.services[0].reals[0].weight, 1);
 }
 
+/// What keepalived 2.2.7 did with these files on the real kernel IPVS is recorded in
+/// `tolerant/leftovers.vm.out` (`/work/shared/tools/ipvs-vm/run.sh leftovers.vm.sh`).
+#[test]
+fn unknown_scheduler_big_weights_and_gapped_masks_run_as_keepalived_runs_them() {
+    // lb_algo foo: "Invalid lvs_scheduler 'foo' - ignoring", then keepalived's default wlc.
+    let i = load("algo_unknown.conf");
+    assert!(warned(&i, 3, "foo"), "{:?}", i.warnings);
+    assert_eq!(i.config.services.len(), 1, "{:?}", i.warnings);
+    assert_eq!(i.config.services[0].scheduler.to_string(), "wlc");
+    // Weights are an int in keepalived 2.2.7 and IPVS: 70000 is kept; 2147483648 is out of
+    // range, reported and ignored (weight 1, as ipvsadm -Ln showed there).
+    let i = load("weight_big.conf");
+    assert!(warned(&i, 10, "weight"), "{:?}", i.warnings);
+    let weights: Vec<u32> = i.config.services[0]
+        .reals
+        .iter()
+        .map(|r| r.weight)
+        .collect();
+    assert_eq!(weights, vec![70000, 1]);
+    // A mask with a gap is IPVS's too: applied bit by bit (198.18.100.10 and
+    // 198.19.100.10 share the template 198.0.100.0 there); keepalived says nothing.
+    let i = load("gran_gap.conf");
+    let p = i.config.services[0].persistence.expect("persistent");
+    assert_eq!(p.netmask, std::net::Ipv4Addr::new(255, 0, 255, 0));
+    assert!(
+        i.warnings
+            .iter()
+            .all(|w| w.kind != rvs_keepalived::WarningKind::Problem),
+        "{:?}",
+        i.warnings
+    );
+}
+
 #[test]
 fn unknown_forwarding_methods_fall_back_to_nat_as_keepalived() {
     for (file, line) in [("fnat.conf", 4), ("lower.conf", 4)] {

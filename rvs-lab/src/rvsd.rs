@@ -11,8 +11,9 @@ use nix::sys::signal::Signal;
 
 use crate::netns::{ChildGuard, Netns};
 
-/// How long rvsd may take to start or to apply a reload.
-const RVSD_WAIT: Duration = Duration::from_secs(20);
+/// How long rvsd may take to start or to apply a reload: a failure bound, not a timing
+/// (the kernel's verifier alone took over 20 s on a loaded 2-CPU machine).
+const RVSD_WAIT: Duration = Duration::from_secs(60);
 
 /// A running rvsd; stopped on drop, and its pinned programs and maps removed.
 pub struct Rvsd {
@@ -35,6 +36,20 @@ impl Rvsd {
     pub fn start(ns: &Netns, binary: &Path, config: &str, pin_path: &Path) -> Result<Rvsd> {
         let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
         let args = vec!["--config".to_owned(), config_path.display().to_string()];
+        Self::launch(ns, binary, config, config_path, args, pin_path)
+    }
+
+    /// [`Rvsd::start`] with more command-line arguments (e.g. `--api-max-body 1024`).
+    pub fn start_with_args(
+        ns: &Netns,
+        binary: &Path,
+        config: &str,
+        pin_path: &Path,
+        extra: &[&str],
+    ) -> Result<Rvsd> {
+        let config_path = std::env::temp_dir().join(format!("{}-rvsd.toml", ns.name()));
+        let mut args = vec!["--config".to_owned(), config_path.display().to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         Self::launch(ns, binary, config, config_path, args, pin_path)
     }
 

@@ -268,9 +268,9 @@ pub struct TrackScriptConfig {
 pub struct VrrpScriptConfig {
     /// The name instances refer to.
     pub name: String,
-    /// The command line (split on whitespace, double and single quotes group words; run
-    /// without a shell, as keepalived does). Exit status 0 is success.
-    pub script: String,
+    /// The command and its arguments, run without a shell (as keepalived does); in TOML
+    /// an array of words. Exit status 0 is success.
+    pub script: Vec<String>,
     /// Seconds between runs (keepalived default 1).
     #[serde(default = "one_second", with = "secs")]
     pub interval: Duration,
@@ -360,19 +360,19 @@ pub struct VrrpInstanceConfig {
     pub track_script: Vec<TrackScriptConfig>,
     /// Command run on becoming MASTER.
     #[serde(default)]
-    pub notify_master: Option<String>,
+    pub notify_master: Option<Vec<String>>,
     /// Command run on becoming BACKUP.
     #[serde(default)]
-    pub notify_backup: Option<String>,
+    pub notify_backup: Option<Vec<String>>,
     /// Command run on entering FAULT.
     #[serde(default)]
-    pub notify_fault: Option<String>,
+    pub notify_fault: Option<Vec<String>>,
     /// Command run when the instance stops.
     #[serde(default)]
-    pub notify_stop: Option<String>,
+    pub notify_stop: Option<Vec<String>>,
     /// Command run on every change, with `INSTANCE NAME STATE PRIORITY` appended.
     #[serde(default)]
-    pub notify: Option<String>,
+    pub notify: Option<Vec<String>>,
     /// Seconds after becoming MASTER before the second burst of gratuitous ARPs / NAs
     /// (default 5; 0 = no second burst).
     #[serde(default = "five_seconds", with = "secs")]
@@ -427,6 +427,20 @@ impl VrrpInstanceConfig {
         }
     }
 
+    /// Whether `other` is the same virtual router as keepalived matches instances on
+    /// reload (`vrrp_exist`: VRID, family, interface, unicast or multicast,
+    /// `unicast_src_ip`, VMAC), under the same name (rvs addresses instances by name).
+    pub fn same_router(&self, other: &VrrpInstanceConfig) -> bool {
+        self.name == other.name
+            && self.virtual_router_id == other.virtual_router_id
+            && self.family() == other.family()
+            && self.interface == other.interface
+            && self.unicast_peer.is_empty() == other.unicast_peer.is_empty()
+            && self.unicast_src_ip == other.unicast_src_ip
+            && self.use_vmac == other.use_vmac
+            && (!self.use_vmac || self.vmac_ifname() == other.vmac_ifname())
+    }
+
     /// The address family of the instance (of its VIPs; IPv4 when it has none).
     pub fn family(&self) -> Family {
         self.virtual_ipaddress
@@ -470,19 +484,19 @@ pub struct SyncGroupConfig {
     pub group: Vec<String>,
     /// Command run when the group becomes MASTER.
     #[serde(default)]
-    pub notify_master: Option<String>,
+    pub notify_master: Option<Vec<String>>,
     /// Command run when the group becomes BACKUP.
     #[serde(default)]
-    pub notify_backup: Option<String>,
+    pub notify_backup: Option<Vec<String>>,
     /// Command run when the group enters FAULT.
     #[serde(default)]
-    pub notify_fault: Option<String>,
+    pub notify_fault: Option<Vec<String>>,
     /// Command run when the group stops.
     #[serde(default)]
-    pub notify_stop: Option<String>,
+    pub notify_stop: Option<Vec<String>>,
     /// Command run on every change, with `GROUP NAME STATE 0` appended.
     #[serde(default)]
-    pub notify: Option<String>,
+    pub notify: Option<Vec<String>>,
 }
 
 impl VrrpConfig {
@@ -492,6 +506,18 @@ impl VrrpConfig {
             toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML: {e}")))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether `other` has the same instances in the same order, each the same virtual
+    /// router ([`VrrpInstanceConfig::same_router`]) with the same version: a reload from
+    /// `self` to `other` can then keep every instance's state (`Node::reconfigure`).
+    pub fn same_routers(&self, other: &VrrpConfig) -> bool {
+        self.instances.len() == other.instances.len()
+            && self
+                .instances
+                .iter()
+                .zip(&other.instances)
+                .all(|(a, b)| a.same_router(b) && self.version_of(a) == other.version_of(b))
     }
 
     /// The version instance `i` uses.
@@ -553,7 +579,7 @@ impl VrrpConfig {
             if scripts.insert(s.name.as_str(), s).is_some() {
                 return e("defined twice");
             }
-            if split_command(&s.script).is_empty() {
+            if s.script.first().is_none_or(|p| p.is_empty()) {
                 return e("`script` is empty");
             }
             if s.interval.is_zero() {
@@ -696,7 +722,10 @@ impl VrrpConfig {
                 ("notify_stop", &i.notify_stop),
                 ("notify", &i.notify),
             ] {
-                if cmd.as_deref().is_some_and(|c| split_command(c).is_empty()) {
+                if cmd
+                    .as_ref()
+                    .is_some_and(|c| c.first().is_none_or(|p| p.is_empty()))
+                {
                     return e(format!("`{what}` is empty"));
                 }
             }
@@ -725,39 +754,6 @@ impl VrrpConfig {
         }
         Ok(())
     }
-}
-
-/// Splits a keepalived-style command line into words: whitespace separates, double or
-/// single quotes group (without a shell, as keepalived runs scripts).
-pub fn split_command(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    for c in line.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => word.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
 }
 
 /// Serde for a [`Duration`] written as seconds (integer or fraction).
@@ -820,7 +816,7 @@ mod tests {
         });
         c.scripts.push(VrrpScriptConfig {
             name: "chk".into(),
-            ..toml::from_str("name = \"x\"\nscript = \"true\"").unwrap()
+            ..toml::from_str("name = \"x\"\nscript = [\"true\"]").unwrap()
         });
         c.sync_groups.push(SyncGroupConfig {
             name: "G".into(),
@@ -853,7 +849,7 @@ vrrp_version = 3
 
 [[vrrp_script]]
 name = "chk_http"
-script = "/usr/bin/curl -sf 'http://127.0.0.1/'"
+script = ["/usr/bin/curl", "-sf", "http://127.0.0.1/"]
 interval = 2
 weight = -20
 fall = 2
@@ -867,7 +863,7 @@ priority = 150
 advert_int = 0.1
 virtual_ipaddress = ["198.18.0.10/24 dev eth0 label eth0:vip scope global", "198.18.0.11"]
 track_script = [{ name = "chk_http" }]
-notify = "/etc/rvs/notify.sh"
+notify = ["/etc/rvs/notify.sh"]
 
 [[vrrp_instance]]
 name = "VI_2"
@@ -912,7 +908,7 @@ group = ["VI_1", "VI_2"]
         assert_eq!(c.scripts[0].rise, 1);
         assert_eq!(c.scripts[0].interval, Duration::from_secs(2));
         assert_eq!(
-            split_command(&c.scripts[0].script),
+            c.scripts[0].script,
             ["/usr/bin/curl", "-sf", "http://127.0.0.1/"]
         );
     }
@@ -970,10 +966,12 @@ group = ["VI_1", "VI_2"]
     }
 
     #[test]
-    fn splits_commands_like_keepalived() {
-        assert_eq!(split_command("a  b"), ["a", "b"]);
-        assert_eq!(split_command("a \"b c\" 'd e'"), ["a", "b c", "d e"]);
-        assert_eq!(split_command("a \"\""), ["a", ""]);
-        assert!(split_command("   ").is_empty());
+    fn a_command_is_an_array_of_words_and_a_string_is_refused() {
+        let ok = "name = \"x\"\nscript = [\"/bin/test\", \"-e\", \"/run/a b\"]";
+        let s: VrrpScriptConfig = toml::from_str(ok).unwrap();
+        assert_eq!(s.script, ["/bin/test", "-e", "/run/a b"]);
+        // No second splitter: a command line as one string does not parse.
+        let line = "name = \"x\"\nscript = \"/bin/test -e /run/x\"";
+        assert!(toml::from_str::<VrrpScriptConfig>(line).is_err());
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{InitialState, VrrpConfig, VrrpInstanceConfig, split_command};
+use crate::config::{InitialState, VipConfig, VrrpConfig, VrrpInstanceConfig};
 use crate::wire::{Auth, Family, Packet, Repr, TTL, TYPE_ADVERTISEMENT, Version, WireError};
 
 /// An instance's protocol state.
@@ -135,6 +135,14 @@ pub enum Action {
     RemoveAddresses {
         /// Instance index.
         instance: usize,
+    },
+    /// Remove these addresses, which the instance held under its previous configuration
+    /// and the reloaded one no longer has (see [`Node::reconfigure`]).
+    RemoveStaleAddresses {
+        /// Instance index.
+        instance: usize,
+        /// The addresses, as the previous configuration had them.
+        vips: Vec<VipConfig>,
     },
     /// Send `repeat` gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) per virtual address.
     Announce {
@@ -354,11 +362,11 @@ struct Group {
     name: String,
     members: Vec<usize>,
     state: State,
-    notify_master: Option<String>,
-    notify_backup: Option<String>,
-    notify_fault: Option<String>,
-    notify_stop: Option<String>,
-    notify: Option<String>,
+    notify_master: Option<Vec<String>>,
+    notify_backup: Option<Vec<String>>,
+    notify_fault: Option<Vec<String>>,
+    notify_stop: Option<Vec<String>>,
+    notify: Option<Vec<String>>,
 }
 
 /// Every VRRP instance of one node, driven by events (see the module docs).
@@ -581,6 +589,186 @@ impl Node {
         out
     }
 
+    /// Whether [`Node::reconfigure`] can take `config` in place: the same instances in the
+    /// same order, each the same virtual router as keepalived matches them on reload
+    /// (VRID, family, interface, unicast or multicast, `unicast_src_ip`, VMAC), under
+    /// the same name. Otherwise the I/O around the node has to be rebuilt (sockets, VMAC
+    /// interfaces), and the node with it.
+    pub fn can_reconfigure(&self, config: &VrrpConfig) -> bool {
+        self.instances.len() == config.instances.len()
+            && self
+                .instances
+                .iter()
+                .zip(&config.instances)
+                .all(|(old, new)| old.cfg.same_router(new) && old.version == config.version_of(new))
+    }
+
+    /// Applies a reloaded configuration (SIGHUP) as keepalived 2.2.7 does, keeping each
+    /// instance's state: a MASTER stays MASTER (its adverts carry the new priority,
+    /// addresses and interval at once; it drops the addresses the new file no longer has,
+    /// adds the new ones and announces them only when some were added); a BACKUP stays
+    /// BACKUP with its down timer restarted; tracked scripts keep their results by name
+    /// and the priorities are recomputed; a fault found now, or cleared, changes the state
+    /// as at start. No state change, notification or gratuitous ARP for an instance whose
+    /// state holds. Like keepalived, every MASTER first sends one advert under the old
+    /// configuration. `config` must pass [`Node::can_reconfigure`] (otherwise nothing is
+    /// changed and nothing returned).
+    pub fn reconfigure(&mut self, now: Duration, config: &VrrpConfig) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.can_reconfigure(config) || self.stopped {
+            return out;
+        }
+        let mut new = Node::new(config);
+        new.interfaces = std::mem::take(&mut self.interfaces);
+        if !self.started {
+            *self = new;
+            return out;
+        }
+        // keepalived's sigreload_vrrp: each MASTER advertises once before reloading.
+        for i in 0..self.instances.len() {
+            if self.instances[i].state == State::Master {
+                let prio = self.instances[i].effective_priority;
+                self.send_advert(i, prio, &mut out);
+            }
+        }
+        // Scripts keep their results (keepalived's clear_diff_script); new ones start as
+        // at start.
+        for (name, &n) in &new.script_names {
+            if let Some(&o) = self.script_names.get(name) {
+                new.scripts[n].ok = self.scripts[o].ok;
+            }
+        }
+        new.started = true;
+        let old_groups: BTreeMap<String, State> = self
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.state))
+            .collect();
+        let old = std::mem::take(&mut self.instances);
+        *self = new;
+        for (i, o) in old.into_iter().enumerate() {
+            let inst = &mut self.instances[i];
+            inst.state = o.state;
+            inst.src = o.src;
+            inst.master = o.master;
+            inst.last_transition = o.last_transition;
+            inst.counters = o.counters;
+            inst.drop_log = o.drop_log;
+            inst.announce_at = o.announce_at;
+            inst.announce_refresh = o.announce_refresh;
+            inst.fault = o.state == State::Fault;
+            let (fault, prio) = self.compute(i);
+            self.instances[i].effective_priority = prio;
+            if o.state == State::Master {
+                // keepalived's clear_diff_vrrp_vip and restore_vrrp_state.
+                let stale: Vec<VipConfig> = o
+                    .cfg
+                    .virtual_ipaddress
+                    .iter()
+                    .filter(|v| !self.instances[i].cfg.virtual_ipaddress.contains(v))
+                    .cloned()
+                    .collect();
+                if !stale.is_empty() {
+                    out.push(Action::RemoveStaleAddresses {
+                        instance: i,
+                        vips: stale,
+                    });
+                }
+                let added = self.instances[i]
+                    .cfg
+                    .virtual_ipaddress
+                    .iter()
+                    .any(|v| !o.cfg.virtual_ipaddress.contains(v));
+                if added && !fault {
+                    out.push(Action::AddAddresses { instance: i });
+                    // keepalived announces every address when some were added.
+                    let repeat = self.instances[i].cfg.garp_master_repeat;
+                    out.push(Action::Announce {
+                        instance: i,
+                        repeat,
+                    });
+                }
+            }
+            if fault {
+                if o.state != State::Fault {
+                    self.instances[i].fault = true;
+                    // keepalived's vrrp_init_state after a reload: the addresses go, no
+                    // priority-0 advert.
+                    self.enter_with(now, i, State::Fault, false, &mut out);
+                }
+                continue;
+            }
+            self.instances[i].fault = false;
+            match o.state {
+                State::Master => {
+                    if let Some(at) = self.instances[i].announce_at {
+                        self.arm(i, TimerKind::Announce, at, &mut out);
+                    }
+                    // reload_master: the next advert goes out at once.
+                    let prio = self.instances[i].effective_priority;
+                    self.send_advert(i, prio, &mut out);
+                    let adv = self.instances[i].adver_int();
+                    self.arm(i, TimerKind::Protocol, now + adv, &mut out);
+                }
+                State::Backup => {
+                    let wait = self.instances[i].master_down_interval();
+                    self.arm(i, TimerKind::Protocol, now + wait, &mut out);
+                }
+                State::Fault | State::Init => {
+                    // Out of FAULT now: as at start.
+                    self.instances[i].state = State::Fault;
+                    let c = &self.instances[i].cfg;
+                    if c.priority == 255 && self.instances[i].group.is_none() {
+                        self.enter(now, i, State::Master, &mut out);
+                    } else {
+                        let inst = &self.instances[i];
+                        let wait = if inst.cfg.state == InitialState::Master {
+                            inst.master_adver_int + inst.skew(1)
+                        } else {
+                            inst.master_down_interval()
+                        };
+                        self.enter_backup(now, i, wait, &mut out);
+                    }
+                }
+            }
+        }
+        // Sync groups: MASTER only when every member kept MASTER, FAULT when one is in
+        // FAULT, else BACKUP with the members that were MASTER giving it up; notified only
+        // when the group's state is not the one it had (keepalived's state_same_at_reload).
+        for g in 0..self.groups.len() {
+            let members = self.groups[g].members.clone();
+            let state = if members
+                .iter()
+                .any(|&m| self.instances[m].state == State::Fault)
+            {
+                State::Fault
+            } else if members
+                .iter()
+                .all(|&m| self.instances[m].state == State::Master)
+            {
+                State::Master
+            } else {
+                State::Backup
+            };
+            self.groups[g].state = state;
+            if old_groups.get(&self.groups[g].name) != Some(&state) {
+                self.notify_group(g, &mut out);
+            }
+            for m in members {
+                let current = self.instances[m].state;
+                if state == State::Fault && current != State::Fault {
+                    self.enter(now, m, State::Fault, &mut out);
+                } else if state == State::Backup && current == State::Master {
+                    // keepalived waits one interval for another master before asking.
+                    let inst = &self.instances[m];
+                    let wait = inst.master_adver_int + inst.skew(1);
+                    self.enter_backup(now, m, wait, &mut out);
+                }
+            }
+        }
+        out
+    }
+
     /// Looks up a script's index by name.
     pub fn script_index(&self, name: &str) -> Option<usize> {
         self.script_names.get(name).copied()
@@ -781,12 +969,25 @@ impl Node {
     /// Moves instance `i` alone into `to` (no sync-group propagation): the RFC's actions
     /// on leaving the old state and entering the new one, then the notifications.
     fn enter(&mut self, now: Duration, i: usize, to: State, out: &mut Vec<Action>) {
+        self.enter_with(now, i, to, true, out);
+    }
+
+    /// [`Node::enter`]; `resign`: a MASTER going to FAULT sends a priority-0 advert first
+    /// (keepalived does not when a reload finds the fault).
+    fn enter_with(
+        &mut self,
+        now: Duration,
+        i: usize,
+        to: State,
+        resign: bool,
+        out: &mut Vec<Action>,
+    ) {
         let from = self.instances[i].state;
         if from == to {
             return;
         }
         if from == State::Master {
-            if to == State::Fault {
+            if to == State::Fault && resign {
                 // keepalived resigns with priority 0 when a fault takes it out of MASTER,
                 // so the backup takes over after Skew_Time instead of the full interval.
                 self.send_advert(i, 0, out);
@@ -1246,9 +1447,9 @@ impl Node {
 }
 
 /// Appends a Notify action for `command` (plus `args`), if configured.
-fn push_notify(out: &mut Vec<Action>, command: Option<&str>, args: Option<[&str; 4]>) {
+fn push_notify(out: &mut Vec<Action>, command: Option<&[String]>, args: Option<[&str; 4]>) {
     let Some(command) = command else { return };
-    let mut argv = split_command(command);
+    let mut argv = command.to_vec();
     if argv.is_empty() {
         return;
     }

@@ -27,6 +27,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use rvs_common::csum::Sum;
+
 /// IP protocol number of VRRP.
 pub const PROTOCOL: u8 = 112;
 /// The IPv4 multicast group of VRRP (224.0.0.18).
@@ -164,50 +166,11 @@ pub enum WireError {
     Ipv4(&'static str),
 }
 
-/// Running ones'-complement sum (RFC 1071) over several byte runs, carrying an odd byte
-/// from one run into the next.
-#[derive(Debug, Default, Clone, Copy)]
-struct Checksum {
-    sum: u32,
-    odd: Option<u8>,
-}
-
-impl Checksum {
-    fn add(&mut self, mut data: &[u8]) {
-        if let (Some(hi), Some((&lo, rest))) = (self.odd, data.split_first()) {
-            self.sum += u32::from(u16::from_be_bytes([hi, lo]));
-            self.odd = None;
-            data = rest;
-        }
-        let mut chunks = data.chunks_exact(2);
-        for pair in &mut chunks {
-            self.sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-            // Fold early so the u32 never overflows, whatever the length.
-            if self.sum > 0xffff_0000 {
-                self.sum = (self.sum & 0xffff) + (self.sum >> 16);
-            }
-        }
-        if let [last] = chunks.remainder() {
-            self.odd = Some(*last);
-        }
-    }
-
-    fn finish(mut self) -> u16 {
-        if let Some(hi) = self.odd.take() {
-            self.sum += u32::from(u16::from_be_bytes([hi, 0]));
-        }
-        while self.sum > 0xffff {
-            self.sum = (self.sum & 0xffff) + (self.sum >> 16);
-        }
-        !(self.sum as u16)
-    }
-}
-
 /// The VRRP checksum of `message` (with its checksum field as it is): version 2 sums the
 /// message alone; version 3 adds the pseudo-header of `src` → `dst`. A message whose
 /// checksum field is right yields 0.
 pub fn checksum(version: Version, src: IpAddr, dst: IpAddr, message: &[u8]) -> u16 {
-    let mut sum = Checksum::default();
+    let mut sum = Sum::default();
     if version == Version::V3 {
         let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
         match (src, dst) {
@@ -226,7 +189,7 @@ pub fn checksum(version: Version, src: IpAddr, dst: IpAddr, message: &[u8]) -> u
         }
     }
     sum.add(message);
-    sum.finish()
+    sum.checksum_be()
 }
 
 /// An address as 16 bytes (IPv4-mapped for IPv4; only reached for a mixed pair).
@@ -719,13 +682,13 @@ pub fn unsolicited_na(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> [u8; 86]
     icmp[24] = 2; // target link-layer address option
     icmp[25] = 1; // 8 bytes
     icmp[26..32].copy_from_slice(&mac);
-    let mut sum = Checksum::default();
+    let mut sum = Sum::default();
     sum.add(&src.octets());
     sum.add(&all_nodes.octets());
     sum.add(&32u32.to_be_bytes());
     sum.add(&[0, 0, 0, 58]);
     sum.add(icmp);
-    let value = sum.finish();
+    let value = sum.checksum_be();
     icmp[2..4].copy_from_slice(&value.to_be_bytes());
     f
 }
@@ -935,23 +898,13 @@ mod tests {
         assert_eq!(&na[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
         assert_eq!(na[14 + 7], 255);
         // The ICMPv6 checksum verifies: summing pseudo-header + message gives 0.
-        let mut sum = Checksum::default();
+        let mut sum = Sum::default();
         sum.add(&src.octets());
         sum.add(&"ff02::1".parse::<Ipv6Addr>().unwrap().octets());
         sum.add(&32u32.to_be_bytes());
         sum.add(&[0, 0, 0, 58]);
         sum.add(&na[54..]);
-        assert_eq!(sum.finish(), 0);
+        assert_eq!(sum.checksum_be(), 0);
         assert_eq!(virtual_mac(Family::V4, 51), [0, 0, 0x5e, 0, 1, 51]);
-    }
-
-    #[test]
-    fn checksum_carries_odd_bytes_across_runs() {
-        let mut a = Checksum::default();
-        a.add(&[1, 2, 3]);
-        a.add(&[4, 5]);
-        let mut b = Checksum::default();
-        b.add(&[1, 2, 3, 4, 5]);
-        assert_eq!(a.finish(), b.finish());
     }
 }

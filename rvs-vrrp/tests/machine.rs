@@ -32,8 +32,8 @@ fn config(priority: u8, v: Version) -> VrrpConfig {
     i.priority = priority;
     i.version = Some(v);
     i.virtual_ipaddress = vec![VIP.parse::<VipConfig>().unwrap()];
-    i.notify = Some("/bin/notify".into());
-    i.notify_master = Some("/bin/m 'a b'".into());
+    i.notify = Some(vec!["/bin/notify".into()]);
+    i.notify_master = Some(vec!["/bin/m".into(), "a b".into()]);
     let c = VrrpConfig {
         instances: vec![i],
         ..VrrpConfig::default()
@@ -52,6 +52,10 @@ struct SimNode {
     notifies: Vec<Vec<String>>,
     announces: Vec<(Duration, usize, u32)>,
     transitions: Vec<(Duration, usize, State)>,
+    /// Every advert sent: (time, instance, the advert as parsed back).
+    sent: Vec<(Duration, usize, Repr)>,
+    /// Addresses removed one by one (a reload's stale ones).
+    removed: Vec<(usize, Vec<VipConfig>)>,
 }
 
 struct Sim {
@@ -81,6 +85,8 @@ impl Sim {
             notifies: Vec::new(),
             announces: Vec::new(),
             transitions: Vec::new(),
+            sent: Vec::new(),
+            removed: Vec::new(),
         });
         self.start(n);
         n
@@ -108,6 +114,13 @@ impl Sim {
         s.timers.clear();
         s.holds.clear();
         self.start(n);
+    }
+
+    /// SIGHUP: node `n` takes `config` in place.
+    fn reload(&mut self, n: usize, config: &VrrpConfig) {
+        assert!(self.nodes[n].node.can_reconfigure(config));
+        let actions = self.nodes[n].node.reconfigure(self.now, config);
+        self.apply(n, actions);
     }
 
     /// SIGKILL: the node stops sending and its timers never fire.
@@ -138,6 +151,9 @@ impl Sim {
                     Action::RemoveAddresses { instance } => {
                         s.holds.insert(instance, false);
                     }
+                    Action::RemoveStaleAddresses { instance, vips } => {
+                        s.removed.push((instance, vips))
+                    }
                     Action::Announce { instance, repeat } => {
                         s.announces.push((self.now, instance, repeat))
                     }
@@ -156,6 +172,13 @@ impl Sim {
             }
         }
         let src = self.nodes[n].addr;
+        for (instance, dst, data) in &sends {
+            let family = rvs_vrrp::wire::Family::of(*dst);
+            let packet =
+                rvs_vrrp::wire::Packet::new_checked(&data[..], family).expect("own advert");
+            let repr = Repr::parse(&packet, src, *dst).expect("own advert parses");
+            self.nodes[n].sent.push((self.now, *instance, repr));
+        }
         for (instance, dst, data) in sends {
             self.deliver(n, instance, src, dst, 255, &data);
         }
@@ -426,7 +449,7 @@ fn v3_backup_learns_the_master_s_interval() {
 fn tracked_script_weight_moves_mastership() {
     let script = VrrpScriptConfig {
         name: "chk".into(),
-        script: "/bin/true".into(),
+        script: vec!["/bin/true".into()],
         interval: ms(1_000),
         timeout: None,
         weight: -60,
@@ -483,7 +506,7 @@ fn tracked_script_weight_moves_mastership() {
 fn script_with_weight_zero_and_tracked_interface_cause_fault() {
     let script = VrrpScriptConfig {
         name: "chk".into(),
-        script: "/bin/true".into(),
+        script: vec!["/bin/true".into()],
         interval: ms(1_000),
         timeout: None,
         weight: 0,
@@ -501,7 +524,7 @@ fn script_with_weight_zero_and_tracked_interface_cause_fault() {
         name: "uplink".into(),
         weight: 0,
     }];
-    a.instances[0].notify_fault = Some("/bin/f".into());
+    a.instances[0].notify_fault = Some(vec!["/bin/f".into()]);
     let mut sim = Sim::new();
     let na = sim.add(&a, 2);
     let nb = sim.add(&config(100, Version::V3), 1);
@@ -589,7 +612,7 @@ fn group_config(priority: u8) -> VrrpConfig {
             notify_backup: None,
             notify_fault: None,
             notify_stop: None,
-            notify: Some("/bin/gn".into()),
+            notify: Some(vec!["/bin/gn".into()]),
         }],
         ..VrrpConfig::default()
     };
@@ -854,4 +877,267 @@ fn repeated_bad_adverts_are_logged_once_a_minute_per_reason() {
             .count(),
         1
     );
+}
+
+/// Two nodes on `config(_, V3)`, settled: node 0 MASTER at 200, node 1 BACKUP at 100.
+fn settled_pair() -> Sim {
+    let mut sim = Sim::new();
+    sim.add(&config(200, Version::V3), 2);
+    sim.add(&config(100, Version::V3), 1);
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.state(0), State::Master);
+    assert_eq!(sim.state(1), State::Backup);
+    sim
+}
+
+/// What node `n` did from time `since` on: (transitions, notifies, announces, adverts).
+fn since(sim: &Sim, n: usize, t: Duration) -> (usize, usize, Vec<u32>, Vec<(Duration, Repr)>) {
+    let s = &sim.nodes[n];
+    (
+        s.transitions.iter().filter(|(at, _, _)| *at >= t).count(),
+        s.notifies.len(),
+        s.announces
+            .iter()
+            .filter(|(at, _, _)| *at >= t)
+            .map(|(_, _, r)| *r)
+            .collect(),
+        s.sent
+            .iter()
+            .filter(|(at, _, _)| *at >= t)
+            .map(|(at, _, r)| (*at, r.clone()))
+            .collect(),
+    )
+}
+
+#[test]
+fn sighup_keeps_a_changed_master_master_and_advertises_the_new_settings_at_once() {
+    let mut sim = settled_pair();
+    let notifies_before = sim.nodes[0].notifies.len();
+    // keepalived.conf edited on both nodes: a second VIP; on the MASTER also a lower
+    // priority (still above the BACKUP's) and a 2 s interval (v3: the BACKUP learns it).
+    let extra: VipConfig = "198.18.0.101/24".parse().unwrap();
+    let mut backup = config(100, Version::V3);
+    backup.instances[0].virtual_ipaddress.push(extra.clone());
+    let mut master = config(150, Version::V3);
+    master.instances[0].virtual_ipaddress.push(extra.clone());
+    master.instances[0].advert_int = ms(2000);
+    let t = sim.now;
+    sim.reload(1, &backup);
+    sim.reload(0, &master);
+    let (transitions, notifies, announces, adverts) = since(&sim, 0, t);
+    assert_eq!(transitions, 0, "the MASTER kept its state");
+    assert_eq!(notifies, notifies_before, "no notify for a state that held");
+    assert_eq!(announces, vec![5], "one burst, for the added address");
+    assert!(sim.nodes[0].removed.is_empty());
+    // keepalived: one advert under the old settings before reloading, one under the new
+    // at once after.
+    let old: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap()];
+    let new: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap(), extra.address];
+    assert_eq!(adverts.len(), 2, "{adverts:?}");
+    assert_eq!(
+        (adverts[0].0, adverts[0].1.priority, adverts[0].1.adver_int),
+        (t, 200, 100)
+    );
+    assert_eq!(adverts[0].1.addresses, old);
+    assert_eq!(
+        (adverts[1].0, adverts[1].1.priority, adverts[1].1.adver_int),
+        (t, 150, 200)
+    );
+    assert_eq!(adverts[1].1.addresses, new);
+    sim.run_for(ms(20_000));
+    let (transitions, _, _, adverts) = since(&sim, 0, t);
+    assert_eq!(transitions, 0);
+    assert_eq!(sim.state(1), State::Backup);
+    // Then every 2 s.
+    assert_eq!(adverts[2].0, t + ms(2000));
+    assert_eq!(adverts[3].0, t + ms(4000));
+    let c = sim.nodes[1].node.counters(0).unwrap();
+    // Only the MASTER's last advert before its reload had the old list (the BACKUP had
+    // reloaded first); every later one matches.
+    assert_eq!(c.address_list_errors, 1);
+    assert_eq!(c.interval_errors, 0);
+}
+
+#[test]
+fn sighup_removes_only_the_addresses_the_file_dropped_without_announcing() {
+    let mut sim = settled_pair();
+    let mut two = config(200, Version::V3);
+    two.instances[0]
+        .virtual_ipaddress
+        .push("198.18.0.101/24".parse().unwrap());
+    let mut two_backup = two.clone();
+    two_backup.instances[0].priority = 100;
+    sim.reload(1, &two_backup);
+    sim.reload(0, &two);
+    sim.run_for(ms(3000));
+    // Now the first VIP goes.
+    let mut one = config(200, Version::V3);
+    one.instances[0].virtual_ipaddress = vec!["198.18.0.101/24".parse().unwrap()];
+    let mut one_backup = one.clone();
+    one_backup.instances[0].priority = 100;
+    let t = sim.now;
+    sim.reload(1, &one_backup);
+    sim.reload(0, &one);
+    let (transitions, _, announces, _) = since(&sim, 0, t);
+    assert_eq!(transitions, 0);
+    assert!(announces.is_empty(), "nothing was added: {announces:?}");
+    assert_eq!(
+        sim.nodes[0].removed,
+        vec![(0, vec![VIP.parse::<VipConfig>().unwrap()])]
+    );
+    assert!(sim.holds(0));
+}
+
+#[test]
+fn sighup_with_an_unchanged_file_changes_no_state_and_sends_no_gratuitous_arp() {
+    let mut sim = settled_pair();
+    let notifies = [sim.nodes[0].notifies.len(), sim.nodes[1].notifies.len()];
+    let t = sim.now;
+    sim.reload(1, &config(100, Version::V3));
+    sim.reload(0, &config(200, Version::V3));
+    sim.run_for(ms(20_000));
+    for (n, before) in notifies.into_iter().enumerate() {
+        let (transitions, notified, announces, _) = since(&sim, n, t);
+        assert_eq!(transitions, 0, "node {n}");
+        assert_eq!(notified, before, "node {n}");
+        assert!(announces.is_empty(), "node {n}: {announces:?}");
+    }
+    // The MASTER's one extra advert is keepalived's (before and after the reload); the
+    // counters survive the reload.
+    let (_, _, _, adverts) = since(&sim, 0, t);
+    assert_eq!(adverts[0].0, t);
+    assert_eq!(adverts[1].0, t);
+    assert_eq!(adverts[2].0, t + ms(1000));
+    assert!(sim.nodes[0].node.counters(0).unwrap().became_master == 1);
+}
+
+#[test]
+fn sighup_lowering_the_master_below_the_backup_hands_over_by_preemption() {
+    let mut sim = settled_pair();
+    let t = sim.now;
+    sim.reload(0, &config(50, Version::V3));
+    // Still MASTER right after the reload (keepalived does not resign on reload) ...
+    assert_eq!(sim.state(0), State::Master);
+    assert_eq!(since(&sim, 0, t).0, 0);
+    // ... until the BACKUP, which preempts a lower priority, takes over after its
+    // Master_Down_Interval.
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.state(1), State::Master);
+    assert_eq!(sim.state(0), State::Backup);
+    assert!(sim.holds(1) && !sim.holds(0));
+}
+
+#[test]
+fn sighup_raising_the_backup_above_the_master_preempts() {
+    let mut sim = settled_pair();
+    let t = sim.now;
+    sim.reload(1, &config(250, Version::V3));
+    assert_eq!(
+        sim.state(1),
+        State::Backup,
+        "no state change on the reload itself"
+    );
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.state(1), State::Master);
+    assert_eq!(sim.state(0), State::Backup);
+    let took = sim.entered(1, State::Master).unwrap() - t;
+    // The restarted down timer: 3 × 1 s + skew for 250.
+    assert!(took <= ms(3100), "{took:?}");
+}
+
+#[test]
+fn sighup_keeps_a_tracked_scripts_result() {
+    let mut c = config(200, Version::V3);
+    c.scripts.push(VrrpScriptConfig {
+        name: "chk".into(),
+        script: vec!["/bin/true".into()],
+        interval: ms(1_000),
+        timeout: None,
+        weight: 0,
+        rise: 1,
+        fall: 1,
+        init_fail: false,
+    });
+    c.instances[0].track_script.push(TrackScriptConfig {
+        name: "chk".into(),
+        weight: Some(-150),
+    });
+    c.validate().unwrap();
+    let mut sim = Sim::new();
+    sim.add(&c, 2);
+    sim.add(&config(100, Version::V3), 1);
+    sim.event(
+        0,
+        Event::ScriptResult {
+            script: 0,
+            success: false,
+        },
+    );
+    sim.run_for(ms(10_000));
+    // 200 − 150 = 50 < 100: the other node is MASTER.
+    assert_eq!(sim.nodes[0].node.effective_priority(0), Some(50));
+    assert_eq!(sim.state(1), State::Master);
+    // A reload with another priority keeps the failed result: 210 − 150 = 60.
+    let mut c2 = c.clone();
+    c2.instances[0].priority = 210;
+    sim.reload(0, &c2);
+    assert_eq!(sim.nodes[0].node.effective_priority(0), Some(60));
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.state(1), State::Master);
+    assert_eq!(sim.state(0), State::Backup);
+}
+
+#[test]
+fn sighup_keeps_a_master_sync_group_master_without_group_notifications() {
+    let mut sim = Sim::new();
+    let a = sim.add(&group_config(200), 2);
+    let b = sim.add(&group_config(100), 1);
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.nodes[a].node.group_state(0), Some(State::Master));
+    let notifies = sim.nodes[a].notifies.len();
+    let t = sim.now;
+    sim.reload(a, &group_config(180));
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.nodes[a].node.group_state(0), Some(State::Master));
+    assert_eq!(sim.nodes[b].node.group_state(0), Some(State::Backup));
+    assert_eq!(since(&sim, a, t).0, 0, "no member changed state");
+    assert_eq!(sim.nodes[a].notifies.len(), notifies, "no GROUP notify");
+    for i in 0..2 {
+        assert_eq!(sim.nodes[a].node.effective_priority(i), Some(180));
+    }
+}
+
+#[test]
+fn sighup_adding_a_tracked_interface_that_is_down_takes_the_master_to_fault() {
+    let mut sim = settled_pair();
+    sim.event(
+        0,
+        Event::Interface {
+            name: "eth9",
+            up: false,
+        },
+    );
+    assert_eq!(sim.state(0), State::Master, "eth9 is not tracked yet");
+    let mut c = config(200, Version::V3);
+    c.instances[0].track_interface = vec![TrackInterfaceConfig {
+        name: "eth9".into(),
+        weight: 0,
+    }];
+    sim.reload(0, &c);
+    // keepalived too: the new tracking puts the instance in FAULT and its addresses go,
+    // without a priority-0 advert (vrrp_init_state after a reload), so the BACKUP takes
+    // over after its Master_Down_Interval from the last advert heard.
+    let t = sim.now;
+    assert_eq!(sim.state(0), State::Fault);
+    assert!(!sim.holds(0));
+    let priorities: Vec<u8> = since(&sim, 0, t)
+        .3
+        .iter()
+        .map(|(_, r)| r.priority)
+        .collect();
+    assert_eq!(priorities, [200], "the reload's advert only");
+    sim.run_for(ms(5000));
+    assert_eq!(sim.state(1), State::Master);
+    let mdi = sim.nodes[1].node.master_down_interval(0).unwrap();
+    assert_eq!(sim.entered(1, State::Master), Some(t + mdi));
 }

@@ -23,13 +23,45 @@ use tokio::{
     sync::{Semaphore, mpsc, oneshot},
 };
 
-/// Largest request body accepted (a `-R` of 100 000 services is a few tens of MB).
-const MAX_BODY: usize = 256 << 20;
+/// What `GET /v1/status` is answered from without asking the main task, so that it is
+/// answered while the main task applies a huge batch: the daemon publishes everything but
+/// the verdict counters on every turn of its loop, and the counters are read from the
+/// pinned map.
+#[derive(Clone)]
+pub struct StatusFeed {
+    /// The status as last published, verdicts left empty.
+    pub base: tokio::sync::watch::Receiver<Arc<rvs_api::Status>>,
+    /// Where the verdict counters are pinned.
+    pub pin_dir: std::path::PathBuf,
+}
+
+impl StatusFeed {
+    /// The status now: the published part and the live counters.
+    fn status(&self) -> Result<serde_json::Value, ApiError> {
+        let mut status = (**self.base.borrow()).clone();
+        let verdicts = rvs_dataplane::pinned_verdicts(&self.pin_dir)
+            .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+        status.verdicts = verdicts
+            .into_iter()
+            .map(|(v, n)| (v.name().to_owned(), n))
+            .collect();
+        serde_json::to_value(&status).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+    }
+}
+
+/// What the API handlers need besides the main task.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The main task.
+    pub calls: mpsc::Sender<Request>,
+    /// `GET /v1/status`'s source.
+    pub status: StatusFeed,
+    /// Largest request body (`--api-max-body`); a larger one gets 413.
+    pub max_body: usize,
+}
 
 /// What a handler asks the main task to do.
 pub enum Call {
-    /// `GET /v1/status`.
-    Status,
     /// `GET /v1/config`.
     GetConfig,
     /// `PUT /v1/config`.
@@ -151,20 +183,16 @@ pub fn http1_builder(limits: ConnLimits) -> http1::Builder {
 }
 
 /// Serves the bound API socket (see [`bind`]) until the process ends.
-pub async fn serve(
-    listener: UnixListener,
-    socket: &Path,
-    calls: mpsc::Sender<Request>,
-) -> Result<()> {
+pub async fn serve(listener: UnixListener, socket: &Path, ctx: ApiContext) -> Result<()> {
     tracing::info!(socket = %socket.display(), "API listening");
     accept_loop(
         "api",
         API_LIMITS,
         || async { listener.accept().await.map(|(s, _)| s) },
         |stream| {
-            let calls = calls.clone();
+            let ctx = ctx.clone();
             async move {
-                let service = service_fn(move |req| handle(req, calls.clone()));
+                let service = service_fn(move |req| handle(req, ctx.clone()));
                 if let Err(e) = http1_builder(API_LIMITS)
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -248,14 +276,39 @@ async fn decode_aside<T: DeserializeOwned + Send + 'static>(body: Bytes) -> Resu
         })
 }
 
+/// 413 for a body over `limit` bytes, naming the limit and how to raise it.
+fn too_large(limit: usize) -> Response<Full<Bytes>> {
+    json_response(
+        413,
+        &ApiError::new(
+            ErrorKind::BadRequest,
+            format!(
+                "request body larger than rvsd's limit of {limit} bytes (rvsd --api-max-body BYTES raises it; or split the batch)"
+            ),
+        ),
+    )
+}
+
 async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
-    calls: mpsc::Sender<Request>,
+    ctx: ApiContext,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ctx.max_body as u64) {
+        return Ok(too_large(ctx.max_body));
+    }
+    let body = match Limited::new(req.into_body(), ctx.max_body).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(too_large(ctx.max_body));
+        }
         Err(e) => {
             return Ok(error_response(&ApiError::new(
                 ErrorKind::BadRequest,
@@ -264,7 +317,13 @@ async fn handle(
         }
     };
     let call = match (method, path.as_str()) {
-        (Method::GET, "/v1/status") => Ok(Call::Status),
+        // Answered here, not by the main task, which may be busy with a huge batch.
+        (Method::GET, "/v1/status") => {
+            return Ok(match ctx.status.status() {
+                Ok(v) => json_response(200, &v),
+                Err(e) => error_response(&e),
+            });
+        }
         (Method::GET, "/v1/config") => Ok(Call::GetConfig),
         (Method::PUT, "/v1/config") => decode_aside(body)
             .await
@@ -288,7 +347,7 @@ async fn handle(
         Err(e) => return Ok(error_response(&e)),
     };
     let (reply, answer) = oneshot::channel();
-    if calls.send(Request { call, reply }).await.is_err() {
+    if ctx.calls.send(Request { call, reply }).await.is_err() {
         return Ok(error_response(&ApiError::new(
             ErrorKind::Internal,
             "rvsd is shutting down",

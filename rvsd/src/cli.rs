@@ -57,6 +57,10 @@ pub struct Args {
     /// RUST_LOG's (default `info`; e.g. `RUST_LOG=rvsd=debug`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Largest API request body in bytes (a `POST /v1/ops` batch, a `PUT /v1/config`); a
+    /// larger one is refused with 413 naming the limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub api_max_body: usize,
     /// bpffs directory: wins over the file's `[daemon] pin_path` in every mode (and for
     /// --cleanup). One rvsd per pin path: a second one refuses to start.
     #[arg(long)]

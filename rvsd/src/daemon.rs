@@ -64,6 +64,9 @@ fn log_reload(a: &Applied) {
     }
 }
 
+/// A batch of this many ops or more is logged with its timings.
+const LARGE_BATCH: usize = 10_000;
+
 /// Where SIGUSR1 writes the state (keepalived writes /tmp/keepalived.data).
 pub const DATA_FILE: &str = "/tmp/rvsd.data";
 /// Where SIGUSR2 writes the statistics (keepalived writes /tmp/keepalived.stats).
@@ -182,7 +185,7 @@ pub fn map_vrrp(
     if conf.vrrp_instances.is_empty() {
         return Ok(None);
     }
-    rvs_vrrp::keepalived::from_keepalived(conf)
+    rvs_keepalived::vrrp::from_keepalived(conf)
         .map(Some)
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -194,6 +197,8 @@ struct Runner {
     id: u64,
     /// Sending (or dropping) it stops the part (a MASTER resigns with priority 0).
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Reloaded configurations of the same instances, applied in place by the task.
+    reload: tokio::sync::mpsc::Sender<rvs_vrrp::config::VrrpConfig>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -218,18 +223,18 @@ impl Runner {
 #[derive(Default)]
 struct Parts {
     order: Vec<String>,
-    snapshots: std::collections::BTreeMap<u64, rvs_vrrp::io::Snapshot>,
+    snapshots: std::collections::BTreeMap<u64, rvs_vrrpd::Snapshot>,
 }
 
 impl Parts {
-    fn merged(&self) -> rvs_vrrp::io::Snapshot {
+    fn merged(&self) -> rvs_vrrpd::Snapshot {
         let mut instances: Vec<_> = self
             .snapshots
             .values()
             .flat_map(|s| s.instances.iter().cloned())
             .collect();
         instances.sort_by_key(|i| self.order.iter().position(|n| *n == i.name));
-        rvs_vrrp::io::Snapshot { instances }
+        rvs_vrrpd::Snapshot { instances }
     }
 }
 
@@ -237,8 +242,8 @@ impl Parts {
 /// part, so a reload restarts only the parts whose configuration changed.
 struct Vrrp {
     /// What the instances are doing (all parts merged).
-    status: watch::Receiver<rvs_vrrp::io::Snapshot>,
-    merged: watch::Sender<rvs_vrrp::io::Snapshot>,
+    status: watch::Receiver<rvs_vrrpd::Snapshot>,
+    merged: watch::Sender<rvs_vrrpd::Snapshot>,
     parts: Arc<std::sync::Mutex<Parts>>,
     runners: Vec<Runner>,
     next_id: u64,
@@ -291,7 +296,7 @@ impl Vrrp {
             return Ok(None);
         }
         let config = Self::config_of(conf)?;
-        let (merged, status) = rvs_vrrp::io::status_channel();
+        let (merged, status) = rvs_vrrpd::status_channel();
         let mut vrrp = Vrrp {
             status,
             merged,
@@ -341,11 +346,12 @@ impl Vrrp {
     fn spawn(&mut self, config: rvs_vrrp::config::VrrpConfig) {
         let id = self.next_id;
         self.next_id += 1;
-        let (tx, mut rx) = rvs_vrrp::io::status_channel();
+        let (tx, mut rx) = rvs_vrrpd::status_channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
         let parts = self.parts.clone();
         let merged = self.merged.clone();
-        let publish = move |snap: Option<rvs_vrrp::io::Snapshot>| {
+        let publish = move |snap: Option<rvs_vrrpd::Snapshot>| {
             if let Ok(mut p) = parts.lock() {
                 match snap {
                     Some(s) => p.snapshots.insert(id, s),
@@ -364,8 +370,8 @@ impl Vrrp {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            let fault = rvs_vrrp::io::fault_snapshot(&run_config);
-            let run = rvs_vrrp::io::run(run_config, shutdown, tx.clone());
+            let fault = rvs_vrrpd::fault_snapshot(&run_config);
+            let run = rvs_vrrpd::run_reloadable(run_config, shutdown, Some(reload_rx), tx.clone());
             tokio::pin!(run);
             let result = loop {
                 tokio::select! {
@@ -387,28 +393,51 @@ impl Vrrp {
             config,
             id,
             stop: Some(stop_tx),
+            reload: reload_tx,
             task: Some(task),
         });
     }
 
-    /// Applies a reloaded keepalived.conf (SIGHUP): parts whose configuration changed are
-    /// restarted with the new one (a changed MASTER part resigns first), new parts are
-    /// started, removed ones stopped; unchanged parts are left untouched. Returns how
-    /// many parts were (re)started and stopped.
+    /// Applies a reloaded keepalived.conf (SIGHUP) as keepalived does: a part whose
+    /// instances are the same virtual routers gets the new configuration in place and
+    /// keeps its states (a MASTER stays MASTER with the new priority, addresses and
+    /// timers; see `rvs_vrrp::Node::reconfigure`); unchanged parts are left untouched;
+    /// parts with other instances are restarted (a MASTER among them resigns first), new
+    /// parts started, removed ones stopped. Returns how many parts were (re)started and
+    /// stopped.
     async fn reload(
         &mut self,
         conf: &rvs_keepalived::model::KeepalivedConf,
     ) -> Result<(usize, usize)> {
         let config = Self::config_of(conf)?;
-        let wanted = config.components();
-        let (keep, gone): (Vec<Runner>, Vec<Runner>) = std::mem::take(&mut self.runners)
-            .into_iter()
-            .partition(|r| wanted.contains(&r.config));
+        let mut wanted = config.components();
+        let mut keep = Vec::new();
+        let mut gone = Vec::new();
+        for mut r in std::mem::take(&mut self.runners) {
+            if let Some(n) = wanted.iter().position(|p| *p == r.config) {
+                wanted.remove(n);
+                keep.push(r);
+            } else if let Some(n) = wanted.iter().position(|p| r.config.same_routers(p)) {
+                let part = wanted.remove(n);
+                let names: Vec<String> = part.instances.iter().map(|i| i.name.clone()).collect();
+                if r.reload.send(part.clone()).await.is_ok() {
+                    tracing::info!(instances = ?names, "VRRP: configuration changed; applied in place, states kept");
+                    r.config = part;
+                    keep.push(r);
+                } else {
+                    // The part's task ended (it failed): run the new configuration afresh.
+                    wanted.push(part);
+                    gone.push(r);
+                }
+            } else {
+                gone.push(r);
+            }
+        }
         self.runners = keep;
         let stopped = gone.len();
         for r in gone {
             let names: Vec<String> = r.config.instances.iter().map(|i| i.name.clone()).collect();
-            tracing::info!(instances = ?names, "VRRP: configuration changed; restarting these instances");
+            tracing::info!(instances = ?names, "VRRP: instances changed; restarting these");
             let id = r.id;
             r.stop().await;
             if let Ok(mut p) = self.parts.lock() {
@@ -416,12 +445,9 @@ impl Vrrp {
             }
         }
         self.set_config(&config);
-        let mut started = 0;
+        let started = wanted.len();
         for part in wanted {
-            if !self.runners.iter().any(|r| r.config == part) {
-                self.spawn(part);
-                started += 1;
-            }
+            self.spawn(part);
         }
         Ok((started, stopped))
     }
@@ -664,12 +690,16 @@ pub struct Daemon {
     /// The TOML file's state as last loaded, to tell a reload what runtime edits it drops.
     loaded: Option<Config>,
     /// The health engine when the state comes from a keepalived.conf.
-    health: Option<rvs_health::HealthHandle>,
+    health: Option<rvs_checkers::HealthHandle>,
     /// The engine's effective configuration (real servers in or out by their checks).
     health_config: Option<watch::Receiver<Arc<Config>>>,
     /// VRRP from the keepalived.conf: services of VIPs this node is not MASTER for stand by.
     vrrp: Option<Vrrp>,
     resolver: NeighbourResolver,
+    /// The VIPs' unreachable routes (see [`crate::vip_routes`]).
+    routes: crate::vip_routes::VipRoutes,
+    /// The status but for the counters, for `GET /v1/status` outside the main loop.
+    status_tx: watch::Sender<Arc<Status>>,
     /// Real servers whose next hop failed to resolve last time (logged once per failure).
     unresolved: HashSet<std::net::Ipv4Addr>,
     /// NAT: client networks (/24) of synced connections whose way back was looked up, and
@@ -766,7 +796,7 @@ impl Daemon {
             Some((model, conf)) => {
                 sync_follow = SyncFollow::of(&conf);
                 let vrrp = Vrrp::start(&conf)?;
-                let handle = rvs_health::HealthEngine::spawn(desired, model)
+                let handle = rvs_checkers::HealthEngine::spawn(desired, model)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let rx = handle.config();
                 let effective = (**rx.borrow()).clone();
@@ -789,6 +819,16 @@ impl Daemon {
             health_config,
             vrrp,
             resolver: NeighbourResolver::new()?,
+            routes: crate::vip_routes::VipRoutes::open(&base.daemon.pin_path).await?,
+            // Published for real below, before the API serves.
+            status_tx: watch::Sender::new(Arc::new(Status {
+                version: String::new(),
+                conn_table_size: 0,
+                timeouts: Default::default(),
+                interfaces: Vec::new(),
+                verdicts: Vec::new(),
+                vrrp: Vec::new(),
+            })),
             unresolved: HashSet::new(),
             client_nets: HashSet::new(),
             client_hops: std::collections::BTreeSet::new(),
@@ -815,8 +855,10 @@ impl Daemon {
         }
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
+        daemon.sync_routes().await;
         daemon.resolve_neighbours().await;
         daemon.follow_vrrp();
+        daemon.publish_status();
         Ok(daemon)
     }
 
@@ -923,7 +965,17 @@ impl Daemon {
 
     /// Applies a batch of ops: only the services it touches are planned and written.
     fn apply_ops(&mut self, ops: &[rvs_api::Op]) -> Result<(Applied, SideEffects), ApiError> {
+        let started = Instant::now();
+        let large = ops.len() >= LARGE_BATCH;
+        if large {
+            tracing::info!(
+                ops = ops.len(),
+                "applying a batch of {} ops (GET /v1/status stays answered; other calls wait)",
+                ops.len()
+            );
+        }
         let (delta, effects) = plan_ops(&self.desired, &self.index, ops)?;
+        let planned = started.elapsed();
         let updates: Vec<(rvs_config::ServiceId, Option<&rvs_config::VirtualService>)> = delta
             .services
             .iter()
@@ -940,8 +992,19 @@ impl Daemon {
                 .filter_map(|(_, s)| s.as_ref())
                 .flat_map(|s| s.reals.iter().map(|r| r.address)),
         );
+        let written = started.elapsed();
         commit(&mut self.desired, &mut self.index, delta);
+        if large {
+            tracing::info!(ops = ops.len(), ?planned, ?written, committed = ?started.elapsed(), "batch applied");
+        }
         Ok((self.applied(&plan), effects))
+    }
+
+    /// Gives each VIP of the desired state its unreachable route and takes the route of a
+    /// VIP whose last service went (only netlink when the set of VIPs changed).
+    async fn sync_routes(&mut self) {
+        let want = crate::vip_routes::vips(&self.desired);
+        self.routes.sync(&want).await;
     }
 
     /// Forgets the rates of reused ids and summarises a written plan.
@@ -1012,7 +1075,7 @@ impl Daemon {
                 let (state, _) =
                     rvs_health::state::HealthState::new(model.clone(), Instant::now(), 0);
                 let applied = self.apply(state.effective_config(&config))?;
-                let handle = rvs_health::HealthEngine::spawn(config, model)
+                let handle = rvs_checkers::HealthEngine::spawn(config, model)
                     .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
                 self.health_config = Some(handle.config());
                 if let Some(old) = self.health.replace(handle) {
@@ -1216,14 +1279,35 @@ impl Daemon {
     fn status(&self) -> Result<Status, ApiError> {
         let verdicts = self.dp.verdicts().map_err(api_error)?;
         Ok(Status {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            conn_table_size: self.dp.limits().connections,
-            timeouts: self.desired.timeouts,
-            interfaces: self.desired.daemon.interfaces.clone(),
             verdicts: verdicts
                 .into_iter()
                 .map(|(v, n)| (v.name().to_owned(), n))
                 .collect(),
+            ..self.status_base()
+        })
+    }
+
+    /// Where `GET /v1/status` is answered from (see [`crate::api::StatusFeed`]).
+    pub fn status_feed(&self) -> crate::api::StatusFeed {
+        crate::api::StatusFeed {
+            base: self.status_tx.subscribe(),
+            pin_dir: self.dp.pin_dir().to_path_buf(),
+        }
+    }
+
+    /// Publishes the status for [`Daemon::status_feed`] (cheap: no counters, no services).
+    fn publish_status(&self) {
+        self.status_tx.send_replace(Arc::new(self.status_base()));
+    }
+
+    /// The status without the verdict counters.
+    fn status_base(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            conn_table_size: self.dp.limits().connections,
+            timeouts: self.desired.timeouts,
+            interfaces: self.desired.daemon.interfaces.clone(),
+            verdicts: Vec::new(),
             vrrp: self.vrrp.as_ref().map_or_else(Vec::new, |v| {
                 v.status
                     .borrow()
@@ -1239,7 +1323,7 @@ impl Daemon {
                     })
                     .collect()
             }),
-        })
+        }
     }
 
     fn services(&self) -> Result<ServiceList, ApiError> {
@@ -1396,7 +1480,6 @@ impl Daemon {
             ));
         }
         match call {
-            Call::Status => to_value(&self.status()?),
             Call::GetConfig => to_value(&self.desired),
             Call::PutConfig(next) => {
                 if next.daemon != self.desired.daemon {
@@ -1484,18 +1567,21 @@ impl Daemon {
         self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
+            self.publish_status();
             let scan_at = tokio::time::Instant::from_std(next_scan);
             let request_due = self.sync.request_due();
             tokio::select! {
                 _ = hup.recv() => match self.reload_recorded().await {
                     Ok(a) => {
                         log_reload(&a);
+                        self.sync_routes().await;
                         self.resolve_neighbours().await;
                     }
                     Err(e) => tracing::error!(error = %e, "reload refused; state unchanged"),
                 },
                 Some(req) = calls.recv() => {
                     let changes = matches!(req.call, Call::PutConfig(_) | Call::Reload);
+                    let edits = changes || matches!(req.call, Call::Ops(_));
                     let answer = if matches!(req.call, Call::Reload) {
                         self.reload_recorded().await.and_then(|a| {
                             log_reload(&a);
@@ -1508,6 +1594,9 @@ impl Daemon {
                         tracing::info!(error = %e, "API request refused");
                     }
                     let _ = req.reply.send(answer);
+                    if edits {
+                        self.sync_routes().await;
+                    }
                     if changes {
                         self.resolve_neighbours().await;
                     }
@@ -1526,6 +1615,7 @@ impl Daemon {
                             Ok(a) => tracing::info!(written = a.services_written, reals = a.reals_written, "health change applied"),
                             Err(e) => tracing::error!(error = %e, "health change could not be applied"),
                         }
+                        self.sync_routes().await;
                     }
                 }
                 Ok(()) = vrrp_changed(&mut self.vrrp) => {

@@ -19,6 +19,7 @@ mod stats;
 mod status;
 mod sync;
 mod systemd;
+mod vip_routes;
 mod web;
 
 use anyhow::{Context, Result};
@@ -62,12 +63,22 @@ fn main() -> Result<()> {
         for r in daemon::restore_forwarding(std::path::Path::new(daemon::LOCK_DIR), &pin_dir)? {
             println!("restored net.ipv4.conf.{r}");
         }
+        // The VIPs' unreachable routes of this pin path (in this namespace) go too.
+        let routes = vip_routes::cleanup(&pin_dir).context("removing the VIPs' routes");
+        for vip in routes.as_deref().unwrap_or_default() {
+            println!("removed the unreachable route of VIP {vip}");
+        }
         cleaned?;
+        routes?;
         daemon::PinLock::remove_if_free(std::path::Path::new(daemon::LOCK_DIR), &pin_dir);
         println!("detached and unpinned {}", pin_dir.display());
         return Ok(());
     }
-    tokio::runtime::Builder::new_current_thread()
+    // The main loop runs on this thread (block_on); the API, metrics and checker tasks on
+    // two workers, so `GET /v1/status` is answered while the main loop is busy (a huge
+    // batch holds it for seconds).
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?
@@ -113,8 +124,13 @@ fn main() -> Result<()> {
                 });
             }
             let socket = args.socket;
+            let ctx = api::ApiContext {
+                calls: tx,
+                status: daemon.status_feed(),
+                max_body: args.api_max_body,
+            };
             tokio::spawn(async move {
-                if let Err(e) = api::serve(listener, &socket, tx).await {
+                if let Err(e) = api::serve(listener, &socket, ctx).await {
                     tracing::error!(error = format!("{e:#}"), "API server stopped");
                 }
             });

@@ -473,8 +473,63 @@ fn sighup_with_a_raised_priority_preempts_and_leaves_other_instances_alone() {
     assert!(!lb2.holds(VIP2).expect("lb2 addresses"));
     assert_eq!(
         runs(&dirs.rvsd[1]),
-        before + 1,
-        "only VI_1 was restarted on lb2"
+        before,
+        "VI_1 took its new priority in place; nothing was restarted on lb2"
+    );
+}
+
+#[test]
+fn sighup_keeps_a_changed_master_master_and_leaves_an_unchanged_backup_alone() {
+    if !rvs_lab::root_or_skip("HA reload lab test") {
+        return;
+    }
+    let lab = HaLab::new(1, &[VIP]).expect("lab");
+    let mut dirs = start(&lab, [150, 100]);
+    let (lb1, lb2) = (&lab.directors()[0], &lab.directors()[1]);
+    wait_until("lb1 MASTER", Duration::from_secs(20), || {
+        lb1.holds(VIP).unwrap_or(false)
+    });
+    let runs = |r: &Rvsd| r.output().matches("VRRP running").count();
+    let changes = |r: &Rvsd| r.output().matches("state change").count();
+    let before = [runs(&dirs.rvsd[0]), changes(&dirs.rvsd[0])];
+    let backup_changes = changes(&dirs.rvsd[1]);
+    // lb1 (MASTER): priority 150 -> 120, still above lb2's 100. keepalived keeps MASTER
+    // (no priority-0 advert, no re-election); rvsd used to restart the instance, which
+    // handed the VIP to lb2 for a while.
+    dirs.rvsd[0]
+        .reload(&keepalived_conf(&lab, 120))
+        .expect("lb1 reload");
+    // lb2 (BACKUP): the same file again.
+    dirs.rvsd[1]
+        .reload(&keepalived_conf(&lab, 100))
+        .expect("lb2 reload");
+    // Longer than lb2's Master_Down_Interval (3.6 s): it would have taken over by then.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        assert!(lb1.holds(VIP).expect("lb1 addresses"), "lb1 lost the VIP");
+        assert!(!lb2.holds(VIP).expect("lb2 addresses"), "lb2 took the VIP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        vrrp_states(&dirs.rvsd[0]),
+        vec![("VI_1".to_owned(), "MASTER".to_owned())]
+    );
+    assert_eq!(
+        [runs(&dirs.rvsd[0]), changes(&dirs.rvsd[0])],
+        before,
+        "lb1 restarted or changed state: {}",
+        dirs.rvsd[0].output()
+    );
+    assert_eq!(
+        changes(&dirs.rvsd[1]),
+        backup_changes,
+        "the unchanged BACKUP changed state: {}",
+        dirs.rvsd[1].output()
+    );
+    assert!(
+        dirs.rvsd[0]
+            .output()
+            .contains("applied in place, states kept")
     );
 }
 

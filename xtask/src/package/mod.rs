@@ -32,7 +32,7 @@ pub struct PackageArgs {
 const BINARIES: &[(&str, &str)] = &[
     ("rvsd", "rvsd"),
     ("rvsadm", "rvsadm"),
-    ("rvs-vrrp", "rvs-vrrpd"),
+    ("rvs-vrrpd", "rvs-vrrpd"),
     ("rvs-realserver", "rvs-realserver"),
 ];
 

@@ -10,8 +10,8 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, MacVlanMode};
 use rtnetlink::{AddressMessageBuilder, Handle, LinkMacVlan};
 
-use super::IoError;
-use crate::config::VipConfig;
+use crate::IoError;
+use rvs_vrrp::config::VipConfig;
 
 /// What the I/O layer needs to know about an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl Net {
     pub async fn source_address(
         &self,
         index: u32,
-        family: crate::wire::Family,
+        family: rvs_vrrp::wire::Family,
         exclude: &[IpAddr],
     ) -> Result<Option<IpAddr>, IoError> {
         let mut addrs = self
@@ -121,12 +121,12 @@ impl Net {
             }
             let flags = msg.header.flags;
             match (family, addr) {
-                (crate::wire::Family::V4, IpAddr::V4(_))
+                (rvs_vrrp::wire::Family::V4, IpAddr::V4(_))
                     if !flags.contains(AddressHeaderFlags::Secondary) =>
                 {
                     found = Some(addr)
                 }
-                (crate::wire::Family::V6, IpAddr::V6(a))
+                (rvs_vrrp::wire::Family::V6, IpAddr::V6(a))
                     if is_link_local(a)
                         && !flags.contains(AddressHeaderFlags::Tentative)
                         && !flags.contains(AddressHeaderFlags::Dadfailed) =>

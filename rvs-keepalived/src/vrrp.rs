@@ -13,17 +13,17 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rvs_keepalived::Loc;
-use rvs_keepalived::model::{
+use crate::Loc;
+use crate::model::{
     AuthType, KeepalivedConf, ScriptConf, Tracked, VirtualIp, VrrpInstance, VrrpNotify, VrrpScript,
     VrrpState, VrrpSyncGroup,
 };
 
-use crate::config::{
+use rvs_vrrp::config::{
     AuthConfig, AuthKind, ConfigError, InitialState, Scope, SyncGroupConfig, TrackInterfaceConfig,
     TrackScriptConfig, VipConfig, VrrpConfig, VrrpInstanceConfig, VrrpScriptConfig,
 };
-use crate::wire::{Family, MAX_ADVER_INT_V3, Version};
+use rvs_vrrp::wire::{Family, MAX_ADVER_INT_V3, Version};
 
 /// Why the VRRP blocks of a keepalived.conf cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,38 +133,9 @@ fn has_notify(n: &VrrpNotify) -> bool {
         || n.any.is_some()
 }
 
-/// Joins an argv into a command line that [`crate::config::split_command`] splits back
-/// into the same words (quoting words with blanks or quotes).
-fn command_line(argv: &[String]) -> String {
-    let mut out = String::new();
-    for (n, word) in argv.iter().enumerate() {
-        if n > 0 {
-            out.push(' ');
-        }
-        let plain = !word.is_empty()
-            && !word
-                .chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\'');
-        if plain {
-            out.push_str(word);
-            continue;
-        }
-        out.push('"');
-        for c in word.chars() {
-            if c == '"' {
-                // Close the double quotes, give the quote in single quotes, reopen.
-                out.push_str("\"'\"'\"");
-            } else {
-                out.push(c);
-            }
-        }
-        out.push('"');
-    }
-    out
-}
-
-/// A notify or check script as a command line; warns about a user/group rvs cannot apply.
-fn script_line(s: &ScriptConf, what: &str, w: &mut Warn) -> Option<String> {
+/// A notify or check script's words (split by the keepalived model's one splitter,
+/// [`crate::model::split_script`]); warns about a user/group rvs cannot apply.
+fn script_line(s: &ScriptConf, what: &str, w: &mut Warn) -> Option<Vec<String>> {
     if s.argv.is_empty() {
         w.at(Some(&s.loc), format!("`{what}` is empty; ignored"));
         return None;
@@ -177,7 +148,7 @@ fn script_line(s: &ScriptConf, what: &str, w: &mut Warn) -> Option<String> {
             ),
         );
     }
-    Some(command_line(&s.argv))
+    Some(s.argv.clone())
 }
 
 fn script(s: &VrrpScript, w: &mut Warn) -> Option<VrrpScriptConfig> {
@@ -344,7 +315,7 @@ fn advert_int(
     fixed
 }
 
-fn notify_line(s: &Option<ScriptConf>, what: &str, w: &mut Warn) -> Option<String> {
+fn notify_line(s: &Option<ScriptConf>, what: &str, w: &mut Warn) -> Option<Vec<String>> {
     s.as_ref().and_then(|s| script_line(s, what, w))
 }
 
@@ -678,11 +649,10 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::config::split_command;
 
     fn map(text: &str) -> (VrrpConfig, Vec<String>) {
-        let import = rvs_keepalived::load_str(Path::new("/etc/keepalived/keepalived.conf"), text)
-            .expect("loads");
+        let import =
+            crate::load_str(Path::new("/etc/keepalived/keepalived.conf"), text).expect("loads");
         from_keepalived(&import.keepalived).expect("maps")
     }
 
@@ -805,10 +775,10 @@ vrrp_instance VI_2 {
             name: "chk_http".into(),
             weight: Some(-30),
         }];
-        vi1.notify_master = Some("\"/etc/keepalived/to master.sh\" VI_1".into());
-        vi1.notify_backup = Some("/etc/keepalived/backup.sh".into());
-        vi1.notify_fault = Some("/etc/keepalived/fault.sh".into());
-        vi1.notify_stop = Some("/etc/keepalived/stop.sh".into());
+        vi1.notify_master = Some(vec!["/etc/keepalived/to master.sh".into(), "VI_1".into()]);
+        vi1.notify_backup = Some(vec!["/etc/keepalived/backup.sh".into()]);
+        vi1.notify_fault = Some(vec!["/etc/keepalived/fault.sh".into()]);
+        vi1.notify_stop = Some(vec!["/etc/keepalived/stop.sh".into()]);
         vi1.garp_master_delay = Duration::from_secs(2);
         vi1.garp_master_repeat = 3;
         vi1.garp_master_refresh = Duration::from_secs(60);
@@ -839,7 +809,11 @@ vrrp_instance VI_2 {
         expected.global.vrrp_version = Version::V3;
         expected.scripts = vec![VrrpScriptConfig {
             name: "chk_http".into(),
-            script: "/usr/bin/curl -sf http://127.0.0.1/".into(),
+            script: vec![
+                "/usr/bin/curl".into(),
+                "-sf".into(),
+                "http://127.0.0.1/".into(),
+            ],
             interval: Duration::from_secs(2),
             timeout: Some(Duration::from_secs(3)),
             weight: -20,
@@ -851,31 +825,13 @@ vrrp_instance VI_2 {
         expected.sync_groups = vec![SyncGroupConfig {
             name: "G1".into(),
             group: vec!["VI_1".into(), "VI_2".into()],
-            notify_master: Some("/etc/keepalived/master.sh G1".into()),
+            notify_master: Some(vec!["/etc/keepalived/master.sh".into(), "G1".into()]),
             notify_backup: None,
             notify_fault: None,
             notify_stop: None,
-            notify: Some("/etc/keepalived/notify.sh".into()),
+            notify: Some(vec!["/etc/keepalived/notify.sh".into()]),
         }];
         assert_eq!(config, expected);
-        assert_eq!(
-            split_command(expected.instances[0].notify_master.as_deref().unwrap()),
-            ["/etc/keepalived/to master.sh", "VI_1"]
-        );
-    }
-
-    #[test]
-    fn command_lines_split_back_into_the_same_words() {
-        let cases: [&[&str]; 4] = [
-            &["/bin/true"],
-            &["/bin/sh", "-c", "echo 'a b' \"c\""],
-            &["x", ""],
-            &["it's", "say \"hi\""],
-        ];
-        for argv in cases {
-            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-            assert_eq!(split_command(&command_line(&argv)), argv);
-        }
     }
 
     #[test]
@@ -910,14 +866,14 @@ vrrp_instance VI_2 {
     #[test]
     fn missing_required_options_are_located_errors() {
         let text = "vrrp_instance VI_1 {\n    interface eth0\n}\n";
-        let import = rvs_keepalived::load_str(Path::new("k.conf"), text).unwrap();
+        let import = crate::load_str(Path::new("k.conf"), text).unwrap();
         let err = from_keepalived(&import.keepalived).unwrap_err().to_string();
         assert!(
             err.starts_with("k.conf:1: ") && err.contains("virtual_router_id"),
             "{err}"
         );
         let text = "vrrp_instance VI_1 {\n    virtual_router_id 1\n}\n";
-        let import = rvs_keepalived::load_str(Path::new("k.conf"), text).unwrap();
+        let import = crate::load_str(Path::new("k.conf"), text).unwrap();
         let err = from_keepalived(&import.keepalived).unwrap_err().to_string();
         assert!(err.contains("`interface` is required"), "{err}");
         let with_default = format!("global_defs {{\n    default_interface eth9\n}}\n{text}");
@@ -968,7 +924,7 @@ vrrp_instance VI_2 {
         }
         let mut with_vrrp = 0;
         for file in &files {
-            let import = rvs_keepalived::load(file).unwrap();
+            let import = crate::load(file).unwrap();
             let k = &import.keepalived;
             if k.vrrp_instances.is_empty() && k.vrrp_scripts.is_empty() {
                 continue;

@@ -9,13 +9,14 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rvs_checkers::{ChangeAction, EngineError, HealthEngine};
 use rvs_config::{
     Config, ForwardMethod, Protocol, RealServer, Scheduler, ServiceId, VirtualService,
 };
+use rvs_health::HealthModel;
 use rvs_health::model::{
     CheckKind, Checker, RealHealth, Script, ServiceHealth, SorryServer, Timing,
 };
-use rvs_health::{ChangeAction, EngineError, HealthEngine, HealthModel};
 use servers::Mode;
 
 fn script(log: &Path, word: &str) -> Script {
@@ -115,7 +116,7 @@ fn scripts_quorum_and_sorry_server() {
         ));
 
         let handle = HealthEngine::spawn(config, model).expect("engine");
-        let addrs = |h: &rvs_health::HealthHandle| -> Vec<u8> {
+        let addrs = |h: &rvs_checkers::HealthHandle| -> Vec<u8> {
             h.config().borrow().services[0]
                 .reals
                 .iter()

@@ -1,5 +1,6 @@
 //! `rvs-vrrpd`: runs the VRRP instances of a TOML file (see docs/vrrp.md) until SIGTERM
-//! or SIGINT, then resigns mastership and removes its virtual addresses.
+//! or SIGINT, then resigns mastership and removes its virtual addresses. SIGHUP reads the
+//! file again and applies it keeping every instance's state, as keepalived does.
 //!
 //! ```text
 //! rvs-vrrpd --config /etc/rvs/vrrp.toml        # run
@@ -10,7 +11,7 @@
 //!
 //! With `--keepalived`, the `vrrp_instance`, `vrrp_script` and `vrrp_sync_group` blocks
 //! (and the `vrrp_*` settings of `global_defs`) are mapped by
-//! [`rvs_vrrp::keepalived::from_keepalived`]; every option rvs-vrrp does not carry out is
+//! [`rvs_keepalived::vrrp::from_keepalived`]; every option rvs-vrrp does not carry out is
 //! logged as a warning with its file and line. `virtual_server` blocks are left to rvsd.
 //!
 //! Logs go to stderr (`RUST_LOG` filters, default `info`); every state change is one
@@ -20,9 +21,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use rvs_keepalived::vrrp::from_keepalived;
 use rvs_vrrp::VrrpConfig;
-use rvs_vrrp::io::{run, status_channel};
-use rvs_vrrp::keepalived::from_keepalived;
+use rvs_vrrpd::{run_reloadable, status_channel};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Command line.
@@ -102,15 +103,21 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let config = match (&args.config, &args.keepalived) {
-        (Some(path), _) => load(path)?,
-        (None, Some(path)) => load_keepalived(path)?,
-        (None, None) => {
-            anyhow::bail!("give --config FILE, --keepalived FILE or --check-config FILE")
+    let read = {
+        let args_config = args.config.clone();
+        let args_keepalived = args.keepalived.clone();
+        move || match (&args_config, &args_keepalived) {
+            (Some(path), _) => load(path),
+            (None, Some(path)) => load_keepalived(path),
+            (None, None) => {
+                anyhow::bail!("give --config FILE, --keepalived FILE or --check-config FILE")
+            }
         }
     };
+    let config = read()?;
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let (tx, mut rx) = status_channel();
     tokio::spawn(async move {
         if rx.changed().await.is_ok() {
@@ -119,12 +126,32 @@ async fn main() -> Result<()> {
         // Keep the receiver alive so the sender never sees a closed channel.
         while rx.changed().await.is_ok() {}
     });
+    // SIGHUP: the file is read again and applied in place, states kept as keepalived
+    // keeps them (a file that does not load leaves the running configuration).
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            match read() {
+                Ok(config) => {
+                    if reload_tx.send(config).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reload refused; the running configuration stays")
+                }
+            }
+        }
+    });
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM"),
             _ = int.recv() => tracing::info!("SIGINT"),
         }
     };
-    run(config, shutdown, tx).await.context("VRRP failed")?;
+    run_reloadable(config, shutdown, Some(reload_rx), tx)
+        .await
+        .context("VRRP failed")?;
     Ok(())
 }

@@ -133,7 +133,7 @@ fn track_script_notify_and_vmac() -> Result<()> {
                 r#"
 [[vrrp_script]]
 name = "chk"
-script = "/bin/sh -c '! test -e {flag}'"
+script = ["/bin/sh", "-c", "! test -e {flag}"]
 interval = 0.1
 weight = -100
 "#,
@@ -157,7 +157,7 @@ use_vmac = true
 garp_master_delay = 0
 virtual_ipaddress = ["{VIP}/24"]
 {tracks}
-notify = "/bin/sh {notify}"
+notify = ["/bin/sh", "{notify}"]
 "#,
             tracks = if script {
                 "track_script = [{ name = \"chk\" }]"

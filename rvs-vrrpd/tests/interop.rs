@@ -273,3 +273,71 @@ interop_test!(
     Flavour::V3Unicast,
     1
 );
+
+/// SIGHUP on both sides of a mixed pair (v3, 0.1 s): the real keepalived, MASTER, reloaded
+/// with a lower priority (still above rvs's) stays MASTER and rvs stays BACKUP — the
+/// keepalived behaviour `Node::reconfigure` follows; rvs, BACKUP, reloaded with a priority
+/// above keepalived's preempts; rvs, now MASTER, reloaded with another priority stays
+/// MASTER and keepalived stays BACKUP.
+#[test]
+fn sighup_keeps_the_master_on_either_side() -> Result<()> {
+    if !rvs_lab::root_or_skip("sighup_keeps_the_master_on_either_side") {
+        return Ok(());
+    }
+    let f = Flavour::V3;
+    let vip = f.vip();
+    let mut lab = Lab::new(2)?;
+    let mut rvs = lab.rvs(0, &rvs_config(f, 100))?;
+    let mut ka = lab.keepalived(1, &keepalived_config(f, 200))?;
+    let settle = f.mdi_100() * 2 + Duration::from_secs(2);
+    let ka_master =
+        |lab: &Lab| -> Result<bool> { Ok(lab.nodes[1].holds(vip)? && !lab.nodes[0].holds(vip)?) };
+    let rvs_master =
+        |lab: &Lab| -> Result<bool> { Ok(lab.nodes[0].holds(vip)? && !lab.nodes[1].holds(vip)?) };
+    wait_until(settle, || ka_master(&lab)).context("keepalived elected")?;
+    let count = |log: &str, what: &str| log.matches(what).count();
+
+    // keepalived MASTER: 200 -> 150.
+    let ka_name = lab.nodes[1].name.clone();
+    lab.file(
+        &format!("{ka_name}-keepalived.conf"),
+        &keepalived_config(f, 150),
+    )?;
+    let ka_backups = count(&ka.output(), "Entering BACKUP STATE");
+    let rvs_changes = count(&rvs.output(), "state change");
+    ka.signal(nix::sys::signal::Signal::SIGHUP)?;
+    wait_until(Duration::from_secs(10), || {
+        Ok(ka.output().contains("Reload complete"))
+    })
+    .with_context(|| format!("keepalived reloaded:\n{}", ka.output()))?;
+    holds_for(Duration::from_secs(2), || ka_master(&lab))
+        .context("keepalived stays MASTER through its reload")?;
+    ensure!(count(&ka.output(), "Entering BACKUP STATE") == ka_backups);
+    ensure!(count(&rvs.output(), "state change") == rvs_changes);
+
+    // rvs BACKUP: 100 -> 250 preempts keepalived's 150.
+    let rvs_name = lab.nodes[0].name.clone();
+    lab.file(&format!("{rvs_name}-rvs.toml"), &rvs_config(f, 250))?;
+    rvs.signal(nix::sys::signal::Signal::SIGHUP)?;
+    wait_until(settle, || rvs_master(&lab)).context("rvs preempts after its reload")?;
+
+    // rvs MASTER: 250 -> 220, still above 150: nothing changes hands.
+    let ka_masters = count(&ka.output(), "Entering MASTER STATE");
+    let rvs_changes = count(&rvs.output(), "state change");
+    lab.file(&format!("{rvs_name}-rvs.toml"), &rvs_config(f, 220))?;
+    rvs.signal(nix::sys::signal::Signal::SIGHUP)?;
+    wait_until(Duration::from_secs(5), || {
+        Ok(rvs.output().contains("reloaded in place"))
+    })
+    .context("rvs reloaded")?;
+    holds_for(Duration::from_secs(2), || rvs_master(&lab))
+        .context("rvs stays MASTER through its reload")?;
+    ensure!(count(&ka.output(), "Entering MASTER STATE") == ka_masters);
+    ensure!(count(&rvs.output(), "state change") == rvs_changes);
+    rvs.stop()?;
+    ka.stop()?;
+    let all = format!("{}\n{}", rvs.output(), ka.output());
+    let errors = protocol_errors(&all);
+    ensure!(errors.is_empty(), "protocol errors logged: {errors:#?}");
+    Ok(())
+}

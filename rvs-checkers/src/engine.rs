@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn f(config: rvs_config::Config, model: rvs_health::HealthModel) {
-//! let handle = rvs_health::HealthEngine::spawn(config, model).expect("valid model");
+//! let handle = rvs_checkers::HealthEngine::spawn(config, model).expect("valid model");
 //! let mut effective = handle.config();
 //! while effective.changed().await.is_ok() {
 //!     let config = effective.borrow_and_update().clone();
@@ -29,8 +29,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::check::{Checkers, command};
-use crate::model::{HealthModel, RealId};
-use crate::state::{
+use rvs_health::model::{HealthModel, RealId};
+use rvs_health::state::{
     CheckId, Counters, HealthState, Outcome, Output, RealStatus, ScriptRun, TransitionKind,
 };
 

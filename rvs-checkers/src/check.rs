@@ -22,11 +22,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
-use crate::model::{
+use rvs_health::model::{
     CheckKind, Checker, DnsCheck, HttpCheck, HttpVersion, MiscCheck, Script, SmtpCheck, TlsCheck,
     UdpCheck,
 };
-use crate::state::Outcome;
+use rvs_health::state::Outcome;
 
 /// Most bytes of an HTTP response read (status, headers and body); the digest is over what
 /// was read, as keepalived's is bounded too.
@@ -498,18 +498,6 @@ async fn dns(c: &Checker, d: &DnsCheck) -> Outcome {
     }
 }
 
-/// Internet checksum (RFC 1071) of an ICMP message; four lines are not worth a crate.
-fn icmp_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|p| u32::from(u16::from_be_bytes([p[0], *p.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 async fn ping(c: &Checker) -> Outcome {
     let IpAddr::V4(ip) = c.target.ip() else {
         return Outcome::Down("PING_CHECK over IPv6 is not supported by rvs yet".into());
@@ -547,7 +535,7 @@ async fn ping_v4(c: &Checker, ip: Ipv4Addr) -> io::Result<()> {
     pkt.extend_from_slice(&ident.to_be_bytes());
     pkt.extend_from_slice(&seq.to_be_bytes());
     pkt.extend_from_slice(b"rvs-health-ping!");
-    let sum = icmp_checksum(&pkt);
+    let sum = rvs_common::csum::Sum::default().add(&pkt).checksum_be();
     pkt[2..4].copy_from_slice(&sum.to_be_bytes());
     sock.send(&pkt).await?;
     let mut buf = [0u8; 1500];
@@ -669,15 +657,5 @@ mod tests {
             host_of("198.18.0.1:8080".parse().unwrap()),
             "198.18.0.1:8080"
         );
-    }
-
-    #[test]
-    fn icmp_checksum_matches_a_known_echo() {
-        // An echo request (id 0x1234, seq 1, no data): checksum 0xe5ca.
-        let pkt = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
-        assert_eq!(icmp_checksum(&pkt), 0xe5ca);
-        let mut with = pkt;
-        with[2..4].copy_from_slice(&0xe5cau16.to_be_bytes());
-        assert_eq!(icmp_checksum(&with), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! The Linux I/O layer around [`Node`]: raw VRRP sockets, rtnetlink for interfaces,
+//! rvs-vrrpd: the Linux I/O layer around rvs-vrrp's [`Node`]: raw VRRP sockets, rtnetlink for interfaces,
 //! addresses and the VMAC, AF_PACKET for gratuitous ARP / unsolicited NA, child processes
 //! for `vrrp_script` checks and notify commands, and the timers. [`run`] is the entry point
 //! (the daemon and `rvs-vrrpd` call it); the published [`Snapshot`] is the state and
@@ -8,6 +8,8 @@
 //! Interface state and the advert source address are polled over rtnetlink every
 //! [`POLL_INTERVAL`] (keepalived listens to netlink events instead; polling is simpler and
 //! bounded, and 200 ms is far below any Master_Down_Interval).
+
+#![warn(missing_docs)]
 
 mod net;
 mod socket;
@@ -24,10 +26,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, VipConfig, VrrpConfig, split_command};
-use crate::machine::{Action, Event, InstanceStatus, Node, State, TimerKind};
-use crate::wire::{self, Family};
 use net::{Link, Net};
+use rvs_vrrp::config::{ConfigError, VipConfig, VrrpConfig};
+use rvs_vrrp::machine::{Action, Event, InstanceStatus, Node, State, TimerKind};
+use rvs_vrrp::wire::{self, Family};
 use socket::{FrameSocket, Received, RecvSocket, SendSocket};
 
 /// How often interface state and source addresses are re-read.
@@ -104,7 +106,8 @@ pub fn fault_snapshot(config: &VrrpConfig) -> Snapshot {
 /// Something for the main loop, from the helper tasks.
 enum Input {
     Packet(usize, Received),
-    Script(usize, bool),
+    /// A `vrrp_script` result: (generation of the script set, script index, success).
+    Script(u64, usize, bool),
     /// Instance's socket failed (true) or works again (false).
     SocketFault(usize, bool),
 }
@@ -130,14 +133,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     status: watch::Sender<Snapshot>,
 ) -> Result<(), IoError> {
+    run_reloadable(config, shutdown, None, status).await
+}
+
+/// [`run`], also taking reloaded configurations (SIGHUP) from `reloads`: each is applied
+/// in place by [`Node::reconfigure`] (states kept as keepalived keeps them), when
+/// [`Node::can_reconfigure`] says it can be; otherwise it is refused with an error log
+/// and the running configuration stays (the caller restarts such instances instead).
+pub async fn run_reloadable(
+    config: VrrpConfig,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: Option<mpsc::Receiver<VrrpConfig>>,
+    status: watch::Sender<Snapshot>,
+) -> Result<(), IoError> {
     config.validate()?;
     let net = Net::new()?;
     let frames = FrameSocket::open()?;
-    let all_vips: Vec<IpAddr> = config
-        .instances
-        .iter()
-        .flat_map(|i| i.virtual_ipaddress.iter().map(|v| v.address))
-        .collect();
+    let all_vips = vips_of(&config);
 
     let (tx, mut rx) = mpsc::channel::<Input>(1024);
     let mut tasks = JoinSet::new();
@@ -233,37 +245,20 @@ pub async fn run(
                 src: None,
             });
         }
-        for (s, sc) in config.scripts.iter().enumerate() {
-            let tx = tx.clone();
-            let argv = split_command(&sc.script);
-            let interval = sc.interval;
-            let timeout = sc.timeout.unwrap_or(sc.interval);
-            let name = sc.name.clone();
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval(interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let ok = run_check(&argv, timeout).await;
-                    tracing::trace!(script = %name, ok, "vrrp_script result");
-                    if tx.send(Input::Script(s, ok)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
+        let mut scripts = JoinSet::new();
+        let mut generation = 0u64;
+        spawn_scripts(&config, generation, &tx, &mut scripts);
 
         let mut node = Node::new(&config);
         let mut lp = Loop {
-            config: &config,
+            config: config.clone(),
             net: &net,
             frames: &frames,
             wires: &mut wires,
             timers: BTreeMap::new(),
             epoch: Instant::now(),
             links: BTreeMap::new(),
-            all_vips: &all_vips,
+            all_vips,
             socket_fault: vec![false; config.instances.len()],
         };
         lp.poll_links(&mut node, true).await?;
@@ -312,7 +307,9 @@ pub async fn run(
                                 data: &p.data,
                             },
                         ),
-                        Input::Script(script, ok) => node.handle(
+                        // A result from before a reload names the old script list.
+                        Input::Script(g, _, _) if *g != generation => Vec::new(),
+                        Input::Script(_, script, ok) => node.handle(
                             lp.now(),
                             Event::ScriptResult { script: *script, success: *ok },
                         ),
@@ -323,6 +320,30 @@ pub async fn run(
                         }
                     };
                     lp.apply(&node, actions).await;
+                }
+                new = recv_reload(&mut reloads) => {
+                    let Some(new) = new else {
+                        reloads = None;
+                        continue;
+                    };
+                    if let Err(e) = new.validate() {
+                        tracing::error!(error = %e, "VRRP reload refused; the running configuration stays");
+                        continue;
+                    }
+                    if !node.can_reconfigure(&new) {
+                        tracing::error!("VRRP reload refused: other instances than the running ones (restart these instances instead)");
+                        continue;
+                    }
+                    let actions = node.reconfigure(lp.now(), &new);
+                    lp.all_vips = vips_of(&new);
+                    lp.config = new;
+                    // The scripts restart with the new list (their results are kept by
+                    // name in the node).
+                    scripts.abort_all();
+                    generation += 1;
+                    spawn_scripts(&lp.config, generation, &tx, &mut scripts);
+                    lp.apply(&node, actions).await;
+                    tracing::info!(instances = lp.config.instances.len(), "VRRP configuration reloaded in place");
                 }
                 _ = poll.tick() => {
                     if let Err(e) = lp.poll_links(&mut node, false).await {
@@ -353,6 +374,52 @@ pub async fn run(
         }
     }
     result
+}
+
+/// The next reloaded configuration; never without a reload channel.
+async fn recv_reload(reloads: &mut Option<mpsc::Receiver<VrrpConfig>>) -> Option<VrrpConfig> {
+    match reloads {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Every virtual address of `config`.
+fn vips_of(config: &VrrpConfig) -> Vec<IpAddr> {
+    config
+        .instances
+        .iter()
+        .flat_map(|i| i.virtual_ipaddress.iter().map(|v| v.address))
+        .collect()
+}
+
+/// Starts one task per `vrrp_script` of `config`, each sending its results tagged with
+/// `generation`.
+fn spawn_scripts(
+    config: &VrrpConfig,
+    generation: u64,
+    tx: &mpsc::Sender<Input>,
+    set: &mut JoinSet<()>,
+) {
+    for (s, sc) in config.scripts.iter().enumerate() {
+        let tx = tx.clone();
+        let argv = sc.script.clone();
+        let interval = sc.interval;
+        let timeout = sc.timeout.unwrap_or(sc.interval);
+        let name = sc.name.clone();
+        set.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let ok = run_check(&argv, timeout).await;
+                tracing::trace!(script = %name, ok, "vrrp_script result");
+                if tx.send(Input::Script(generation, s, ok)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -432,14 +499,14 @@ fn spawn_notify(argv: Vec<String>) {
 
 /// The main loop's state.
 struct Loop<'a> {
-    config: &'a VrrpConfig,
+    config: VrrpConfig,
     net: &'a Net,
     frames: &'a FrameSocket,
     wires: &'a mut Vec<Wire>,
     timers: BTreeMap<(usize, TimerKind), Instant>,
     epoch: Instant,
     links: BTreeMap<String, Link>,
-    all_vips: &'a [IpAddr],
+    all_vips: Vec<IpAddr>,
     /// Instances whose socket fails (held in FAULT through a missing source address).
     socket_fault: Vec<bool>,
 }
@@ -493,7 +560,7 @@ impl Loop<'_> {
                 None => {
                     let w = &self.wires[i];
                     self.net
-                        .source_address(w.ifindex, w.family, self.all_vips)
+                        .source_address(w.ifindex, w.family, &self.all_vips)
                         .await?
                 }
             };
@@ -527,6 +594,9 @@ impl Loop<'_> {
                 }
                 Action::AddAddresses { instance } => self.addresses(instance, true).await,
                 Action::RemoveAddresses { instance } => self.addresses(instance, false).await,
+                Action::RemoveStaleAddresses { instance, vips } => {
+                    self.remove_stale(instance, &vips).await
+                }
                 Action::Announce { instance, repeat } => self.announce(instance, repeat).await,
                 Action::ArmTimer { instance, kind, at } => {
                     self.timers.insert((instance, kind), self.epoch + at);
@@ -544,6 +614,30 @@ impl Loop<'_> {
                         priority = node.effective_priority(instance).unwrap_or(0),
                         "state change"
                     );
+                }
+            }
+        }
+    }
+
+    /// Removes addresses a reload took from instance `instance`.
+    async fn remove_stale(&mut self, instance: usize, vips: &[VipConfig]) {
+        let c = &self.config.instances[instance];
+        let w = &self.wires[instance];
+        let (dflt_name, dflt_idx) = match w.vmac {
+            Some(idx) => (w.send_ifname.as_str(), idx),
+            None => (w.ifname.as_str(), w.ifindex),
+        };
+        for v in vips {
+            let result = match vip_ifindex(self.net, v, dflt_name, dflt_idx).await {
+                Ok(idx) => self.net.del_address(idx, v).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(instance = %c.name, vip = %v, "virtual address removed by reload")
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %c.name, error = %e, "virtual address removal failed")
                 }
             }
         }

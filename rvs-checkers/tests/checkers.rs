@@ -15,14 +15,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rvs_checkers::{ChangeAction, HealthEngine};
 use rvs_config::{
     Config, ForwardMethod, Protocol, RealServer, Scheduler, ServiceId, VirtualService,
 };
+use rvs_health::HealthModel;
 use rvs_health::model::{
     CheckKind, Checker, DnsCheck, DnsType, HttpCheck, HttpVersion, MiscCheck, RealHealth, Script,
     ServiceHealth, SmtpCheck, Timing, TlsCheck, UdpCheck, UrlCheck,
 };
-use rvs_health::{ChangeAction, HealthEngine, HealthModel};
 use rvs_lab::Netns;
 use servers::{Mode, Server};
 

@@ -14,7 +14,7 @@ use nix::sys::socket::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-use crate::wire::{Family, Ipv4Header, MULTICAST_V4, MULTICAST_V6, PROTOCOL, TTL};
+use rvs_vrrp::wire::{Family, Ipv4Header, MULTICAST_V4, MULTICAST_V6, PROTOCOL, TTL};
 
 /// One received VRRP datagram, with what the checks need from its IP header.
 #[derive(Debug)]
@@ -25,8 +25,8 @@ pub(crate) struct Received {
     pub data: Vec<u8>,
 }
 
-fn ctx(what: String) -> impl FnOnce(io::Error) -> super::IoError {
-    move |source| super::IoError::Io { what, source }
+fn ctx(what: String) -> impl FnOnce(io::Error) -> crate::IoError {
+    move |source| crate::IoError::Io { what, source }
 }
 
 fn raw(family: Family) -> io::Result<Socket> {
@@ -48,7 +48,7 @@ pub(crate) struct RecvSocket {
 
 impl RecvSocket {
     /// Opens it on interface `ifname` (index `ifindex`).
-    pub fn open(family: Family, ifname: &str, ifindex: u32) -> Result<RecvSocket, super::IoError> {
+    pub fn open(family: Family, ifname: &str, ifindex: u32) -> Result<RecvSocket, crate::IoError> {
         let what = || format!("VRRP receive socket on {ifname}");
         let s = raw(family).map_err(ctx(what()))?;
         s.bind_device(Some(ifname.as_bytes()))
@@ -167,7 +167,7 @@ pub(crate) struct SendSocket {
 impl SendSocket {
     /// Opens it on interface `ifname` (index `ifindex`): TTL / hop limit 255, TOS
     /// internet control (as keepalived), multicast out of this interface, no loopback.
-    pub fn open(family: Family, ifname: &str, ifindex: u32) -> Result<SendSocket, super::IoError> {
+    pub fn open(family: Family, ifname: &str, ifindex: u32) -> Result<SendSocket, crate::IoError> {
         let what = || format!("VRRP send socket on {ifname}");
         let s = raw(family).map_err(ctx(what()))?;
         s.bind_device(Some(ifname.as_bytes()))
@@ -255,13 +255,13 @@ pub(crate) struct FrameSocket {
 
 impl FrameSocket {
     /// Opens it (needs CAP_NET_RAW).
-    pub fn open() -> Result<FrameSocket, super::IoError> {
+    pub fn open() -> Result<FrameSocket, crate::IoError> {
         // socket2 has no AF_PACKET address type for sending to an ifindex, so this one
         // socket is made and used through libc directly.
         // SAFETY: plain socket(2) call; the fd is owned right away.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(super::IoError::Io {
+            return Err(crate::IoError::Io {
                 what: "opening an AF_PACKET socket for gratuitous ARP".into(),
                 source: io::Error::last_os_error(),
             });
