@@ -55,7 +55,7 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         Scheduler::Lblcr,
         "locality-based least-connection with replication",
     ),
-    caps(Scheduler::Dh, "destination hashing", false),
+    caps(Scheduler::Dh, "destination hashing", true),
     SchedulerCaps {
         flag_names: ["sh-fallback", "sh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
@@ -70,8 +70,14 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         in_dataplane: true,
         ..counting(Scheduler::Nq, "never queue")
     },
-    counting(Scheduler::Fo, "weighted failover"),
-    counting(Scheduler::Ovf, "weighted overflow"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Fo, "weighted failover")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Ovf, "weighted overflow")
+    },
     SchedulerCaps {
         flag_names: ["mh-fallback", "mh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],

@@ -13,6 +13,8 @@ use rvs_common::{
     PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
 };
 
+use rvs_common::sched::{KIND_FO, KIND_OVF};
+
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
 
 /// The most ring slots looked at past an overloaded one (one turn of the largest ring the
@@ -100,6 +102,38 @@ impl Walk {
     }
 }
 
+/// One server of fo's or ovf's walk (ip_vs_fo.c, ip_vs_ovf.c; host model
+/// `rvs_sched::least::{fo, ovf}`): the highest weight wins, the first of equals. fo skips
+/// overloaded servers (its `hw` starts at 0, so weight 0 never wins); ovf also skips weight 0
+/// and servers with more active connections than their weight. A callback of its own so
+/// that the lc/wlc/sed/nq step the verifier checks stays as small as it was.
+#[inline(never)]
+extern "C" fn heaviest_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk`.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(&id) = DISPATCH.get(w.off.wrapping_add(i)) else {
+        return 1;
+    };
+    let Some(load) = REAL_LOAD.get(id) else {
+        return 0;
+    };
+    if load.flags & LOAD_F_OVERLOAD != 0 {
+        return 0;
+    }
+    let weight = load.weight as i64;
+    if w.kind == KIND_OVF {
+        // SAFETY: as in `walk_step`.
+        let conns = unsafe { core::ptr::read_volatile(&load.conns) };
+        if weight <= 0 || RealLoad::active(conns) as i32 as i64 > weight {
+            return 0;
+        }
+    }
+    if weight > w.lw {
+        w.take(id, 0, weight);
+    }
+    0
+}
+
 /// The server a connection-count scheduler picks from the service's list, walked once.
 #[inline(always)]
 fn walk(svc: &ServiceEntry) -> Option<u32> {
@@ -119,13 +153,13 @@ fn walk(svc: &ServiceEntry) -> Option<u32> {
     };
     // SAFETY: the callback and its context live for the call; bpf_loop verifies the
     // callback once, whatever the count (the bound is MAX_WALK, see the capability table).
+    let ctx = &mut w as *mut Walk as *mut c_void;
     unsafe {
-        bpf_loop(
-            n,
-            walk_step as *mut c_void,
-            &mut w as *mut Walk as *mut c_void,
-            0,
-        )
+        if svc.kind == KIND_FO || svc.kind == KIND_OVF {
+            bpf_loop(n, heaviest_step as *mut c_void, ctx, 0)
+        } else {
+            bpf_loop(n, walk_step as *mut c_void, ctx, 0)
+        }
     };
     (w.found != 0).then_some(w.least)
 }
