@@ -81,7 +81,7 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
     SchedulerCaps {
         flag_names: ["mh-fallback", "mh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
-        dataplane_flags: &[SchedFlag::Flag2],
+        dataplane_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
         ..caps(Scheduler::Mh, "maglev hashing", true)
     },
     counting(Scheduler::Twos, "weighted random twos choice"),
@@ -300,8 +300,10 @@ mod tests {
     fn refusals_name_what_is_missing() {
         assert_eq!(Scheduler::Rr.refusal(&[SchedFlag::Flag1]), None);
         assert_eq!(Scheduler::Mh.refusal(&[SchedFlag::Flag2]), None);
-        let e = Scheduler::Mh.refusal(&[SchedFlag::Flag1]).unwrap();
-        assert!(e.contains("mh-fallback"), "{e}");
+        assert_eq!(
+            Scheduler::Mh.refusal(&[SchedFlag::Flag1, SchedFlag::Flag2]),
+            None
+        );
         assert_eq!(Scheduler::Wlc.refusal(&[]), None);
         let e = Scheduler::Lblc.refusal(&[]).unwrap();
         assert!(e.contains("lblc") && e.contains("rr, wrr, lc, wlc"), "{e}");
