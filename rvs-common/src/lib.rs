@@ -8,6 +8,7 @@
 pub mod csum;
 pub mod hash;
 pub mod icmp;
+pub mod sched;
 pub mod tcp;
 pub mod tunnel;
 
@@ -392,6 +393,24 @@ pub struct Settings {
 
 /// Settings flag: some real server is NAT: look packets up in the reply direction too.
 pub const SETTINGS_F_NAT: u64 = 1 << 0;
+/// Settings flag: the address filter is off and every IPv4 TCP/UDP packet takes the full
+/// path (fwmark rules may match any address; connections adopted from an earlier rvsd may
+/// name addresses the filter does not hold yet).
+pub const SETTINGS_F_ALL_PACKETS: u64 = 1 << 1;
+
+/// log2 of the address filter's bits (2^20 bits, 128 KiB): at 100 000 addresses one in ten
+/// other addresses still takes the full path (a false positive costs time, never a verdict).
+pub const ADDR_FILTER_BITS_LOG2: u32 = 20;
+/// The address filter's 64-bit words.
+pub const ADDR_FILTER_WORDS: u32 = 1 << (ADDR_FILTER_BITS_LOG2 - 6);
+
+/// The address filter's word index and bit mask for `addr` (memory order, as packets carry
+/// it): one multiplicative hash, so the XDP program and the loader agree bit for bit.
+#[inline(always)]
+pub fn addr_filter_slot(addr: u32) -> (u32, u64) {
+    let h = addr.wrapping_mul(0x9E37_79B1) >> (32 - ADDR_FILTER_BITS_LOG2);
+    (h >> 6, 1u64 << (h & 63))
+}
 
 impl Settings {
     /// IPVS's default timeouts (`tcp_timeouts`, `udp_timeouts`): SYN_RECV 60 s,
@@ -720,6 +739,10 @@ pub mod maps {
     pub const MARK_RULES: &str = "RVS_MARK_RULES";
     /// One-element array: how many MARK_RULES entries are in use (0: no fwmark service).
     pub const MARK_COUNT: &str = "RVS_MARK_COUNT";
+    /// Address filter (u64 words, `addr_filter_slot`): a bit per hashed address that may
+    /// concern the balancer (every VIP, every NAT real server's address); a packet whose
+    /// source and destination both miss it goes to the kernel at once.
+    pub const ADDR_FILTER: &str = "RVS_ADDR_FILTER";
 }
 
 /// Names of the programs in the eBPF object.
@@ -735,6 +758,9 @@ pub mod programs {
     pub const REF_CONN_V4: &str = "rvs_xdp_ref_conn_v4";
     /// Benchmark reference: the same with a 40-byte family-tagged key.
     pub const REF_CONN_TAGGED: &str = "rvs_xdp_ref_conn_tagged";
+    /// Benchmark reference, the connection-table floor: parse, look the 5-tuple up in the
+    /// balancer's own connection table (RVS_CONNS), MACs from the entry, XDP_TX.
+    pub const REF_CONN: &str = "rvs_xdp_ref_conn";
     /// Real-server side: strips IPIP/GUE/GRE addressed to the host, passes the inner packet.
     pub const DECAP: &str = "rvs_decap";
 }

@@ -55,7 +55,7 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         Scheduler::Lblcr,
         "locality-based least-connection with replication",
     ),
-    caps(Scheduler::Dh, "destination hashing", false),
+    caps(Scheduler::Dh, "destination hashing", true),
     SchedulerCaps {
         flag_names: ["sh-fallback", "sh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
@@ -70,12 +70,18 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         in_dataplane: true,
         ..counting(Scheduler::Nq, "never queue")
     },
-    counting(Scheduler::Fo, "weighted failover"),
-    counting(Scheduler::Ovf, "weighted overflow"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Fo, "weighted failover")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Ovf, "weighted overflow")
+    },
     SchedulerCaps {
         flag_names: ["mh-fallback", "mh-port", "flag-3"],
         meaningful_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
-        dataplane_flags: &[SchedFlag::Flag2],
+        dataplane_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
         ..caps(Scheduler::Mh, "maglev hashing", true)
     },
     counting(Scheduler::Twos, "weighted random twos choice"),
@@ -294,8 +300,10 @@ mod tests {
     fn refusals_name_what_is_missing() {
         assert_eq!(Scheduler::Rr.refusal(&[SchedFlag::Flag1]), None);
         assert_eq!(Scheduler::Mh.refusal(&[SchedFlag::Flag2]), None);
-        let e = Scheduler::Mh.refusal(&[SchedFlag::Flag1]).unwrap();
-        assert!(e.contains("mh-fallback"), "{e}");
+        assert_eq!(
+            Scheduler::Mh.refusal(&[SchedFlag::Flag1, SchedFlag::Flag2]),
+            None
+        );
         assert_eq!(Scheduler::Wlc.refusal(&[]), None);
         let e = Scheduler::Lblc.refusal(&[]).unwrap();
         assert!(e.contains("lblc") && e.contains("rr, wrr, lc, wlc"), "{e}");

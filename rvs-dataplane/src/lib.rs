@@ -7,6 +7,7 @@
 
 mod conn_sync;
 mod decap;
+mod filter;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -26,12 +27,12 @@ use aya::{
 };
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
-    PersistKey, RealEntry, RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings,
-    TaggedFlowKey, Verdict, maps, programs, tcp,
+    PersistKey, RealEntry, RealLoad, SERVICE_KEY_FWMARK, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT,
+    ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict, maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
-use crate::mmap::MmapArray;
+use crate::{filter::AddrFilter, mmap::MmapArray};
 
 pub use conn_sync::{ConnInstall, ConnView, InstallStats, TemplateInstall, TemplateView};
 pub use decap::{DecapCounters, DecapOptions, DecapProgram};
@@ -187,6 +188,20 @@ pub struct Dataplane {
     nat_reals: std::collections::HashMap<u32, u32>,
     /// What NAT_SOURCES holds: address → number of NAT real servers with it.
     nat_counts: std::collections::HashMap<u32, u32>,
+    /// The address filter the program reads first.
+    filter_map: MmapArray<u64>,
+    /// What it holds: the VIP of every key in `service_keys`, every address in `nat_held`.
+    filter: AddrFilter,
+    /// The address-service keys written to SERVICES (each holds its VIP in the filter).
+    service_keys: std::collections::HashSet<ServiceKey>,
+    /// NAT addresses held in the filter: the current NAT real servers' and those of removed
+    /// ones while a reply entry may still come from them (released by `scan_conns`).
+    nat_held: std::collections::HashSet<u32>,
+    /// fwmark rules are in use: they may match any address, so the filter is off.
+    fwmark_rules: bool,
+    /// Connections adopted at load whose addresses the filter may not hold yet: the filter
+    /// is off until the first `scan_conns`.
+    unscanned: bool,
 }
 
 /// Maps an mmapable BPF array.
@@ -286,6 +301,7 @@ impl Dataplane {
             programs::MINIMAL_TX,
             programs::REF_CONN_V4,
             programs::REF_CONN_TAGGED,
+            programs::REF_CONN,
         ] {
             xdp_of(&mut ebpf, name)?
                 .load()
@@ -328,6 +344,14 @@ impl Dataplane {
             .map_err(map_err(maps::MARK_RULES))?;
         let mark_count = Array::try_from(take_map(&mut ebpf, maps::MARK_COUNT)?)
             .map_err(map_err(maps::MARK_COUNT))?;
+        let filter_map = mmap_array(
+            take_map(&mut ebpf, maps::ADDR_FILTER)?,
+            maps::ADDR_FILTER,
+            rvs_common::ADDR_FILTER_WORDS,
+        )?;
+        // Adopted connections may come from NAT real servers removed meanwhile: look at
+        // every packet until a walk of the table has put their addresses in the filter.
+        let unscanned = conns.keys().next().is_some();
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -379,6 +403,12 @@ impl Dataplane {
                 .map(|(id, e)| (*id, e.addr))
                 .collect(),
             nat_counts,
+            filter_map,
+            filter: AddrFilter::new(),
+            service_keys: std::collections::HashSet::new(),
+            nat_held: std::collections::HashSet::new(),
+            fwmark_rules: false,
+            unscanned,
         };
         if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
             // No fwmark service: nothing to classify (the planner starts from no rules).
@@ -386,6 +416,20 @@ impl Dataplane {
                 .set(0, 0, 0)
                 .map_err(map_err(maps::MARK_COUNT))?;
         }
+        dp.fwmark_rules = dp
+            .mark_count
+            .get(&0, 0)
+            .map_err(map_err(maps::MARK_COUNT))?
+            != 0;
+        // The filter from the adopted state, written whole (a pinned one may be stale).
+        for (key, _) in &service_entries {
+            dp.hold_service_key(*key);
+        }
+        let nat_addrs: Vec<u32> = dp.nat_reals.values().copied().collect();
+        for addr in nat_addrs {
+            dp.hold_nat(addr);
+        }
+        dp.flush_filter();
         dp.write(&orphans)?;
         // Weights and thresholds of adopted servers into REAL_LOAD (the program's copy): a
         // map created by this load (an rvsd without it ran before) would otherwise read 0.
@@ -413,14 +457,55 @@ impl Dataplane {
         &self.planner
     }
 
-    /// Writes the global settings (timeouts); the flags are the dataplane's own.
-    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
-        let mut settings = *settings;
-        settings.flags = if self.nat_reals.is_empty() {
+    /// The settings flags the dataplane's state calls for.
+    fn settings_flags(&self) -> u64 {
+        let nat = if self.nat_reals.is_empty() {
             0
         } else {
             SETTINGS_F_NAT
         };
+        let all = if self.fwmark_rules || self.unscanned {
+            SETTINGS_F_ALL_PACKETS
+        } else {
+            0
+        };
+        nat | all
+    }
+
+    /// Rewrites the settings when their flags no longer match the state.
+    fn refresh_flags(&mut self) -> Result<()> {
+        if self.settings_flags() != self.settings.flags {
+            let s = self.settings;
+            self.set_settings(&s)?;
+        }
+        Ok(())
+    }
+
+    /// The address-service key `key` is (about to be) in SERVICES: its VIP in the filter.
+    fn hold_service_key(&mut self, key: ServiceKey) {
+        if key.pad != SERVICE_KEY_FWMARK && self.service_keys.insert(key) {
+            self.filter.add(key.vip);
+        }
+    }
+
+    /// NAT address `addr` may send replies: in the filter.
+    fn hold_nat(&mut self, addr: u32) {
+        if self.nat_held.insert(addr) {
+            self.filter.add(addr);
+        }
+    }
+
+    /// Writes the filter words that changed.
+    fn flush_filter(&mut self) {
+        for (i, word) in self.filter.take_dirty() {
+            self.filter_map.set(i, word);
+        }
+    }
+
+    /// Writes the global settings (timeouts); the flags are the dataplane's own.
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        let mut settings = *settings;
+        settings.flags = self.settings_flags();
         self.settings_map
             .set(0, settings, 0)
             .map_err(map_err(maps::SETTINGS))?;
@@ -450,16 +535,7 @@ impl Dataplane {
             }
         }
         self.nat_counts = want;
-        let flags = if self.nat_reals.is_empty() {
-            0
-        } else {
-            SETTINGS_F_NAT
-        };
-        if flags != self.settings.flags {
-            let s = self.settings;
-            self.set_settings(&s)?;
-        }
-        Ok(())
+        self.refresh_flags()
     }
 
     /// Publishes a real server's weight and thresholds to REAL_LOAD; an id given to another
@@ -520,7 +596,12 @@ impl Dataplane {
         let mut expired = Vec::new();
         // Counts before the walk, to tell which servers' counts the program changed meanwhile.
         let before: Vec<(u32, u64)> = self.counted_reals();
+        // Sources of reply entries: the NAT addresses the filter must keep holding.
+        let mut reply_sources = std::collections::HashSet::new();
         for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
+            if conn.is_reply() {
+                reply_sources.insert(key.src);
+            }
             if self.time_left(&conn, now) == 0 {
                 expired.push(key);
             } else if !conn.is_reply() && self.conn_is_current(&conn) {
@@ -551,7 +632,30 @@ impl Dataplane {
         }
         scan.corrected = self.reconcile(&before, &unbound, &scan.per_real);
         self.count_templates(now);
+        self.release_nat_addrs(&reply_sources)?;
         Ok(scan)
+    }
+
+    /// After a walk of the table: holds every reply entry's source in the filter (entries
+    /// adopted at load), releases removed NAT servers' addresses no entry names any more,
+    /// and turns the filter on if adoption had it off.
+    fn release_nat_addrs(&mut self, reply_sources: &std::collections::HashSet<u32>) -> Result<()> {
+        for addr in reply_sources {
+            self.hold_nat(*addr);
+        }
+        let gone: Vec<u32> = self
+            .nat_held
+            .iter()
+            .copied()
+            .filter(|a| !self.nat_counts.contains_key(a) && !reply_sources.contains(a))
+            .collect();
+        for addr in gone {
+            self.nat_held.remove(&addr);
+            self.filter.remove(addr);
+        }
+        self.flush_filter();
+        self.unscanned = false;
+        self.refresh_flags()
     }
 
     /// PersistConn: the live persistence templates per real server (IPVS counts a template
@@ -760,6 +864,22 @@ impl Dataplane {
     }
 
     fn write(&mut self, plan: &Plan) -> Result<()> {
+        // The filter first holds every new VIP and NAT address (before a packet can need
+        // them); addresses are released only after their services are gone.
+        for (key, _) in &plan.upsert_services {
+            self.hold_service_key(*key);
+        }
+        for (_, entry) in plan.reals.iter().chain(&plan.retire_reals) {
+            if entry.in_use() && entry.forward == Forward::Masq as u8 {
+                self.hold_nat(entry.addr);
+            }
+        }
+        self.flush_filter();
+        if plan.mark_rules.as_ref().is_some_and(|r| !r.is_empty()) {
+            // Off before any rule can mark a packet for an address the filter lacks.
+            self.fwmark_rules = true;
+            self.refresh_flags()?;
+        }
         for (id, entry) in &plan.reals {
             self.write_load(*id, entry);
             self.reals.set(*id, *entry);
@@ -790,6 +910,9 @@ impl Dataplane {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err(maps::SERVICES)(e)),
             }
+            if self.service_keys.remove(key) {
+                self.filter.remove(key.vip);
+            }
         }
         if let Some(rules) = &plan.mark_rules {
             // Count 0 first, so no walk sees half-written rules (new flows in that moment
@@ -805,6 +928,8 @@ impl Dataplane {
             self.mark_count
                 .set(0, rules.len() as u32, 0)
                 .map_err(map_err(maps::MARK_COUNT))?;
+            // With no rules left the filter goes back on (the flags follow below).
+            self.fwmark_rules = !rules.is_empty();
         }
         for (id, entry) in &plan.retire_reals {
             self.reals.set(*id, *entry);
@@ -816,6 +941,7 @@ impl Dataplane {
                 self.nat_reals.remove(id);
             }
         }
+        self.flush_filter();
         self.sync_nat_sources()
     }
 
@@ -954,6 +1080,7 @@ const BALANCER_MAPS: &[&str] = &[
     maps::DECAP_PORTS,
     maps::REF_V4,
     maps::REF_TAGGED,
+    maps::ADDR_FILTER,
 ];
 
 /// Loads the eBPF object for a side program: every map in [`BALANCER_MAPS`] but `keep`

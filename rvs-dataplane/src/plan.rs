@@ -14,7 +14,9 @@ use std::{
 use rvs_common::{
     DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, MAX_MARK_RULES, MarkRuleEntry, NO_REAL,
     RealEntry, SERVICE_KEY_FWMARK, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry,
-    ServiceKey, tunnel,
+    ServiceKey,
+    sched::{KIND_FO, KIND_LBLC, KIND_LBLCR, KIND_OVF, KIND_TWOS},
+    tunnel,
 };
 use rvs_config::{
     Config, ForwardMethod, Limits, Persistence, Protocol, RealServer, SchedFlag, Scheduler,
@@ -332,13 +334,7 @@ fn canonical(svc: &VirtualService) -> VirtualService {
 }
 
 /// The service map entry: what the XDP program needs plus the configuration.
-fn service_entry(
-    svc: &VirtualService,
-    id: u32,
-    kind: DispatchKind,
-    off: u32,
-    len: u32,
-) -> ServiceEntry {
+fn service_entry(svc: &VirtualService, id: u32, kind: u8, off: u32, len: u32) -> ServiceEntry {
     let mut flags = 0;
     if svc.sloppy_tcp {
         flags |= SVC_F_SLOPPY_TCP;
@@ -359,7 +355,7 @@ fn service_entry(
         id,
         table_off: off,
         table_len: len,
-        kind: kind as u8,
+        kind,
         flags,
         scheduler,
         sched_flags,
@@ -528,7 +524,7 @@ pub fn mark_rules<'a>(
 fn table_for(
     svc: &VirtualService,
     last_weight: impl Fn(usize) -> u32,
-) -> Result<(DispatchKind, Vec<u32>), PlanError> {
+) -> Result<(u8, Vec<u32>), PlanError> {
     let sched_err = |source| PlanError::Scheduler {
         service: svc.id(),
         source,
@@ -555,9 +551,12 @@ fn table_for(
     };
     let current = |i: usize| svc.reals[i].weight;
     let (kind, table) = match svc.scheduler {
-        Scheduler::Rr => (DispatchKind::Ring, rvs_sched::rr_ring(&dests(&current))),
+        Scheduler::Rr => (
+            DispatchKind::Ring as u8,
+            rvs_sched::rr_ring(&dests(&current)),
+        ),
         Scheduler::Wrr => (
-            DispatchKind::Ring,
+            DispatchKind::Ring as u8,
             rvs_sched::wrr_ring(&dests(&current), MAX_TABLE_LEN).map_err(sched_err)?,
         ),
         Scheduler::Mh => {
@@ -568,12 +567,19 @@ fn table_for(
                 DispatchKind::MaglevSource
             };
             let table = rvs_sched::maglev_table(&dests(&last_weight), size).map_err(sched_err)?;
-            // A quiesced server keeps its slots, but they take no new connection (IPVS
-            // drops those SYNs: mh without mh-fallback does not rehash).
+            // A quiesced server keeps its slots (IPVS's last_weight). Without mh-fallback
+            // they take no new connection (IPVS drops those SYNs), so they become NO_REAL;
+            // with it the program checks each slot's server (weight, OVERLOAD) and
+            // rehashes past unusable ones, so the slots stay as IPVS's table has them.
+            let fallback = svc.has_flag(rvs_config::SchedFlag::Flag1)
+                && Scheduler::Mh
+                    .caps()
+                    .dataplane_flags
+                    .contains(&rvs_config::SchedFlag::Flag1);
             let table: Vec<u32> = table
                 .into_iter()
                 .map(|i| {
-                    if i != NO_REAL && current(n - 1 - i as usize) == 0 {
+                    if i != NO_REAL && !fallback && current(n - 1 - i as usize) == 0 {
                         NO_REAL
                     } else {
                         i
@@ -586,19 +592,32 @@ fn table_for(
             } else {
                 table
             };
-            (kind, table)
+            (kind as u8, table)
         }
         // The connection-count walks read the servers' loads from REAL_LOAD in IPVS's list
         // order (newest first); weight-0 and overloaded servers stay listed and are skipped
         // by the walk, as the kernel's list keeps them.
-        walker @ (Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq)
+        walker @ (Scheduler::Lc
+        | Scheduler::Wlc
+        | Scheduler::Sed
+        | Scheduler::Nq
+        | Scheduler::Fo
+        | Scheduler::Ovf
+        | Scheduler::Twos
+        | Scheduler::Lblc
+        | Scheduler::Lblcr)
             if walker.caps().in_dataplane =>
         {
             let kind = match walker {
-                Scheduler::Lc => DispatchKind::Lc,
-                Scheduler::Wlc => DispatchKind::Wlc,
-                Scheduler::Sed => DispatchKind::Sed,
-                _ => DispatchKind::Nq,
+                Scheduler::Lc => DispatchKind::Lc as u8,
+                Scheduler::Wlc => DispatchKind::Wlc as u8,
+                Scheduler::Sed => DispatchKind::Sed as u8,
+                Scheduler::Nq => DispatchKind::Nq as u8,
+                Scheduler::Fo => KIND_FO,
+                Scheduler::Ovf => KIND_OVF,
+                Scheduler::Twos => KIND_TWOS,
+                Scheduler::Lblc => KIND_LBLC,
+                _ => KIND_LBLCR,
             };
             (kind, (0..n as u32).collect())
         }
@@ -607,10 +626,10 @@ fn table_for(
         // the bucket's server (weight, OVERLOAD) and, for sh-fallback, rehashes.
         Scheduler::Sh if Scheduler::Sh.caps().in_dataplane => {
             let weights: Vec<u32> = (0..n).rev().map(current).collect();
-            (DispatchKind::Sh, rvs_sched::sh_table(&weights))
+            (DispatchKind::Sh as u8, rvs_sched::sh_table(&weights))
         }
         Scheduler::Dh if Scheduler::Dh.caps().in_dataplane => {
-            (DispatchKind::Dh, rvs_sched::dh_table(n))
+            (DispatchKind::Dh as u8, rvs_sched::dh_table(n))
         }
         other => {
             return Err(PlanError::UnsupportedScheduler {

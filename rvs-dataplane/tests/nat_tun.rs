@@ -631,3 +631,51 @@ fn icmp_errors_about_dr_and_tun_connections_go_to_their_real_server() {
         assert_eq!(rest, err[14..], "the ICMP error, unchanged, inside IPIP");
     });
 }
+
+/// The address filter in front of the flow table: the host's own traffic leaves at once
+/// (PassNotService), while the replies of a NAT real server removed from its service keep
+/// being translated as long as their connection lives (IPVS keeps a removed server's
+/// connections), also across a walk of the table that still finds them.
+#[test]
+fn address_filter_keeps_removed_nat_servers_replies() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    route_clients_via_b0(&env);
+    env.with_dataplane(&config(), |dp, ifs| {
+        let (rs, rs_mac) = SEG_A[0];
+        let c = client(3, 40100);
+        // Neither address is a VIP or a NAT real server's: passed untouched.
+        let own = tcp_frame_macs(
+            (SEG_B.1, B0_MAC),
+            c,
+            (Ipv4Addr::new(198, 18, 4, 1), 22),
+            Tcp::Ack,
+            b"",
+        );
+        let out = go(dp, ifs.b0, &own, XDP_PASS, Verdict::PassNotService);
+        assert_eq!(out, own);
+        let syn = tcp_frame_macs((SEG_B.1, B0_MAC), c, (VIP_NAT, 80), Tcp::Syn, b"");
+        go(dp, ifs.b0, &syn, XDP_REDIRECT, Verdict::FwdNew);
+        // Remove the NAT real servers (both NAT services go; the others stay).
+        let mut config = rvs_config::Config::from_toml(&config()).expect("config");
+        config.services.retain(|s| s.address != VIP_NAT);
+        dp.apply(&config).expect("apply without the NAT services");
+        let synack = tcp_frame_macs((rs_mac, A0_MAC), (rs, 8080), c, Tcp::SynAck, b"");
+        let want = tcp_frame_macs((B0_MAC, SEG_B.1), (VIP_NAT, 80), c, Tcp::SynAck, b"");
+        let out = go(dp, ifs.a0, &synack, XDP_REDIRECT, Verdict::FwdNatReply);
+        assert_eq!(out, want, "reply of a removed NAT server, before a scan");
+        dp.scan_conns().expect("scan");
+        let out = go(dp, ifs.a0, &synack, XDP_REDIRECT, Verdict::FwdNatReply);
+        assert_eq!(out, want, "reply of a removed NAT server, after a scan");
+        // Once its entries are gone, a scan releases the address: the host's traffic again.
+        let keys: Vec<_> = dp.conns_mut().keys().filter_map(|k| k.ok()).collect();
+        for k in keys {
+            dp.conns_mut().remove(&k).expect("delete entry");
+        }
+        dp.scan_conns().expect("scan");
+        let out = go(dp, ifs.a0, &synack, XDP_PASS, Verdict::PassNotService);
+        assert_eq!(out, synack);
+    });
+}

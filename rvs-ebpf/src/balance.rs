@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
-    NO_REAL, PersistKey, RealEntry, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP,
-    SVC_F_STANDBY, ServiceKey, Verdict,
+    NO_REAL, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT, SVC_F_ONE_PACKET,
+    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceKey, Verdict, addr_filter_slot,
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
 };
@@ -17,7 +17,7 @@ use crate::{
     classify::fwmark_service,
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
-    maps::{CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
+    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
     schedule::{persisted_real, remember, schedule},
@@ -83,6 +83,13 @@ pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
     let Some(settings) = SETTINGS.get(0) else {
         return (Verdict::PassMalformed, xdp_action::XDP_PASS);
     };
+    // The host's own traffic (neither address a VIP nor a NAT real server's) leaves first,
+    // before any hash lookup, as Katran checks the VIP before the flow table.
+    if let Parsed::Flow(p) = &parsed
+        && !maybe_ours(p, settings.flags)
+    {
+        return (Verdict::PassNotService, xdp_action::XDP_PASS);
+    }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let mut tx = Tx::default();
     // One place sends (each rewriter appears once in the program): flows and ICMP errors
@@ -306,6 +313,21 @@ fn out_len(pkt: &Packet, real: &RealEntry) -> u16 {
     } else {
         pkt.tot_len
     }
+}
+
+/// Whether a TCP/UDP packet may concern the balancer: its destination may be a VIP or its
+/// source a NAT real server (reply entries), by the address filter; every packet when the
+/// filter is off. A false positive only takes the full path.
+#[inline(always)]
+fn maybe_ours(pkt: &Packet, flags: u64) -> bool {
+    flags & SETTINGS_F_ALL_PACKETS != 0 || in_filter(pkt.daddr) || in_filter(pkt.saddr)
+}
+
+/// Whether `addr`'s bit is set in the address filter.
+#[inline(always)]
+fn in_filter(addr: u32) -> bool {
+    let (word, mask) = addr_filter_slot(addr);
+    ADDR_FILTER.get(word).is_some_and(|w| w & mask != 0)
 }
 
 /// A packet for no service: a NAT real server's own traffic is told apart (counted), all of

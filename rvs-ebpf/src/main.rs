@@ -81,6 +81,28 @@ pub fn rvs_xdp_minimal_tx(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
+/// Benchmark reference, the connection-table floor: parse, one lookup of the 5-tuple in the
+/// balancer's own connection table (same size and fill as rvs sees), MACs from the entry,
+/// XDP_TX; XDP_PASS when the tuple has no entry.
+#[xdp]
+pub fn rvs_xdp_ref_conn(ctx: XdpContext) -> u32 {
+    let Ok(Parsed::Flow(pkt)) = parse::parse_frame(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let key = FlowKey {
+        src: pkt.saddr,
+        dst: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto as u32,
+    };
+    match maps::CONNS.get_ptr(key) {
+        // SAFETY: a valid map value, read while the program runs (RCU-protected).
+        Some(c) => unsafe { fwd::dr::l2_out(&ctx, (*c).ifindex, &(*c).dmac, &(*c).smac) },
+        None => xdp_action::XDP_PASS,
+    }
+}
+
 /// Benchmark reference for the key layout: the connection-table floor with a 16-byte key.
 #[xdp]
 pub fn rvs_xdp_ref_conn_v4(ctx: XdpContext) -> u32 {

@@ -6,10 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use rvs_common::{
-    ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_CONNS,
-    DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey, MAX_MARK_RULES,
-    MarkRuleEntry, PersistEntry, PersistKey, RealEntry, RealLoad, ServiceEntry, ServiceKey,
-    Settings, TaggedFlowKey, VERDICTS,
+    ADDR_FILTER_WORDS, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
+    DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
+    MAX_MARK_RULES, MarkRuleEntry, PersistEntry, PersistKey, RealEntry, RealLoad, ServiceEntry,
+    ServiceKey, Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -73,3 +73,7 @@ pub static MARK_RULES: Array<MarkRuleEntry> = Array::pinned(MAX_MARK_RULES, 0);
 /// How many MARK_RULES entries are in use (0: no fwmark service, nothing walked).
 #[map(name = "RVS_MARK_COUNT")]
 pub static MARK_COUNT: Array<u32> = Array::pinned(1, 0);
+/// Address filter: one bit per hashed VIP or NAT real-server address (see
+/// `rvs_common::addr_filter_slot`); a packet whose addresses both miss goes to the kernel.
+#[map(name = "RVS_ADDR_FILTER")]
+pub static ADDR_FILTER: Array<u64> = Array::pinned(ADDR_FILTER_WORDS, BPF_F_MMAPABLE);

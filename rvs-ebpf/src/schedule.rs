@@ -13,6 +13,11 @@ use rvs_common::{
     PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
 };
 
+use rvs_common::{
+    hash::{IPVS_MH_KEY1, ipvs_mh_hashkey},
+    sched::{KIND_FO, KIND_OVF, SCHED_FLAG_1},
+};
+
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
 
 /// The most ring slots looked at past an overloaded one (one turn of the largest ring the
@@ -100,6 +105,38 @@ impl Walk {
     }
 }
 
+/// One server of fo's or ovf's walk (ip_vs_fo.c, ip_vs_ovf.c; host model
+/// `rvs_sched::least::{fo, ovf}`): the highest weight wins, the first of equals. fo skips
+/// overloaded servers (its `hw` starts at 0, so weight 0 never wins); ovf also skips weight 0
+/// and servers with more active connections than their weight. A callback of its own so
+/// that the lc/wlc/sed/nq step the verifier checks stays as small as it was.
+#[inline(never)]
+extern "C" fn heaviest_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk`.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(&id) = DISPATCH.get(w.off.wrapping_add(i)) else {
+        return 1;
+    };
+    let Some(load) = REAL_LOAD.get(id) else {
+        return 0;
+    };
+    if load.flags & LOAD_F_OVERLOAD != 0 {
+        return 0;
+    }
+    let weight = load.weight as i64;
+    if w.kind == KIND_OVF {
+        // SAFETY: as in `walk_step`.
+        let conns = unsafe { core::ptr::read_volatile(&load.conns) };
+        if weight <= 0 || RealLoad::active(conns) as i32 as i64 > weight {
+            return 0;
+        }
+    }
+    if weight > w.lw {
+        w.take(id, 0, weight);
+    }
+    0
+}
+
 /// The server a connection-count scheduler picks from the service's list, walked once.
 #[inline(always)]
 fn walk(svc: &ServiceEntry) -> Option<u32> {
@@ -119,13 +156,13 @@ fn walk(svc: &ServiceEntry) -> Option<u32> {
     };
     // SAFETY: the callback and its context live for the call; bpf_loop verifies the
     // callback once, whatever the count (the bound is MAX_WALK, see the capability table).
+    let ctx = &mut w as *mut Walk as *mut c_void;
     unsafe {
-        bpf_loop(
-            n,
-            walk_step as *mut c_void,
-            &mut w as *mut Walk as *mut c_void,
-            0,
-        )
+        if svc.kind == KIND_FO || svc.kind == KIND_OVF {
+            bpf_loop(n, heaviest_step as *mut c_void, ctx, 0)
+        } else {
+            bpf_loop(n, walk_step as *mut c_void, ctx, 0)
+        }
     };
     (w.found != 0).then_some(w.least)
 }
@@ -160,6 +197,14 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Optio
     let real = *DISPATCH.get(svc.table_off.wrapping_add(pos))?;
     if real == NO_REAL {
         return None;
+    }
+    if svc.kind != DispatchKind::Ring as u8 && svc.sched_flags & SCHED_FLAG_1 != 0 {
+        // mh-fallback: the planner keeps a quiesced server's slots (IPVS's last_weight), so
+        // weight and OVERLOAD are checked here, and an unusable slot rehashes.
+        if !unavailable(real) {
+            return Some(real);
+        }
+        return mh_rehash(svc, saddr, sport);
     }
     if !overloaded(real) {
         return Some(real);
@@ -259,6 +304,84 @@ fn source_hash(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
 fn dest_hash(svc: &ServiceEntry, daddr: u32) -> Option<u32> {
     let real = bucket(svc.table_off, hash_32_8(u32::from_be(daddr)));
     (real != NO_REAL && !unavailable(real)).then_some(real)
+}
+
+/// State of mh-fallback's rehash (the `bpf_loop` context).
+#[repr(C)]
+struct MhRehash {
+    /// First slot of the table.
+    off: u32,
+    /// Table size (IPVS's IP_VS_MH_TAB_SIZE, or the configured prime).
+    len: u32,
+    /// Source address, host order.
+    addr: u32,
+    /// The first slot, `hash(addr + port) % len`.
+    ihash: u32,
+    /// Source port (host order) with mh-port, else 0.
+    port: u16,
+    /// Explicit padding.
+    pad: u16,
+    /// The server found, or NO_REAL.
+    real: u32,
+}
+
+/// ip_vs_mh_get_fallback's loop: offset `i`, `roffset = (i + ihash) % size`, slot
+/// `hsiphash(addr + roffset + port) % size`; an empty slot ends the search (the kernel's
+/// `break`), the first usable server wins. Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn mh_rehash_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `MhRehash`.
+    let r = unsafe { &mut *(ctx as *mut MhRehash) };
+    if r.len == 0 {
+        return 1;
+    }
+    let roffset = i.wrapping_add(r.ihash) % r.len;
+    let slot = ipvs_mh_hashkey(r.addr.wrapping_add(roffset), r.port, &IPVS_MH_KEY1) % r.len;
+    let Some(&real) = DISPATCH.get(r.off.wrapping_add(slot)) else {
+        return 1;
+    };
+    if real == NO_REAL {
+        return 1;
+    }
+    if !unavailable(real) {
+        r.real = real;
+        return 1;
+    }
+    0
+}
+
+/// mh-fallback past an unusable first slot: at most one rehash per table slot (the kernel's
+/// bound, IP_VS_MH_TAB_SIZE; here the service's table length, capped at [`MAX_RING_SKIP`]).
+#[inline(always)]
+fn mh_rehash(svc: &ServiceEntry, saddr: u32, sport: u16) -> Option<u32> {
+    let with_port = svc.kind == DispatchKind::MaglevSourcePort as u8;
+    let addr = u32::from_be(saddr);
+    let port = if with_port { u16::from_be(sport) } else { 0 };
+    let len = svc.table_len;
+    let mut r = MhRehash {
+        off: svc.table_off,
+        len,
+        addr,
+        ihash: ipvs_mh_hashkey(addr, port, &IPVS_MH_KEY1) % len,
+        port,
+        pad: 0,
+        real: NO_REAL,
+    };
+    let n = if len > MAX_RING_SKIP {
+        MAX_RING_SKIP
+    } else {
+        len
+    };
+    // SAFETY: as in `walk`.
+    unsafe {
+        bpf_loop(
+            n,
+            mh_rehash_step as *mut c_void,
+            &mut r as *mut MhRehash as *mut c_void,
+            0,
+        )
+    };
+    (r.real != NO_REAL).then_some(r.real)
 }
 
 /// `ServiceEntry::sched_flags` bits (ipvsadm `-b` flag-1, flag-2): sh-fallback, sh-port.

@@ -28,21 +28,55 @@ fn no_lb_algo_is_wlc_and_left_out_by_name() {
 }
 
 #[test]
-fn mh_fallback_is_left_out_mh_port_is_kept() {
+fn mh_fallback_and_mh_port_are_kept() {
     let conf = |flags: &str| {
         format!(
             "virtual_server 198.18.0.10 80 {{\n    lb_algo mh\n{flags}    lb_kind DR\n    protocol TCP\n{RS}}}\n"
         )
     };
-    let i = import(&conf("    mh-port\n"));
-    assert_eq!(i.config.services.len(), 1, "{}", warnings(&i));
+    for flags in [
+        "    mh-port\n",
+        "    mh-fallback\n",
+        "    mh-fallback\n    mh-port\n",
+    ] {
+        let i = import(&conf(flags));
+        assert_eq!(i.config.services.len(), 1, "{flags}: {}", warnings(&i));
+        assert!(i.warnings.is_empty(), "{flags}: {}", warnings(&i));
+    }
     let i = import(&conf("    mh-fallback\n    mh-port\n"));
-    assert!(i.config.services.is_empty());
+    let svc = &i.config.services[0];
     assert!(
-        warnings(&i).contains("scheduler flag mh-fallback of mh"),
-        "{}",
-        warnings(&i)
+        svc.has_flag(rvs_config::SchedFlag::Flag1) && svc.has_flag(rvs_config::SchedFlag::Flag2)
     );
+}
+
+#[test]
+fn newly_run_schedulers_are_kept_and_the_rest_left_out_by_name() {
+    for (algo, kept) in [
+        ("dh", true),
+        ("fo", true),
+        ("ovf", true),
+        ("twos", false),
+        ("lblc", false),
+        ("lblcr", false),
+    ] {
+        let i = import(&format!(
+            "virtual_server 198.18.0.10 80 {{\n    lb_algo {algo}\n    lb_kind DR\n    protocol TCP\n{RS}}}\n"
+        ));
+        assert_eq!(
+            i.config.services.len() == 1,
+            kept,
+            "{algo}: {}",
+            warnings(&i)
+        );
+        if !kept {
+            assert!(
+                warnings(&i).contains(&format!("lb_algo {algo}: scheduler {algo} (")),
+                "{algo}: {}",
+                warnings(&i)
+            );
+        }
+    }
 }
 
 #[test]

@@ -711,6 +711,8 @@ pub struct Daemon {
     logged_standby: Option<HashSet<std::net::Ipv4Addr>>,
     estimator: Estimator,
     scan: ConnScan,
+    /// Servers whose counts the expiry passes corrected, since start (a metric).
+    conn_corrections: u64,
     /// Connection sync daemons (IPVS's --start-daemon).
     sync: SyncEngine,
     /// keepalived's lvs_sync_daemon, when the keepalived.conf has one.
@@ -835,6 +837,7 @@ impl Daemon {
             logged_standby: None,
             estimator: Estimator::default(),
             scan: ConnScan::default(),
+            conn_corrections: 0,
             sync: SyncEngine::default(),
             sync_follow,
             history: crate::status::History::default(),
@@ -1441,6 +1444,7 @@ impl Daemon {
                 .unwrap_or_default(),
             sync: self.sync.status(),
             conn_entries: self.scan.per_real.values().map(|(a, i)| a + i).sum(),
+            conn_corrections: self.conn_corrections,
             reload: self.reload_record.clone(),
             xdp_mode: format!("{:?}", self.desired.daemon.xdp_mode).to_lowercase(),
             now: std::time::SystemTime::now(),
@@ -1650,6 +1654,7 @@ impl Daemon {
                             if scan.expired > 0 {
                                 tracing::debug!(expired = scan.expired, "idle connections freed");
                             }
+                            self.conn_corrections += scan.corrected as u64;
                             if scan.corrected > 0 {
                                 // Counts left too high by LRU evictions (or adopted from an
                                 // rvsd without them), set to what the table holds.

@@ -309,6 +309,12 @@ pub fn render(v: &View) -> String {
     );
     counter(
         &mut r,
+        "conn_count_corrections",
+        "Real servers whose ActiveConn/InActConn the expiry pass set to the connection table's (reconciliation after LRU evictions), since start",
+        v.conn_corrections,
+    );
+    counter(
+        &mut r,
         "config_reloads",
         "Reloads attempted since start",
         v.reload.attempts,
@@ -482,6 +488,12 @@ mod tests {
     #[test]
     fn node_exporter_names_and_labels_and_a_down_backend_stays() {
         let mut view = example_view();
+        view.conn_corrections = 2;
+        assert!(
+            render(&view).contains("\nrvs_conn_count_corrections_total 2\n"),
+            "{}",
+            render(&view)
+        );
         view.services.services[0].stats.conns = 7;
         view.services.services[0].stats.inpkts = 70;
         view.status.verdicts = vec![("fwd_new".into(), 7)];

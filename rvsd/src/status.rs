@@ -38,6 +38,9 @@ pub struct View {
     pub sync: rvs_api::SyncStatus,
     /// Connection-table entries that belong to a real server (the last scan's count).
     pub conn_entries: u64,
+    /// Real servers whose ActiveConn/InActConn the expiry passes corrected to the connection
+    /// table's (reconciliation), summed since start.
+    pub conn_corrections: u64,
     /// The last (re)load of the configuration.
     pub reload: ReloadRecord,
     /// XDP attach mode in force (`native`, `generic`, …).
@@ -518,6 +521,7 @@ pub(crate) mod tests {
                 }],
             },
             conn_entries: 3,
+            conn_corrections: 0,
             reload: ReloadRecord::started(now),
             xdp_mode: "native".into(),
             now,

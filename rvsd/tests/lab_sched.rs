@@ -264,3 +264,101 @@ fn wlc_lc_and_thresholds_through_rvsd() {
         rvsd.output()
     );
 }
+
+/// The fo service.
+const VIP_FO: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 14);
+/// The ovf service.
+const VIP_OVF: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 15);
+
+#[test]
+fn fo_and_ovf_through_rvsd() {
+    if !rvs_lab::root_or_skip("scheduler lab test") {
+        return;
+    }
+    let lab = DrLab::new(3, &[VIP_FO, VIP_OVF]).expect("lab");
+    let _responders = lab.serve_http(80).expect("responders");
+    let port = lab.switch_lb_port();
+    let _pass = pass_programs(&[(lab.switch(), port)]);
+    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
+    let config = format!(
+        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n",
+        lab.lb_uplink(),
+        pin.display()
+    );
+    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
+    let sock = rvsd.socket().to_owned();
+    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
+    let names: Vec<String> = lab
+        .real_servers()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let add = |vip: &str, sched: &str, weights: [&str; 3]| {
+        rvsadm(&sock, &["-A", "-t", vip, "-s", sched]);
+        for (r, w) in reals.iter().zip(weights) {
+            rvsadm(
+                &sock,
+                &["-a", "-t", vip, "-r", &r.to_string(), "-g", "-w", w],
+            );
+        }
+    };
+
+    // fo: every new connection to the heaviest server (weight 3); quiesced, to the next
+    // heaviest (weight 2), while the open ones stay.
+    let fo = format!("{VIP_FO}:80");
+    add(&fo, "fo", ["1", "3", "2"]);
+    let listing = rvsadm(&sock, &["-L", "-n", "-t", &fo]);
+    assert!(listing.contains(&format!("TCP  {fo} fo")), "{listing}");
+    let first = hold(&lab, VIP_FO, 6);
+    let got = spread(&first);
+    assert_eq!(
+        got,
+        BTreeMap::from([(names[1].clone(), 6)]),
+        "fo: the heaviest takes all"
+    );
+    rvsadm(
+        &sock,
+        &[
+            "-e",
+            "-t",
+            &fo,
+            "-r",
+            &reals[1].to_string(),
+            "-g",
+            "-w",
+            "0",
+        ],
+    );
+    let after = hold(&lab, VIP_FO, 6);
+    assert_eq!(
+        spread(&after),
+        BTreeMap::from([(names[2].clone(), 6)]),
+        "fo: the next heaviest once quiesced"
+    );
+    for (mut s, name) in first {
+        assert_eq!(s.get().expect("request on an open connection"), name);
+    }
+    drop(after);
+
+    // ovf: the heaviest server (weight 3) until its active connections pass its weight,
+    // then the next (weight 2) up to 3 active, then the last (weight 1): with 9 held open
+    // one after the other, 4 / 3 / 2 (IPVS: a server takes one past its weight).
+    let ovf = format!("{VIP_OVF}:80");
+    add(&ovf, "ovf", ["1", "3", "2"]);
+    let held = hold(&lab, VIP_OVF, 9);
+    assert_eq!(
+        spread(&held),
+        BTreeMap::from([
+            (names[0].clone(), 2),
+            (names[1].clone(), 4),
+            (names[2].clone(), 3)
+        ]),
+        "ovf overflows by weight"
+    );
+    drop(held);
+    assert!(
+        !rvsd.output().contains("ERROR"),
+        "rvsd logged errors:\n{}",
+        rvsd.output()
+    );
+}
