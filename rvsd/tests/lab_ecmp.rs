@@ -87,6 +87,15 @@ fn start(lab: &EcmpLab, detection: Detection, drain_seconds: u32) -> Directors {
     Directors { rvsd, _pass: pass }
 }
 
+/// Waits (bounded) until `cond` holds.
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -258,9 +267,14 @@ fn no_healthy_server_withdraws_the_vip_and_one_back_announces_it() {
     lab.wait_next_hops(VIP, &[1, 2, 3], Duration::from_secs(30))
         .expect("every director announces the VIP");
     for r in &dirs.rvsd {
+        // The status polls BIRD once a second: it may lag the router by that much.
+        wait_until("the session shows established", Duration::from_secs(10), || {
+            status(r)
+                .bgp
+                .is_some_and(|b| b.peers.len() == 1 && b.peers.iter().all(|p| p.established))
+        });
         let bgp = status(r).bgp.expect("bgp status");
         assert_eq!(bgp.phase, "running");
-        assert!(bgp.peers.iter().all(|p| p.established), "{bgp:?}");
         assert_eq!(bgp.vips.len(), 1);
         assert!(bgp.vips[0].announced, "{bgp:?}");
     }
