@@ -480,6 +480,21 @@ mod tests {
     }
 
     #[test]
+    fn rvs_toml_carries_the_section_and_refuses_a_bad_one() {
+        let ok = crate::Config::from_toml(BASE).expect("valid rvs.toml");
+        assert_eq!(ok.bgp.as_ref().map(|b| b.local_as), Some(65001));
+        let round = crate::Config::from_toml(&ok.to_toml()).expect("round trip");
+        assert_eq!(round, ok);
+        let e =
+            crate::Config::from_toml(&BASE.replace("as = 65000", "as = 0")).expect_err("bad peer");
+        assert!(
+            e.to_string()
+                .contains("[[bgp.peer]] 198.18.3.1: as 0 is reserved"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_syntax_errors() {
         let e = parse("passwrd = \"x\"\n").expect_err("unknown key");
         assert!(e.contains("unknown field `passwrd`"), "{e}");

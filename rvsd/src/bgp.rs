@@ -161,7 +161,9 @@ impl Bgp {
         }
     }
 
-    /// Follows a change of the desired state (health checks, API, rvsadm, reload).
+    /// Follows a change of the desired state (health checks, API, rvsadm, reload). A
+    /// state without `[bgp]` (an API `PUT /v1/config` of services only) keeps the settings
+    /// in force; reloads that add or remove the section are refused before this.
     pub async fn follow(&mut self, config: &Config) {
         if let Some(next) = &config.bgp
             && next != self.announcer.settings()

@@ -1031,6 +1031,7 @@ impl Daemon {
                 }
                 let (mut config, model, conf) = (import.config, import.health, import.keepalived);
                 config.bgp = bgp;
+                self.check_bgp_reload(&config)?;
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
@@ -1059,6 +1060,7 @@ impl Daemon {
                 "[daemon] only changes with a restart",
             ));
         }
+        self.check_bgp_reload(&next)?;
         // The file is the truth: API/rvsadm changes since the last load are replaced.
         let edited = self
             .loaded
@@ -1068,6 +1070,22 @@ impl Daemon {
         self.loaded = Some(next);
         applied.runtime_edits_dropped = edited;
         Ok(applied)
+    }
+
+    /// A reload may change `[bgp]` but not add or remove it (BIRD starts and stops with
+    /// rvsd).
+    fn check_bgp_reload(&self, next: &Config) -> Result<(), ApiError> {
+        match (self.bgp.is_some(), next.bgp.is_some()) {
+            (false, true) => Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[bgp] is new in this file: BGP starts only with a restart of rvsd",
+            )),
+            (true, false) => Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[bgp] is gone from this file: BGP stops only with a restart of rvsd (a planned stop withdraws the VIPs first)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The VRRP and lvs_sync_daemon part of a keepalived.conf reload.
@@ -1435,6 +1453,17 @@ impl Daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
                         "[daemon] only changes with a restart",
+                    ));
+                }
+                let mut next = next;
+                // A state without [bgp] keeps the section in force; one with [bgp] may
+                // change it, but BGP starts only with rvsd.
+                if next.bgp.is_none() {
+                    next.bgp = self.desired.bgp.clone();
+                } else if self.bgp.is_none() {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        "[bgp]: BGP starts only with a restart of rvsd",
                     ));
                 }
                 next.validate()
