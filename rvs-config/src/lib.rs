@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bgp;
 pub mod caps;
+pub mod flows;
 pub mod fwmark;
 pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// VIP announcements through a BGP daemon (ECMP scale-out), see [`bgp`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<bgp::Bgp>,
+    /// Mid-flow packets (sloppy_tcp) and the second chance, see [`flows`].
+    #[serde(default, skip_serializing_if = "flows::Flows::is_default")]
+    pub flows: flows::Flows,
 }
 
 /// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
@@ -900,6 +904,7 @@ impl Config {
         if let Some(b) = &self.bgp {
             b.validate().map_err(ConfigError::Invalid)?;
         }
+        self.flows.validate().map_err(ConfigError::Invalid)?;
         let mut seen = HashSet::new();
         for svc in &self.services {
             let id = svc.id();

@@ -11,6 +11,7 @@ mod link;
 mod mmap;
 pub mod neigh;
 pub mod plan;
+pub mod second_chance;
 pub mod testrun;
 
 use std::{
@@ -27,7 +28,9 @@ use aya::{
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
     PersistKey, RealEntry, RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings,
-    TaggedFlowKey, Verdict, maps, programs, tcp,
+    TaggedFlowKey, Verdict, maps,
+    midflow::{MIDFLOW_COUNTS, MIDFLOW_STATS_MAP},
+    programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -187,6 +190,17 @@ pub struct Dataplane {
     nat_reals: std::collections::HashMap<u32, u32>,
     /// What NAT_SOURCES holds: address → number of NAT real servers with it.
     nat_counts: std::collections::HashMap<u32, u32>,
+    /// Mid-flow packets: their counters.
+    midflow: Midflow,
+}
+
+/// The dataplane's part of mid-flow handling (`[flows]`).
+struct Midflow {
+    /// The last `[flows]` applied.
+    flows: rvs_config::flows::Flows,
+    /// Set by rvsd when it announces the VIPs over BGP (besides a `[bgp]` in the config).
+    ecmp: bool,
+    stats: PerCpuArray<MapData, u64>,
 }
 
 /// Maps an mmapable BPF array.
@@ -328,6 +342,12 @@ impl Dataplane {
             .map_err(map_err(maps::MARK_RULES))?;
         let mark_count = Array::try_from(take_map(&mut ebpf, maps::MARK_COUNT)?)
             .map_err(map_err(maps::MARK_COUNT))?;
+        let midflow = Midflow {
+            flows: rvs_config::flows::Flows::default(),
+            ecmp: false,
+            stats: PerCpuArray::try_from(take_map(&mut ebpf, MIDFLOW_STATS_MAP)?)
+                .map_err(map_err(MIDFLOW_STATS_MAP))?,
+        };
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -379,6 +399,7 @@ impl Dataplane {
                 .map(|(id, e)| (*id, e.addr))
                 .collect(),
             nat_counts,
+            midflow,
         };
         if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
             // No fwmark service: nothing to classify (the planner starts from no rules).
@@ -413,14 +434,19 @@ impl Dataplane {
         &self.planner
     }
 
-    /// Writes the global settings (timeouts); the flags are the dataplane's own.
-    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
-        let mut settings = *settings;
-        settings.flags = if self.nat_reals.is_empty() {
+    /// The settings flags the dataplane's state calls for (NAT).
+    fn settings_flags(&self) -> u64 {
+        if self.nat_reals.is_empty() {
             0
         } else {
             SETTINGS_F_NAT
-        };
+        }
+    }
+
+    /// Writes the global settings (timeouts); the flags are the dataplane's own.
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<()> {
+        let mut settings = *settings;
+        settings.flags = self.settings_flags();
         self.settings_map
             .set(0, settings, 0)
             .map_err(map_err(maps::SETTINGS))?;
@@ -450,12 +476,7 @@ impl Dataplane {
             }
         }
         self.nat_counts = want;
-        let flags = if self.nat_reals.is_empty() {
-            0
-        } else {
-            SETTINGS_F_NAT
-        };
-        if flags != self.settings.flags {
+        if self.settings_flags() != self.settings.flags {
             let s = self.settings;
             self.set_settings(&s)?;
         }
@@ -515,6 +536,7 @@ impl Dataplane {
     /// timeout (the XDP program already ignores them; this frees their memory) and counts
     /// the live ones per real-server id, as IPVS's ActiveConn (established) and InActConn.
     pub fn scan_conns(&mut self) -> Result<ConnScan> {
+        self.expire_second_chance()?;
         let now = monotonic_coarse_ns();
         let mut scan = ConnScan::default();
         let mut expired = Vec::new();
@@ -717,6 +739,9 @@ impl Dataplane {
     /// Brings the maps to `config` (services, real servers, timeouts) as a diff.
     /// Planning errors change nothing.
     pub fn apply(&mut self, config: &Config) -> Result<Plan> {
+        let ecmp = config.bgp.is_some() || self.midflow.ecmp;
+        self.set_flows(&config.flows, ecmp)?;
+        self.expire_second_chance()?;
         let plan = self
             .planner
             .plan(config, monotonic_coarse_ns() / 1_000_000)?;
@@ -741,6 +766,52 @@ impl Dataplane {
             self.set_settings(&settings)?;
         }
         Ok(plan)
+    }
+
+    /// Applies `[flows]`: sloppy_tcp (resolved with `ecmp`, whether the VIPs are announced
+    /// over BGP) into the settings, the second-chance window into the planner (for the
+    /// next changes).
+    pub fn set_flows(&mut self, flows: &rvs_config::flows::Flows, ecmp: bool) -> Result<()> {
+        self.midflow.flows = *flows;
+        let plan = self.planner.set_flows(
+            flows.sloppy_tcp_on(ecmp),
+            u64::from(flows.second_chance) * 1_000,
+        );
+        self.write(&plan)
+    }
+
+    /// Tells the dataplane the VIPs are announced over BGP (ECMP) even when the config it
+    /// is given has no `[bgp]` (e.g. `rvsd --bgp FILE`): `sloppy_tcp = "auto"` turns on.
+    pub fn set_ecmp(&mut self, on: bool) -> Result<()> {
+        self.midflow.ecmp = on;
+        let flows = self.midflow.flows;
+        self.set_flows(&flows, on)
+    }
+
+    /// The mid-flow counters summed over CPUs, by `MidflowCount` index.
+    pub fn midflow_counts(&self) -> Result<[u64; MIDFLOW_COUNTS as usize]> {
+        let mut out = [0u64; MIDFLOW_COUNTS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let v = self
+                .midflow
+                .stats
+                .get(&(i as u32), 0)
+                .map_err(map_err(MIDFLOW_STATS_MAP))?;
+            *slot = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Ends the second-chance windows that are over (rvsd calls it with its periodic
+    /// connection scan, so a window lasts up to one scan interval longer).
+    pub fn expire_second_chance(&mut self) -> Result<()> {
+        let plan = self
+            .planner
+            .expire_second_chance(monotonic_coarse_ns() / 1_000_000);
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.write(&plan)
     }
 
     /// Marks the services of `vips` standby (this node is VRRP BACKUP for them) and the
