@@ -268,11 +268,15 @@ fn no_healthy_server_withdraws_the_vip_and_one_back_announces_it() {
         .expect("every director announces the VIP");
     for r in &dirs.rvsd {
         // The status polls BIRD once a second: it may lag the router by that much.
-        wait_until("the session shows established", Duration::from_secs(10), || {
-            status(r)
-                .bgp
-                .is_some_and(|b| b.peers.len() == 1 && b.peers.iter().all(|p| p.established))
-        });
+        wait_until(
+            "the session shows established",
+            Duration::from_secs(10),
+            || {
+                status(r)
+                    .bgp
+                    .is_some_and(|b| b.peers.len() == 1 && b.peers.iter().all(|p| p.established))
+            },
+        );
         let bgp = status(r).bgp.expect("bgp status");
         assert_eq!(bgp.phase, "running");
         assert_eq!(bgp.vips.len(), 1);
