@@ -877,10 +877,20 @@ impl Dataplane {
                 .set(0, rules.len() as u32, 0)
                 .map_err(map_err(maps::MARK_COUNT))?;
         }
+        // An id retired and given to a new server in the same plan (a service removed and
+        // another added at once) keeps its new entry: that entry already carries the new
+        // generation, so the old connections are recognised as gone all the same.
+        let reused: std::collections::HashSet<u32> = plan.reals.iter().map(|(id, _)| *id).collect();
         for (id, entry) in &plan.retire_reals {
-            self.reals.set(*id, *entry);
+            if !reused.contains(id) {
+                self.reals.set(*id, *entry);
+            }
         }
-        for (id, entry) in plan.reals.iter().chain(&plan.retire_reals) {
+        let retired = plan
+            .retire_reals
+            .iter()
+            .filter(|(id, _)| !reused.contains(id));
+        for (id, entry) in plan.reals.iter().chain(retired) {
             if entry.in_use() && entry.forward == Forward::Masq as u8 {
                 self.nat_reals.insert(*id, entry.addr);
             } else {

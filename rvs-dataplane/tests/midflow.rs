@@ -302,3 +302,29 @@ fn without_a_window_a_change_keeps_no_previous_table() {
         }
     });
 }
+
+#[test]
+fn a_service_replaced_by_another_in_one_apply_forwards_to_the_new_servers() {
+    if !root() {
+        return;
+    }
+    // The removed service's real-server ids go to the new one within the same plan: its
+    // entries must not be overwritten by the old ones' tombstones (found by bench-ecmp).
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane(&config("mh", &[0, 1, 2], ""), |dp, ifs| {
+        let other = config("mh", &[3, 4, 5], "").replace(&VIP.to_string(), "198.18.0.61");
+        dp.apply(&rvs_config::Config::from_toml(&other).expect("config"))
+            .expect("replace the service");
+        for i in 0..20 {
+            let syn = tcp_frame(
+                (client_addr(i), 1000),
+                (Ipv4Addr::new(198, 18, 0, 61), 80),
+                Tcp::Syn,
+                b"",
+            );
+            let r = run(dp, &syn, ifs.a0);
+            assert_eq!(r.action, XDP_TX, "flow {i}");
+            assert!((3..6).any(|k| r.frame[..6] == extra_real(k).1), "flow {i}");
+        }
+    });
+}
