@@ -15,9 +15,10 @@ fi
 #    for `./x bench-compare`: iptables, nftables, haproxy, nginx and its stream module
 #    (Debian builds ngx_stream as the dynamic module libnginx-mod-stream); for the package
 #    and status-page tests: chromium (headless browser), systemd (systemd-analyze verify),
-#    man-db (the manuals render), binutils (objcopy).
+#    man-db (the manuals render), binutils (objcopy); bird2 (the BGP daemon rvsd drives for
+#    ECMP scale-out, and the lab's router).
 missing=()
-for pkg in iproute2 ethtool keepalived iptables nftables haproxy nginx libnginx-mod-stream chromium systemd man-db binutils; do
+for pkg in iproute2 ethtool keepalived iptables nftables haproxy nginx libnginx-mod-stream chromium systemd man-db binutils bird2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,6 +36,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+fi
+
+# 1b. bird2's package enables bird.service, which would start a BGP speaker with the host's
+#     /etc/bird/bird.conf at the next boot. rvs runs its own bird instances (their own -c
+#     config and -s socket; the lab's inside namespaces), so the system service stays off.
+if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files bird.service >/dev/null 2>&1; then
+  if [ "$(systemctl is-enabled bird.service 2>/dev/null || true)" != "masked" ]; then
+    log "systemctl mask bird.service (rvs runs its own bird instances)"
+    systemctl stop bird.service 2>/dev/null || true
+    systemctl mask bird.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # 2. rust-src: the BPF target's `core` is built from source (-Z build-std=core).

@@ -194,6 +194,47 @@ pub struct Status {
     /// VRRP instances run by this rvsd (from a keepalived.conf), if any.
     #[serde(default)]
     pub vrrp: Vec<VrrpStatus>,
+    /// BGP announcements (ECMP scale-out), when `[bgp]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpStatus>,
+}
+
+/// BGP announcements as this director sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpStatus {
+    /// `running`, `draining` (withdrawn, still balancing) or `stopped`.
+    pub phase: String,
+    /// Every VIP with a service: announced or not, and why.
+    pub vips: Vec<BgpVip>,
+    /// The BGP sessions as BIRD reports them.
+    pub peers: Vec<BgpPeer>,
+    /// The last failure talking to BIRD, if the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_error: Option<String>,
+}
+
+/// One VIP's announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpVip {
+    /// The VIP.
+    pub vip: std::net::Ipv4Addr,
+    /// Whether BIRD announces it now.
+    pub announced: bool,
+    /// Why (or why not).
+    pub reason: String,
+}
+
+/// One BGP session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpPeer {
+    /// BIRD's protocol name.
+    pub name: String,
+    /// BIRD's state column (`up`, `start`, …).
+    pub state: String,
+    /// BIRD's info column (`Established`, `Active`, …).
+    pub info: String,
+    /// Whether the session is established.
+    pub established: bool,
 }
 
 /// One VRRP instance as this node sees it.

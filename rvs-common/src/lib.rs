@@ -8,6 +8,7 @@
 pub mod csum;
 pub mod hash;
 pub mod icmp;
+pub mod midflow;
 pub mod sched;
 pub mod tcp;
 pub mod tunnel;

@@ -1,5 +1,6 @@
 //! IPVS's TCP connection state machine (`tcp_states` in net/netfilter/ipvs/ip_vs_proto_tcp.c,
-//! the normal, non-`secure_tcp` table), so ActiveConn/InActConn and `-c` match IPVS.
+//! the normal, non-`secure_tcp` table, as in Linux >= 3.12 where an ACK on a NONE entry —
+//! which only `sloppy_tcp` creates — goes to ESTABLISHED), so ActiveConn/InActConn and `-c` match IPVS.
 //!
 //! IPVS keeps three tables: INPUT (client → server packets of a NAT connection), OUTPUT
 //! (server → client packets of a NAT connection) and INPUT-ONLY (DR and TUN connections,
@@ -66,7 +67,7 @@ const TABLE: [[[u8; 11]; 4]; 3] = [
     [
         [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
-        [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
     ],
     // OUTPUT
@@ -80,7 +81,7 @@ const TABLE: [[[u8; 11]; 4]; 3] = [
     [
         [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-        [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
     ],
 ];
@@ -207,8 +208,12 @@ mod tests {
         assert_eq!(next_state(InputOnly, s, FINACK), FW);
         assert_eq!(next_state(InputOnly, FW, ACK), FW);
         assert_eq!(next_state(InputOnly, s, RSTACK), CL);
-        // A sloppy-TCP connection created by an ACK goes to CLOSE as in IPVS.
-        assert_eq!(next_state(InputOnly, NO, ACK), CL);
+        // A sloppy-TCP connection created by an ACK is ESTABLISHED, as IPVS since the
+        // sloppy_tcp change (Linux 3.12; kernel 6.1's ip_vs_proto_tcp.c: ack, sNO → sES).
+        assert_eq!(next_state(InputOnly, NO, ACK), ES);
+        assert_eq!(next_state(Direction::Input, NO, PSHACK), ES);
+        // A FIN or a bare segment on a new entry closes it, as IPVS.
+        assert_eq!(next_state(InputOnly, NO, FINACK), CL);
         // A SYN on a SYN_RECV connection stays there (retransmission).
         assert_eq!(next_state(InputOnly, SR, SYN), SR);
     }

@@ -23,7 +23,9 @@ use std::{collections::HashSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod bgp;
 pub mod caps;
+pub mod flows;
 pub mod fwmark;
 pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
 
@@ -51,6 +53,12 @@ pub struct Config {
     /// N takes these rules of mark N besides its own `[[service.match]]` ones.
     #[serde(default, rename = "fwmark_rule", skip_serializing_if = "Vec::is_empty")]
     pub fwmark_rules: Vec<fwmark::MarkRule>,
+    /// VIP announcements through a BGP daemon (ECMP scale-out), see [`bgp`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<bgp::Bgp>,
+    /// Mid-flow packets (sloppy_tcp) and the second chance, see [`flows`].
+    #[serde(default, skip_serializing_if = "flows::Flows::is_default")]
+    pub flows: flows::Flows,
 }
 
 /// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
@@ -893,6 +901,10 @@ impl Config {
 
     /// Checks everything that parsing alone does not.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(b) = &self.bgp {
+            b.validate().map_err(ConfigError::Invalid)?;
+        }
+        self.flows.validate().map_err(ConfigError::Invalid)?;
         let mut seen = HashSet::new();
         for svc in &self.services {
             let id = svc.id();

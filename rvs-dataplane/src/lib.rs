@@ -12,6 +12,7 @@ mod link;
 mod mmap;
 pub mod neigh;
 pub mod plan;
+pub mod second_chance;
 pub mod testrun;
 
 use std::{
@@ -28,7 +29,9 @@ use aya::{
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
     PersistKey, RealEntry, RealLoad, SERVICE_KEY_FWMARK, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT,
-    ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict, maps, programs, tcp,
+    ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict, maps,
+    midflow::{MIDFLOW_COUNTS, MIDFLOW_STATS_MAP},
+    programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -202,6 +205,17 @@ pub struct Dataplane {
     /// Connections adopted at load whose addresses the filter may not hold yet: the filter
     /// is off until the first `scan_conns`.
     unscanned: bool,
+    /// Mid-flow packets: their counters.
+    midflow: Midflow,
+}
+
+/// The dataplane's part of mid-flow handling (`[flows]`).
+struct Midflow {
+    /// The last `[flows]` applied.
+    flows: rvs_config::flows::Flows,
+    /// Set by rvsd when it announces the VIPs over BGP (besides a `[bgp]` in the config).
+    ecmp: bool,
+    stats: PerCpuArray<MapData, u64>,
 }
 
 /// Maps an mmapable BPF array.
@@ -352,6 +366,12 @@ impl Dataplane {
         // Adopted connections may come from NAT real servers removed meanwhile: look at
         // every packet until a walk of the table has put their addresses in the filter.
         let unscanned = conns.keys().next().is_some();
+        let midflow = Midflow {
+            flows: rvs_config::flows::Flows::default(),
+            ecmp: false,
+            stats: PerCpuArray::try_from(take_map(&mut ebpf, MIDFLOW_STATS_MAP)?)
+                .map_err(map_err(MIDFLOW_STATS_MAP))?,
+        };
         // Maps pinned by an earlier rvsd hold the state of record: adopt it.
         let service_entries: Vec<(ServiceKey, ServiceEntry)> =
             services.iter().filter_map(|e| e.ok()).collect();
@@ -409,6 +429,7 @@ impl Dataplane {
             nat_held: std::collections::HashSet::new(),
             fwmark_rules: false,
             unscanned,
+            midflow,
         };
         if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
             // No fwmark service: nothing to classify (the planner starts from no rules).
@@ -591,6 +612,7 @@ impl Dataplane {
     /// timeout (the XDP program already ignores them; this frees their memory) and counts
     /// the live ones per real-server id, as IPVS's ActiveConn (established) and InActConn.
     pub fn scan_conns(&mut self) -> Result<ConnScan> {
+        self.expire_second_chance()?;
         let now = monotonic_coarse_ns();
         let mut scan = ConnScan::default();
         let mut expired = Vec::new();
@@ -821,6 +843,9 @@ impl Dataplane {
     /// Brings the maps to `config` (services, real servers, timeouts) as a diff.
     /// Planning errors change nothing.
     pub fn apply(&mut self, config: &Config) -> Result<Plan> {
+        let ecmp = config.bgp.is_some() || self.midflow.ecmp;
+        self.set_flows(&config.flows, ecmp)?;
+        self.expire_second_chance()?;
         let plan = self
             .planner
             .plan(config, monotonic_coarse_ns() / 1_000_000)?;
@@ -845,6 +870,52 @@ impl Dataplane {
             self.set_settings(&settings)?;
         }
         Ok(plan)
+    }
+
+    /// Applies `[flows]`: sloppy_tcp (resolved with `ecmp`, whether the VIPs are announced
+    /// over BGP) into the settings, the second-chance window into the planner (for the
+    /// next changes).
+    pub fn set_flows(&mut self, flows: &rvs_config::flows::Flows, ecmp: bool) -> Result<()> {
+        self.midflow.flows = *flows;
+        let plan = self.planner.set_flows(
+            flows.sloppy_tcp_on(ecmp),
+            u64::from(flows.second_chance) * 1_000,
+        );
+        self.write(&plan)
+    }
+
+    /// Tells the dataplane the VIPs are announced over BGP (ECMP) even when the config it
+    /// is given has no `[bgp]` (e.g. `rvsd --bgp FILE`): `sloppy_tcp = "auto"` turns on.
+    pub fn set_ecmp(&mut self, on: bool) -> Result<()> {
+        self.midflow.ecmp = on;
+        let flows = self.midflow.flows;
+        self.set_flows(&flows, on)
+    }
+
+    /// The mid-flow counters summed over CPUs, by `MidflowCount` index.
+    pub fn midflow_counts(&self) -> Result<[u64; MIDFLOW_COUNTS as usize]> {
+        let mut out = [0u64; MIDFLOW_COUNTS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let v = self
+                .midflow
+                .stats
+                .get(&(i as u32), 0)
+                .map_err(map_err(MIDFLOW_STATS_MAP))?;
+            *slot = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Ends the second-chance windows that are over (rvsd calls it with its periodic
+    /// connection scan, so a window lasts up to one scan interval longer).
+    pub fn expire_second_chance(&mut self) -> Result<()> {
+        let plan = self
+            .planner
+            .expire_second_chance(monotonic_coarse_ns() / 1_000_000);
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.write(&plan)
     }
 
     /// Marks the services of `vips` standby (this node is VRRP BACKUP for them) and the
@@ -931,10 +1002,20 @@ impl Dataplane {
             // With no rules left the filter goes back on (the flags follow below).
             self.fwmark_rules = !rules.is_empty();
         }
+        // An id retired and given to a new server in the same plan (a service removed and
+        // another added at once) keeps its new entry: that entry already carries the new
+        // generation, so the old connections are recognised as gone all the same.
+        let reused: std::collections::HashSet<u32> = plan.reals.iter().map(|(id, _)| *id).collect();
         for (id, entry) in &plan.retire_reals {
-            self.reals.set(*id, *entry);
+            if !reused.contains(id) {
+                self.reals.set(*id, *entry);
+            }
         }
-        for (id, entry) in plan.reals.iter().chain(&plan.retire_reals) {
+        let retired = plan
+            .retire_reals
+            .iter()
+            .filter(|(id, _)| !reused.contains(id));
+        for (id, entry) in plan.reals.iter().chain(retired) {
             if entry.in_use() && entry.forward == Forward::Masq as u8 {
                 self.nat_reals.insert(*id, entry.addr);
             } else {

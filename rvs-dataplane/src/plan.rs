@@ -15,6 +15,7 @@ use rvs_common::{
     DispatchKind, Forward, IPPROTO_TCP, IPPROTO_UDP, MAX_MARK_RULES, MarkRuleEntry, NO_REAL,
     RealEntry, SERVICE_KEY_FWMARK, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceEntry,
     ServiceKey,
+    midflow::{self, SVC_F_MIDFLOW, SVC_F_SECOND_CHANCE},
     sched::{KIND_FO, KIND_LBLC, KIND_LBLCR, KIND_OVF, KIND_TWOS},
     tunnel,
 };
@@ -147,7 +148,7 @@ impl IdPool {
 struct SlotAlloc {
     /// Free ranges: start → length, coalesced.
     free: BTreeMap<u32, u32>,
-    /// Ranges released at a time (ms) and not yet reusable.
+    /// Ranges released and not reusable before a time (ms).
     quarantine: Vec<(u64, u32, u32)>,
 }
 
@@ -194,8 +195,15 @@ impl SlotAlloc {
     }
 
     fn release(&mut self, now_ms: u64, start: u32, len: u32) {
+        self.release_held(now_ms, 0, start, len);
+    }
+
+    /// Releases a range that must stay as it is for `hold_ms` (at least the grace period):
+    /// a replaced mh table the second chance still reads.
+    fn release_held(&mut self, now_ms: u64, hold_ms: u64, start: u32, len: u32) {
         if len > 0 {
-            self.quarantine.push((now_ms, start, len));
+            let ready = now_ms.saturating_add(hold_ms.max(SLOT_GRACE_MS));
+            self.quarantine.push((ready, start, len));
         }
     }
 
@@ -203,7 +211,7 @@ impl SlotAlloc {
         let (ready, waiting): (Vec<_>, Vec<_>) = self
             .quarantine
             .drain(..)
-            .partition(|&(at, _, _)| now_ms.saturating_sub(at) >= SLOT_GRACE_MS);
+            .partition(|&(ready, _, _)| now_ms >= ready);
         self.quarantine = waiting;
         for (_, start, len) in ready {
             self.insert_free(start, len);
@@ -248,6 +256,12 @@ pub struct Planner {
     /// The fwmark rules last planned; None when unknown (adopted maps), so the next plan
     /// writes them.
     mark_rules: Option<Vec<MarkRuleEntry>>,
+    /// How long (ms) an mh service's replaced table is kept for the second chance; 0 = off.
+    second_chance_ms: u64,
+    /// The global sloppy_tcp (`[flows]`, resolved): mid-flow packets of hash schedulers.
+    sloppy_tcp: bool,
+    /// Services in a second-chance window → when it ends (ms, the planner's clock).
+    windows: HashMap<ServiceId, u64>,
 }
 
 fn service_key(id: &ServiceId, fwmark: bool) -> ServiceKey {
@@ -331,6 +345,69 @@ fn canonical(svc: &VirtualService) -> VirtualService {
         }
     }
     c
+}
+
+/// Second chance for a service changing from `old` to the mh `table` over `reals`: the
+/// mid-flow table (see [`crate::second_chance`]); None when off (`window` 0), not mh both
+/// times, or nothing differs.
+fn second_chance_table(
+    window: u64,
+    old: &ServiceState,
+    reals: &HashMap<(Ipv4Addr, u16), (u32, RealEntry)>,
+    kind: u8,
+    table: &[u32],
+) -> Option<Vec<u32>> {
+    if window == 0 || !is_mh(old.entry.kind) || !is_mh(kind) {
+        return None;
+    }
+    // The previous table, recomputed from what the planner remembers of the service.
+    let cfg = &old.config;
+    let old_keys: Vec<(Ipv4Addr, u16)> = cfg
+        .reals
+        .iter()
+        .map(|r| (r.address, r.port.unwrap_or(cfg.port)))
+        .collect();
+    let id_of = |i: usize| old_keys.get(i).and_then(|k| old.reals.get(k));
+    let (_, previous) = table_for(cfg, |i| id_of(i).map_or(0, |(_, e)| e.last_weight)).ok()?;
+    let previous: Vec<u32> = previous
+        .into_iter()
+        .map(|i| {
+            id_of(i as usize)
+                .filter(|_| i != NO_REAL)
+                .map_or(NO_REAL, |(id, _)| *id)
+        })
+        .collect();
+    let kept: HashSet<u32> = reals.values().map(|(id, _)| *id).collect();
+    crate::second_chance::merged_table(&previous, table, |id| kept.contains(&id))
+}
+
+/// The dispatch range a service entry holds: its table, and the mid-flow table after it
+/// during a second-chance window.
+fn range_of(entry: &ServiceEntry) -> (u32, u32) {
+    let len = entry.table_len;
+    if entry.flags & SVC_F_SECOND_CHANCE != 0 {
+        (entry.table_off, len.saturating_mul(2))
+    } else {
+        (entry.table_off, len)
+    }
+}
+
+/// `entry` with SVC_F_MIDFLOW as `rvs_common::midflow::picks_up` decides it.
+fn with_midflow(
+    mut entry: ServiceEntry,
+    service_sloppy: bool,
+    global_sloppy: bool,
+) -> ServiceEntry {
+    entry.flags &= !SVC_F_MIDFLOW;
+    if midflow::picks_up(service_sloppy, entry.kind, global_sloppy) {
+        entry.flags |= SVC_F_MIDFLOW;
+    }
+    entry
+}
+
+/// Whether a dispatch kind is a Maglev table (the tables the second chance keeps).
+fn is_mh(kind: u8) -> bool {
+    kind == DispatchKind::MaglevSource as u8 || kind == DispatchKind::MaglevSourcePort as u8
 }
 
 /// The service map entry: what the XDP program needs plus the configuration.
@@ -652,7 +729,27 @@ impl Planner {
             slots: SlotAlloc::new(limits.dispatch_slots),
             standby: HashSet::new(),
             mark_rules: None,
+            second_chance_ms: 0,
+            sloppy_tcp: false,
+            windows: HashMap::new(),
         }
+    }
+
+    /// Sets `[flows]`: the global sloppy_tcp (resolved) and the second-chance window for
+    /// the next changes; returns the service entries whose mid-flow flag changes.
+    pub fn set_flows(&mut self, sloppy_tcp: bool, second_chance_ms: u64) -> Plan {
+        self.second_chance_ms = second_chance_ms;
+        self.sloppy_tcp = sloppy_tcp;
+        let mut plan = Plan::default();
+        for (id, state) in &mut self.services {
+            let entry = with_midflow(state.entry, state.config.sloppy_tcp, sloppy_tcp);
+            if entry != state.entry {
+                state.entry = entry;
+                plan.upsert_services
+                    .push((service_key(id, state.config.fwmark.is_some()), entry));
+            }
+        }
+        plan
     }
 
     /// A planner for maps that already hold state (pinned by an earlier rvsd): rebuilds
@@ -684,6 +781,7 @@ impl Planner {
         let mut service_ids = BTreeSet::new();
         let mut real_ids = BTreeSet::new();
         let mut ranges = Vec::new();
+        let mut windows = HashMap::new();
         for (key, entry) in sorted {
             let members = by_service.remove(&entry.id).unwrap_or_default();
             let entries: Vec<RealEntry> = members.iter().map(|&(_, e)| e).collect();
@@ -691,7 +789,11 @@ impl Planner {
                 continue;
             };
             service_ids.insert(entry.id);
-            ranges.push((entry.table_off, entry.table_len));
+            ranges.push(range_of(entry));
+            if entry.flags & SVC_F_SECOND_CHANCE != 0 {
+                // A window an earlier rvsd opened: its end is unknown, it ends now.
+                windows.insert(config.id(), 0);
+            }
             let mut state_reals = HashMap::new();
             for (rid, e) in members {
                 real_ids.insert(rid);
@@ -728,12 +830,51 @@ impl Planner {
             slots: SlotAlloc::with_used(limits.dispatch_slots, &ranges),
             standby: HashSet::new(),
             mark_rules,
+            // rvsd sets them from [flows] before its first plan.
+            second_chance_ms: 0,
+            sloppy_tcp: false,
+            windows,
         };
         let mut plan = Plan::default();
         for rid in orphans {
             planner.tombstone(rid, &mut plan);
         }
         (planner, configs, plan)
+    }
+
+    /// Ends the second-chance windows that are over at `now_ms`: the services go back to
+    /// their current table for every packet and the mid-flow tables' slots are released.
+    pub fn expire_second_chance(&mut self, now_ms: u64) -> Plan {
+        let mut plan = Plan::default();
+        let over: Vec<ServiceId> = self
+            .windows
+            .iter()
+            .filter(|&(_, &until)| now_ms >= until)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            self.windows.remove(&id);
+            let Some(state) = self.services.get_mut(&id) else {
+                continue;
+            };
+            if state.entry.flags & SVC_F_SECOND_CHANCE == 0 {
+                continue;
+            }
+            state.entry.flags &= !SVC_F_SECOND_CHANCE;
+            let (off, len) = (state.entry.table_off, state.entry.table_len);
+            self.slots.release(now_ms, off.saturating_add(len), len);
+            plan.upsert_services
+                .push((service_key(&id, state.config.fwmark.is_some()), state.entry));
+        }
+        plan
+    }
+
+    /// Whether `service` is in a second-chance window (mid-flow packets use the mid-flow
+    /// table).
+    pub fn in_second_chance(&self, service: &ServiceId) -> bool {
+        self.services
+            .get(service)
+            .is_some_and(|s| s.entry.flags & SVC_F_SECOND_CHANCE != 0)
     }
 
     /// Marks the services of `vips` as standby (VRRP BACKUP: new connections passed) and
@@ -888,8 +1029,9 @@ impl Planner {
             };
             plan.delete_services
                 .push(service_key(&id, old.config.fwmark.is_some()));
-            self.slots
-                .release(now_ms, old.entry.table_off, old.entry.table_len);
+            self.windows.remove(&id);
+            let (off, len) = range_of(&old.entry);
+            self.slots.release(now_ms, off, len);
             self.service_ids.give(old.entry.id);
             let mut ids: Vec<u32> = old.reals.values().map(|&(rid, _)| rid).collect();
             changes.push((id, None));
@@ -972,21 +1114,37 @@ impl Planner {
                 })
                 .collect();
             let len = table.len();
+            // Second chance: the mid-flow table goes right after the current one.
+            let window = self.second_chance_ms;
+            let merged = old.and_then(|o| second_chance_table(window, o, &reals, kind, &table));
+            let span = if merged.is_some() { 2 * len } else { len };
             let off = if len == 0 {
                 0
             } else {
-                self.slots
-                    .take(len as u32)
-                    .ok_or(PlanError::NoSlots { service: id, len })?
+                self.slots.take(span as u32).ok_or(PlanError::NoSlots {
+                    service: id,
+                    len: span,
+                })?
             };
             if let Some(o) = old {
-                self.slots
-                    .release(now_ms, o.entry.table_off, o.entry.table_len);
+                let (old_off, old_len) = range_of(&o.entry);
+                self.slots.release(now_ms, old_off, old_len);
             }
             if len > 0 {
                 plan.tables.push((off, table));
             }
+            let second_chance = merged.is_some();
+            if let Some(m) = merged {
+                plan.tables.push((off + len as u32, m));
+                self.windows.insert(id, now_ms.saturating_add(window));
+            } else {
+                self.windows.remove(&id);
+            }
             let mut entry = service_entry(svc, service_id, kind, off, len as u32);
+            entry = with_midflow(entry, svc.sloppy_tcp, self.sloppy_tcp);
+            if second_chance {
+                entry.flags |= SVC_F_SECOND_CHANCE;
+            }
             if self.standby.contains(&id.address) && svc.fwmark.is_none() {
                 entry.flags |= SVC_F_STANDBY;
             }

@@ -9,6 +9,7 @@ use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
     NO_REAL, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT, SVC_F_ONE_PACKET,
     SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceKey, Verdict, addr_filter_slot,
+    midflow::{MidflowCount, SVC_F_MIDFLOW, SVC_F_SECOND_CHANCE},
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
 };
@@ -18,6 +19,7 @@ use crate::{
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
     maps::{ADDR_FILTER, CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
+    midflow,
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
     schedule::{persisted_real, remember, schedule},
@@ -218,7 +220,14 @@ fn balance(
     let one_packet = svc.flags & SVC_F_ONE_PACKET != 0 && !is_tcp;
 
     // A new flow (or one whose entry expired, was closed, or lost its real server).
-    if is_tcp && !opens && svc.flags & SVC_F_SLOPPY_TCP == 0 {
+    // A mid-flow TCP packet (no SYN, no entry): scheduled by the hash schedulers under
+    // sloppy_tcp (ECMP re-hashed the flow here), passed otherwise (rvs_common::midflow).
+    // (One flag, set by the planner: testing the scheduler kind here as well multiplied
+    // the verifier's states past its limit.) A RST is never scheduled, as in IPVS.
+    let mid = is_tcp && !opens;
+    if mid && (svc.flags & (SVC_F_SLOPPY_TCP | SVC_F_MIDFLOW) == 0 || pkt.tcp_flags & TCP_RST != 0)
+    {
+        midflow::count(MidflowCount::Passed);
         return Outcome::Done(Verdict::PassNoConn, xdp_action::XDP_PASS);
     }
     // Persistence: a client (under the netmask) goes back to its real server while its
@@ -233,6 +242,17 @@ fn balance(
     } else {
         None
     };
+    // Second chance: within the window after an mh table change, a mid-flow packet is
+    // scheduled by the mid-flow table (the previous choice where that server stays).
+    // The planner lays that table right after the current one and flags the service while
+    // the window lasts (no map lookup here: one more walked the verifier past its limit).
+    // Branch-free: any branch here doubled the states the verifier walks through the rest
+    // of the function, past its limit.
+    let second = (mid as u32) & (svc.flags as u32 >> SVC_F_SECOND_CHANCE.trailing_zeros()) & 1;
+    let mut svc = svc;
+    svc.table_off = svc
+        .table_off
+        .wrapping_add(svc.table_len & 0u32.wrapping_sub(second));
     let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport, pkt.daddr))
     else {
         return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);

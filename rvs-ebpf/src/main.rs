@@ -21,6 +21,7 @@ mod decap;
 mod flow;
 mod fwd;
 mod maps;
+mod midflow;
 mod parse;
 mod route;
 mod schedule;

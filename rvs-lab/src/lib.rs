@@ -6,6 +6,7 @@
 //!
 //! - [`Netns`]: one namespace; run closures, commands and child processes inside it.
 //! - [`DrLab`]: the direct-routing topology (client, router, LB, switch, real servers).
+//! - [`EcmpLab`]: N active directors behind a router running BIRD (BGP, ECMP, L4 hash).
 //! - [`HaLab`]: two directors (VRRP, connection sync) in front of the DR lab's servers.
 //! - [`NatLab`]: the NAT topologies, two-armed and one-armed (real servers' gateway = LB).
 //! - [`TunLab`]: the tunnel topology (real servers behind a router, L3 away from the LB).
@@ -23,6 +24,7 @@ pub mod bins;
 pub mod client;
 mod cmd;
 pub mod dr;
+pub mod ecmp;
 pub mod fib;
 pub mod ha;
 mod http;
@@ -36,6 +38,7 @@ mod wire;
 
 pub use client::{HttpSession, http_get, http_get_path, run_many, udp_ask};
 pub use dr::{DrLab, RealServer};
+pub use ecmp::EcmpLab;
 pub use fib::FibNs;
 pub use ha::{Director, HaLab};
 pub use nat::{NatLab, NatLayout};

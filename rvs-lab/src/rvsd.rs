@@ -74,8 +74,21 @@ impl Rvsd {
         interfaces: &[&str],
         pin_path: &Path,
     ) -> Result<Rvsd> {
+        Self::start_keepalived_with(ns, binary, keepalived_conf, interfaces, pin_path, &[])
+    }
+
+    /// [`Rvsd::start_keepalived_on`] with more arguments (e.g. `--bgp FILE`).
+    pub fn start_keepalived_with(
+        ns: &Netns,
+        binary: &Path,
+        keepalived_conf: &str,
+        interfaces: &[&str],
+        pin_path: &Path,
+        extra: &[&str],
+    ) -> Result<Rvsd> {
         let config_path = std::env::temp_dir().join(format!("{}-keepalived.conf", ns.name()));
         let mut args = vec!["--keepalived".to_owned(), config_path.display().to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         for interface in interfaces {
             args.push("--interface".to_owned());
             args.push((*interface).to_owned());

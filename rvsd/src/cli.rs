@@ -29,6 +29,10 @@ pub struct Args {
         requires = "keepalived"
     )]
     pub interfaces: Vec<String>,
+    /// With --keepalived: a TOML file with a `[bgp]` section (keepalived.conf has no BGP):
+    /// announce the VIPs through BIRD for ECMP scale-out (docs/ecmp.md).
+    #[arg(long, value_name = "BGP_TOML", requires = "keepalived")]
+    pub bgp: Option<PathBuf>,
     /// Path of the API socket.
     #[arg(long, default_value = rvs_api::DEFAULT_SOCKET)]
     pub socket: PathBuf,

@@ -116,6 +116,8 @@ pub enum Source {
         interfaces: Vec<String>,
         /// bpffs directory.
         pin_path: Option<PathBuf>,
+        /// `--bgp FILE`: the `[bgp]` section keepalived.conf cannot hold.
+        bgp: Option<PathBuf>,
     },
 }
 
@@ -721,6 +723,10 @@ pub struct Daemon {
     history: crate::status::History,
     /// The last (re)load's outcome.
     reload_record: crate::status::ReloadRecord,
+    /// VIP announcements through BIRD, when `[bgp]` is configured.
+    bgp: Option<crate::bgp::Bgp>,
+    /// The desired state changed since the announcer last looked at it.
+    bgp_dirty: bool,
 }
 
 /// Resolves when the health engine publishes a new effective configuration; never when
@@ -761,8 +767,13 @@ impl Daemon {
                 path,
                 interfaces,
                 pin_path,
+                bgp,
             } => {
-                let (config, model, conf) = read_keepalived(path, interfaces, pin_path.as_deref())?;
+                let (mut config, model, conf) =
+                    read_keepalived(path, interfaces, pin_path.as_deref())?;
+                if let Some(b) = bgp {
+                    config.bgp = Some(crate::bgp::read_bgp_file(b)?);
+                }
                 (Some(config), Some((model, conf)))
             }
         };
@@ -830,6 +841,7 @@ impl Daemon {
                 interfaces: Vec::new(),
                 verdicts: Vec::new(),
                 vrrp: Vec::new(),
+                bgp: None,
             })),
             unresolved: HashSet::new(),
             client_nets: HashSet::new(),
@@ -842,6 +854,8 @@ impl Daemon {
             sync_follow,
             history: crate::status::History::default(),
             reload_record: crate::status::ReloadRecord::started(std::time::SystemTime::now()),
+            bgp: None,
+            bgp_dirty: true,
         };
         // Attached before the file's state is written: an interface the balancer cannot
         // attach to stops rvsd with the maps as they were (nothing half-applied).
@@ -855,6 +869,15 @@ impl Daemon {
         }
         if matches!(daemon.source, Source::Toml(Some(_))) {
             daemon.loaded = Some(desired.clone());
+        }
+        // BIRD starts before the state is applied, with nothing announced: the first
+        // announcement follows the applied state (in the loop), never precedes it.
+        if let Some(settings) = desired.bgp.clone() {
+            let origin = match &daemon.source {
+                Source::Toml(p) => crate::bgp::origin(p.as_ref()),
+                Source::Keepalived { bgp, .. } => crate::bgp::origin(bgp.as_ref()),
+            };
+            daemon.bgp = Some(crate::bgp::Bgp::start(settings, origin).await?);
         }
         let applied = daemon.apply(desired).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(services = applied.services, "config applied");
@@ -963,6 +986,7 @@ impl Daemon {
         let plan = self.dp.apply(&next).map_err(api_error)?;
         self.desired = next;
         self.index = Index::of(&self.desired);
+        self.bgp_dirty = true;
         Ok(self.applied(&plan))
     }
 
@@ -1000,6 +1024,7 @@ impl Daemon {
         if large {
             tracing::info!(ops = ops.len(), ?planned, ?written, committed = ?started.elapsed(), "batch applied");
         }
+        self.bgp_dirty = true;
         Ok((self.applied(&plan), effects))
     }
 
@@ -1052,7 +1077,13 @@ impl Daemon {
                 path,
                 interfaces,
                 pin_path,
+                bgp,
             } => {
+                let bgp = bgp
+                    .as_deref()
+                    .map(crate::bgp::read_bgp_file)
+                    .transpose()
+                    .map_err(invalid)?;
                 let import =
                     import_keepalived(path, interfaces, pin_path.as_deref()).map_err(invalid)?;
                 if let Some(why) = reload_refusal(&import) {
@@ -1065,7 +1096,9 @@ impl Daemon {
                     // Refuse a broken VRRP part before anything changes.
                     Vrrp::config_of(&import.keepalived).map_err(invalid)?;
                 }
-                let (config, model, conf) = (import.config, import.health, import.keepalived);
+                let (mut config, model, conf) = (import.config, import.health, import.keepalived);
+                config.bgp = bgp;
+                self.check_bgp_reload(&config)?;
                 if config.daemon != self.desired.daemon {
                     return Err(ApiError::new(
                         ErrorKind::Invalid,
@@ -1094,6 +1127,7 @@ impl Daemon {
                 "[daemon] only changes with a restart",
             ));
         }
+        self.check_bgp_reload(&next)?;
         // The file is the truth: API/rvsadm changes since the last load are replaced.
         let edited = self
             .loaded
@@ -1103,6 +1137,22 @@ impl Daemon {
         self.loaded = Some(next);
         applied.runtime_edits_dropped = edited;
         Ok(applied)
+    }
+
+    /// A reload may change `[bgp]` but not add or remove it (BIRD starts and stops with
+    /// rvsd).
+    fn check_bgp_reload(&self, next: &Config) -> Result<(), ApiError> {
+        match (self.bgp.is_some(), next.bgp.is_some()) {
+            (false, true) => Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[bgp] is new in this file: BGP starts only with a restart of rvsd",
+            )),
+            (true, false) => Err(ApiError::new(
+                ErrorKind::Invalid,
+                "[bgp] is gone from this file: BGP stops only with a restart of rvsd (a planned stop withdraws the VIPs first)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The VRRP and lvs_sync_daemon part of a keepalived.conf reload.
@@ -1326,6 +1376,7 @@ impl Daemon {
                     })
                     .collect()
             }),
+            bgp: self.bgp.as_ref().map(crate::bgp::Bgp::status),
         }
     }
 
@@ -1492,6 +1543,17 @@ impl Daemon {
                         "[daemon] only changes with a restart",
                     ));
                 }
+                let mut next = next;
+                // A state without [bgp] keeps the section in force; one with [bgp] may
+                // change it, but BGP starts only with rvsd.
+                if next.bgp.is_none() {
+                    next.bgp = self.desired.bgp.clone();
+                } else if self.bgp.is_none() {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        "[bgp]: BGP starts only with a restart of rvsd",
+                    ));
+                }
                 next.validate()
                     .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
                 to_value(&self.apply(*next)?)
@@ -1568,9 +1630,18 @@ impl Daemon {
         // A large table is scanned less often (four times the last scan's duration), so
         // the main loop never spends most of its time scanning.
         let mut next_sync_scan = Instant::now();
+        let mut bgp_tick = tokio::time::interval(Duration::from_secs(1));
+        // SIGTERM with [bgp]: the VIPs are withdrawn and rvsd balances on until then.
+        let mut drain_until: Option<tokio::time::Instant> = None;
         self.follow_sync();
         tracing::info!(pid = std::process::id(), "rvsd ready");
         loop {
+            if self.bgp_dirty {
+                self.bgp_dirty = false;
+                if let Some(b) = &mut self.bgp {
+                    b.follow(&self.desired).await;
+                }
+            }
             self.publish_status();
             let scan_at = tokio::time::Instant::from_std(next_scan);
             let request_due = self.sync.request_due();
@@ -1671,9 +1742,36 @@ impl Daemon {
                 }
                 _ = usr1.recv() => self.dump_data(),
                 _ = usr2.recv() => self.dump_stats(),
-                _ = term.recv() => break,
+                _ = bgp_tick.tick(), if self.bgp.is_some() => {
+                    if let Some(b) = &mut self.bgp {
+                        b.tick().await;
+                    }
+                }
+                _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => {
+                    tracing::info!("BGP: drain period over");
+                    break;
+                }
+                _ = term.recv() => {
+                    // With BGP, a planned stop withdraws first and drains; a second
+                    // SIGTERM during the drain stops at once.
+                    match &mut self.bgp {
+                        Some(b) if !b.draining() => {
+                            drain_until = b.withdraw_for_stop().await;
+                            if drain_until.is_none() {
+                                break;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
                 _ = int.recv() => break,
             }
+        }
+        if let Some(b) = self.bgp.take() {
+            if !b.draining() {
+                tracing::info!("BGP: stopping without a drain (SIGINT or a second SIGTERM)");
+            }
+            b.shutdown().await;
         }
         if let Some(v) = &mut self.vrrp {
             v.stop().await;

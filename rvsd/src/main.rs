@@ -6,10 +6,13 @@
 //! - API (Unix socket, JSON over HTTP): atomic batches of ipvsadm-like ops, listings;
 //! - SIGHUP: re-read the config file and apply it as a diff (unchanged services and real
 //!   servers keep their connections and counters); a bad file changes nothing;
+//! - with `[bgp]` (or `--bgp FILE` beside a keepalived.conf): announce the VIPs that have
+//!   healthy real servers through BIRD; SIGTERM withdraws them, drains, then exits;
 //! - SIGTERM/SIGINT (or SIGKILL): exit, leaving the programs attached and the maps pinned,
 //!   so forwarding goes on; the next rvsd adopts them; `rvsd --cleanup` removes them.
 
 mod api;
+mod bgp;
 mod check;
 mod cli;
 mod daemon;
@@ -97,6 +100,7 @@ fn main() -> Result<()> {
                     path,
                     interfaces: args.interfaces,
                     pin_path: args.pin_path.clone(),
+                    bgp: args.bgp,
                 },
                 None => Source::Toml(args.config),
             };

@@ -71,6 +71,18 @@ struct SyncDaemon {
 }
 
 /// Labels of a sync daemon's counter.
+/// Labels of an announced (or withdrawn) VIP.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Vip {
+    vip: String,
+}
+
+/// Labels of a BGP session (BIRD's protocol name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Session {
+    session: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyncRole {
     role: String,
@@ -408,10 +420,47 @@ pub fn render(v: &View) -> String {
     if !v.sync.daemons.is_empty() {
         sync_metrics(&mut r, &v.sync);
     }
+    if let Some(b) = &v.status.bgp {
+        bgp_metrics(&mut r, b);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+/// BGP: one gauge per VIP with a service (1 announced, 0 withdrawn), one per session
+/// (1 established), and whether a stop is draining.
+fn bgp_metrics(r: &mut Registry, b: &rvs_api::BgpStatus) {
+    let vips = gauges::<Vip>(
+        r,
+        "bgp_vip_announced",
+        "Whether this director announces the VIP over BGP (1) or has withdrawn it (0)",
+    );
+    for v in &b.vips {
+        vips.get_or_create(&Vip {
+            vip: v.vip.to_string(),
+        })
+        .set(i64::from(v.announced));
+    }
+    let sessions = gauges::<Session>(
+        r,
+        "bgp_session_established",
+        "Whether the BGP session is established (1) or not (0)",
+    );
+    for p in &b.peers {
+        sessions
+            .get_or_create(&Session {
+                session: p.name.clone(),
+            })
+            .set(i64::from(p.established));
+    }
+    gauge(
+        r,
+        "bgp_draining",
+        "1 while a planned stop drains (VIPs withdrawn, still balancing)",
+        i64::from(b.phase == "draining"),
+    );
 }
 
 /// The connection sync daemons: one gauge per running daemon (its role, interface and

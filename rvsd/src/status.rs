@@ -482,6 +482,7 @@ pub(crate) mod tests {
                 interfaces: vec![],
                 verdicts: vec![],
                 vrrp: vec![],
+                bgp: None,
             },
             services: ServiceList {
                 conn_table_size: 16,

@@ -4,6 +4,7 @@ mod bench;
 mod compare;
 mod control_bench;
 mod demo;
+mod ecmp_bench;
 mod package;
 mod sync_bench;
 
@@ -27,6 +28,8 @@ enum Command {
     BenchCompare(compare::CompareArgs),
     /// Per-packet cost of the XDP program beside a minimal XDP_TX program (BPF_PROG_TEST_RUN).
     Bench(bench::BenchArgs),
+    /// Connections lost when ECMP re-hashes flows between directors, with and without second chance.
+    BenchEcmp(ecmp_bench::EcmpBenchArgs),
     /// Connection sync throughput (encode, decode, install, end to end over UDP).
     BenchSync(sync_bench::SyncBenchArgs),
     /// The Debian package (target/debian/rvs_VERSION_ARCH.deb); --check tests it.
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchControl(args) => control_bench::run(args),
         Command::BenchCompare(args) => compare::run(args),
         Command::BenchSync(args) => sync_bench::run(args),
+        Command::BenchEcmp(args) => ecmp_bench::run(args),
         Command::Package(args) => package::run_package(args),
     }
 }
