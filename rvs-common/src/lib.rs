@@ -5,6 +5,7 @@
 //! network byte order, as they appear in packets, so the fast path never swaps bytes.
 #![cfg_attr(not(test), no_std)]
 
+pub mod commit;
 pub mod csum;
 pub mod hash;
 pub mod icmp;

@@ -5,6 +5,7 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod batch;
 mod conn_sync;
 mod decap;
 mod link;
@@ -27,7 +28,9 @@ use aya::{
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
     PersistKey, RealEntry, RealLoad, SETTINGS_F_NAT, ServiceEntry, ServiceKey, Settings,
-    TaggedFlowKey, Verdict, maps, programs, tcp,
+    TaggedFlowKey, Verdict,
+    commit::{self, CommitState, JournalRecord},
+    maps, programs, tcp,
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
@@ -79,6 +82,9 @@ pub enum DataplaneError {
         /// Cause.
         source: Box<ProgramError>,
     },
+    /// A batch writes more real servers than the journal holds (never for a valid plan).
+    #[error("a batch of {0} real-server writes does not fit the journal ([limits] reals)")]
+    Journal(usize),
     /// The desired state cannot be planned.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -167,7 +173,13 @@ pub struct Dataplane {
     limits: Limits,
     planner: Planner,
     adopted: Config,
+    /// The two copies of the service map (rvs_common::commit): readers use `epoch & 1`.
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    services_b: HashMap<MapData, ServiceKey, ServiceEntry>,
+    /// The commit word.
+    commit: MmapArray<CommitState>,
+    /// The open batch's real-server journal.
+    journal: MmapArray<JournalRecord>,
     reals: MmapArray<RealEntry>,
     real_load: MmapArray<RealLoad>,
     dispatch: MmapArray<u32>,
@@ -263,6 +275,8 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .map_max_entries(maps::SERVICES, limits.services)
+            .map_max_entries(commit::SERVICES_B, limits.services)
+            .map_max_entries(commit::JOURNAL, limits.reals)
             .map_max_entries(maps::CURSORS, limits.services)
             .map_max_entries(maps::SERVICE_STATS, limits.services)
             .map_max_entries(maps::REALS, limits.reals)
@@ -328,14 +342,14 @@ impl Dataplane {
             .map_err(map_err(maps::MARK_RULES))?;
         let mark_count = Array::try_from(take_map(&mut ebpf, maps::MARK_COUNT)?)
             .map_err(map_err(maps::MARK_COUNT))?;
-        // Maps pinned by an earlier rvsd hold the state of record: adopt it.
-        let service_entries: Vec<(ServiceKey, ServiceEntry)> =
-            services.iter().filter_map(|e| e.ok()).collect();
-        let real_entries: Vec<(u32, RealEntry)> = (0..limits.reals)
-            .filter_map(|i| reals.get(i).map(|e: RealEntry| (i, e)))
-            .filter(|(_, e)| e.in_use() || e.generation != 0)
-            .collect();
-        let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        let services_b = HashMap::try_from(take_map(&mut ebpf, commit::SERVICES_B)?)
+            .map_err(map_err(commit::SERVICES_B))?;
+        let commit_word = mmap_array(take_map(&mut ebpf, commit::COMMIT)?, commit::COMMIT, 1)?;
+        let journal = mmap_array(
+            take_map(&mut ebpf, commit::JOURNAL)?,
+            commit::JOURNAL,
+            limits.reals,
+        )?;
         let nat_counts: std::collections::HashMap<u32, u32> =
             nat_sources.iter().filter_map(|e| e.ok()).collect();
         let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
@@ -345,19 +359,16 @@ impl Dataplane {
         } else {
             stored
         };
-        let adopted_config = Config {
-            timeouts: Timeouts::from_settings(&settings),
-            limits,
-            services: adopted,
-            ..Config::default()
-        };
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             limits,
-            planner,
-            adopted: adopted_config,
+            planner: Planner::new(&limits),
+            adopted: Config::default(),
             services,
+            services_b,
+            commit: commit_word,
+            journal,
             reals,
             real_load,
             dispatch,
@@ -373,13 +384,13 @@ impl Dataplane {
             mark_count,
             attached: Vec::new(),
             nat_sources,
-            nat_reals: real_entries
-                .iter()
-                .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
-                .map(|(id, e)| (*id, e.addr))
-                .collect(),
+            nat_reals: std::collections::HashMap::new(),
             nat_counts,
         };
+        // A batch a crash interrupted is finished (rolled back or forward) before anything
+        // reads the maps as the state of record.
+        dp.recover()?;
+        let (orphans, real_entries) = dp.adopt_maps();
         if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
             // No fwmark service: nothing to classify (the planner starts from no rules).
             dp.mark_count
@@ -393,7 +404,7 @@ impl Dataplane {
             dp.write_load(*id, e);
         }
         dp.set_settings(&settings)?;
-        if !service_entries.is_empty() {
+        if !dp.adopted.services.is_empty() {
             tracing::info!(
                 services = dp.adopted.services.len(),
                 pin_dir = %pin_dir.display(),
@@ -401,6 +412,32 @@ impl Dataplane {
             );
         }
         Ok(dp)
+    }
+
+    /// Rebuilds the planner, the adopted configuration and the NAT bookkeeping from the
+    /// maps (the live service copy): the state of record an earlier rvsd left. Returns the
+    /// tombstones for orphaned real servers (to be written) and the real-server entries read.
+    fn adopt_maps(&mut self) -> (Plan, Vec<(u32, RealEntry)>) {
+        let limits = self.limits;
+        let service_entries = self.live_services();
+        let real_entries: Vec<(u32, RealEntry)> = (0..limits.reals)
+            .filter_map(|i| self.reals.get(i).map(|e: RealEntry| (i, e)))
+            .filter(|(_, e)| e.in_use() || e.generation != 0)
+            .collect();
+        let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        self.planner = planner;
+        self.adopted = Config {
+            timeouts: Timeouts::from_settings(&self.settings),
+            limits,
+            services: adopted,
+            ..Config::default()
+        };
+        self.nat_reals = real_entries
+            .iter()
+            .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
+            .map(|(id, e)| (*id, e.addr))
+            .collect();
+        (orphans, real_entries)
     }
 
     /// The map capacities this dataplane was loaded with.
@@ -759,66 +796,6 @@ impl Dataplane {
         &self.adopted
     }
 
-    fn write(&mut self, plan: &Plan) -> Result<()> {
-        for (id, entry) in &plan.reals {
-            self.write_load(*id, entry);
-            self.reals.set(*id, *entry);
-        }
-        for id in &plan.reset_real_counters {
-            self.real_stats
-                .set(*id, Self::zeros()?, 0)
-                .map_err(map_err(maps::REAL_STATS))?;
-        }
-        for id in &plan.reset_services {
-            self.service_stats
-                .set(*id, Self::zeros()?, 0)
-                .map_err(map_err(maps::SERVICE_STATS))?;
-            self.cursors
-                .set(*id, 0, 0)
-                .map_err(map_err(maps::CURSORS))?;
-        }
-        for (off, table) in &plan.tables {
-            self.dispatch.write(*off, table);
-        }
-        for (key, entry) in &plan.upsert_services {
-            self.services
-                .insert(key, entry, 0)
-                .map_err(map_err(maps::SERVICES))?;
-        }
-        for key in &plan.delete_services {
-            match self.services.remove(key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(maps::SERVICES)(e)),
-            }
-        }
-        if let Some(rules) = &plan.mark_rules {
-            // Count 0 first, so no walk sees half-written rules (new flows in that moment
-            // meet the address services only); services are already written.
-            self.mark_count
-                .set(0, 0, 0)
-                .map_err(map_err(maps::MARK_COUNT))?;
-            for (i, r) in rules.iter().enumerate() {
-                self.mark_rules
-                    .set(i as u32, *r, 0)
-                    .map_err(map_err(maps::MARK_RULES))?;
-            }
-            self.mark_count
-                .set(0, rules.len() as u32, 0)
-                .map_err(map_err(maps::MARK_COUNT))?;
-        }
-        for (id, entry) in &plan.retire_reals {
-            self.reals.set(*id, *entry);
-        }
-        for (id, entry) in plan.reals.iter().chain(&plan.retire_reals) {
-            if entry.in_use() && entry.forward == Forward::Masq as u8 {
-                self.nat_reals.insert(*id, entry.addr);
-            } else {
-                self.nat_reals.remove(id);
-            }
-        }
-        self.sync_nat_sources()
-    }
-
     /// Attaches the balancer to `interface` through a bpf_link pinned under the pin
     /// directory, so forwarding goes on if the daemon exits. Enables IPv4 forwarding on the
     /// interface: the kernel's FIB lookup from XDP requires it.
@@ -940,6 +917,8 @@ fn sum_counters(
 /// one entry each so a side program costs no real memory.
 const BALANCER_MAPS: &[&str] = &[
     maps::SERVICES,
+    commit::SERVICES_B,
+    commit::JOURNAL,
     maps::REALS,
     maps::REAL_LOAD,
     maps::DISPATCH,

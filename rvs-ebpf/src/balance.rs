@@ -17,7 +17,7 @@ use crate::{
     classify::fwmark_service,
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
-    maps::{CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
+    maps::{CONNS, NAT_SOURCES, REALS, SETTINGS},
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
     schedule::{persisted_real, remember, schedule},
@@ -182,13 +182,12 @@ fn balance(
     };
     // fwmark services first, as IPVS looks up a marked packet's service by its mark.
     let marked = fwmark_service(&pkt);
-    // SAFETY: the value is only read while the program runs (RCU-protected).
-    let svc = match marked.or_else(|| unsafe { SERVICES.get(key) }.copied()) {
+    let svc = match marked.or_else(|| crate::commit::service(&key)) {
         Some(svc) => svc,
         None => {
             key.port = 0;
-            match unsafe { SERVICES.get(key) } {
-                Some(svc) => *svc,
+            match crate::commit::service(&key) {
+                Some(svc) => svc,
                 None => {
                     let (v, a) = not_for_a_service(&pkt, settings.flags);
                     return Outcome::Done(v, a);

@@ -16,6 +16,7 @@
 mod access;
 mod balance;
 mod classify;
+mod commit;
 mod csum;
 mod decap;
 mod flow;
