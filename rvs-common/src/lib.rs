@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod csum;
+pub mod events;
 pub mod hash;
 pub mod icmp;
 pub mod tcp;

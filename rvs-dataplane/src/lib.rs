@@ -8,6 +8,8 @@
 mod batch;
 mod conn_sync;
 mod decap;
+mod events;
+pub mod inspect;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -180,6 +182,11 @@ pub struct Dataplane {
     commit: MmapArray<CommitState>,
     /// The open batch's real-server journal.
     journal: MmapArray<JournalRecord>,
+    /// Connection events for the sync MASTER, and the count of those lost to a full ring.
+    sync_events: aya::maps::RingBuf<MapData>,
+    sync_lost: PerCpuArray<MapData, u64>,
+    /// Whether rvsd asked for connection events.
+    sync_events_on: bool,
     reals: MmapArray<RealEntry>,
     real_load: MmapArray<RealLoad>,
     dispatch: MmapArray<u32>,
@@ -350,6 +357,9 @@ impl Dataplane {
             commit::JOURNAL,
             limits.reals,
         )?;
+        let sync_events = events::take_ring(&mut ebpf)?;
+        let sync_lost = PerCpuArray::try_from(take_map(&mut ebpf, rvs_common::events::SYNC_LOST)?)
+            .map_err(map_err(rvs_common::events::SYNC_LOST))?;
         let nat_counts: std::collections::HashMap<u32, u32> =
             nat_sources.iter().filter_map(|e| e.ok()).collect();
         let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
@@ -369,6 +379,9 @@ impl Dataplane {
             services_b,
             commit: commit_word,
             journal,
+            sync_events,
+            sync_lost,
+            sync_events_on: false,
             reals,
             real_load,
             dispatch,
@@ -457,7 +470,7 @@ impl Dataplane {
             0
         } else {
             SETTINGS_F_NAT
-        };
+        } | self.sync_events_flag();
         self.settings_map
             .set(0, settings, 0)
             .map_err(map_err(maps::SETTINGS))?;
@@ -491,7 +504,7 @@ impl Dataplane {
             0
         } else {
             SETTINGS_F_NAT
-        };
+        } | self.sync_events_flag();
         if flags != self.settings.flags {
             let s = self.settings;
             self.set_settings(&s)?;
@@ -944,6 +957,8 @@ pub(crate) fn load_side_object(tag: &str, keep: &[&str]) -> Result<Ebpf> {
     for name in BALANCER_MAPS.iter().filter(|n| !keep.contains(n)) {
         loader.map_max_entries(name, 1);
     }
+    // A ring buffer is at least one page.
+    loader.map_max_entries(rvs_common::events::SYNC_EVENTS, 4096);
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let pin_dir = PathBuf::from(format!(
         "/sys/fs/bpf/rvs-{tag}-{}-{}",

@@ -163,6 +163,7 @@ fn balance(
                         nat::sync_peer(&nat::reply_key(&flow, conn), state, now);
                     }
                     moved(conn.real, conn.real_gen, conn.state, state);
+                    crate::events::state_change(settings, &flow, conn, state);
                     conn.state = state;
                     conn.last_seen = now;
                 }
@@ -269,6 +270,7 @@ fn balance(
             unbind(old_real, old_gen, old_state);
         }
         bind(real_id, real.generation, conn.state);
+        crate::events::new_conn(settings, &flow, &conn);
         if nat {
             // The reply half: found by the real server's packets, routed on first use.
             let rev = ConnEntry {

@@ -19,6 +19,7 @@ mod classify;
 mod commit;
 mod csum;
 mod decap;
+mod events;
 mod flow;
 mod fwd;
 mod maps;
