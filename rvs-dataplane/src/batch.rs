@@ -172,7 +172,7 @@ impl Dataplane {
         }
         self.sync_nat_sources()?;
         // 6. The idle copy catches up; the batch is closed.
-        self.write_services(next & 1 ^ 1, &plan.upsert_services, &plan.delete_services)?;
+        self.write_services((next & 1) ^ 1, &plan.upsert_services, &plan.delete_services)?;
         self.store(Field::Open, 0);
         self.store(Field::JournalLen, 0);
         Ok(())

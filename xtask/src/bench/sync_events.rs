@@ -23,7 +23,7 @@ pub(super) fn measure(bed: &mut Testbed, opts: &Options) -> Result<Figure> {
     let lost_before = bed.dp.sync_events_lost()?;
     let mut figure = Figure::default();
     for round in 0..opts.rounds {
-        let order = if round % 2 == 0 {
+        let order = if round.is_multiple_of(2) {
             [false, true]
         } else {
             [true, false]
