@@ -5,7 +5,9 @@
 //! network byte order, as they appear in packets, so the fast path never swaps bytes.
 #![cfg_attr(not(test), no_std)]
 
+pub mod commit;
 pub mod csum;
+pub mod events;
 pub mod hash;
 pub mod icmp;
 pub mod midflow;

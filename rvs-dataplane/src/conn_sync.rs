@@ -183,26 +183,29 @@ impl Dataplane {
             // connection for both directions).
             .filter(|(_, c)| c.flags & CONN_F_REPLY == 0)
             .filter(|(_, c)| self.conn_is_current(c) && self.time_left(c, now) > 0)
-            .filter_map(|(k, c)| {
-                let real = self.reals.get(c.real)?;
-                // NAT: the port the XDP program rewrote to (a port-0 real keeps the
-                // client's), IPVS's dport.
-                let (raddr, rport) = if c.flags & CONN_F_NAT != 0 {
-                    (c.peer_addr, c.peer_port)
-                } else {
-                    (real.addr, real.port)
-                };
-                Some(ConnView {
-                    protocol: k.proto as u8,
-                    client: SocketAddrV4::new(ip(k.src), u16::from_be(k.sport)),
-                    vip: SocketAddrV4::new(ip(k.dst), u16::from_be(k.dport)),
-                    real: SocketAddrV4::new(ip(raddr), u16::from_be(rport)),
-                    forward: forward_of(real.forward),
-                    state: state_of(c.state),
-                    last_seen: c.last_seen,
-                })
-            })
+            .filter_map(|(k, c)| self.view_of(&k, &c))
             .collect()
+    }
+
+    /// A request entry by addresses (None when its real server id is out of range).
+    pub(crate) fn view_of(&self, k: &FlowKey, c: &ConnEntry) -> Option<ConnView> {
+        let real = self.reals.get(c.real)?;
+        // NAT: the port the XDP program rewrote to (a port-0 real keeps the client's),
+        // IPVS's dport.
+        let (raddr, rport) = if c.flags & CONN_F_NAT != 0 {
+            (c.peer_addr, c.peer_port)
+        } else {
+            (real.addr, real.port)
+        };
+        Some(ConnView {
+            protocol: k.proto as u8,
+            client: SocketAddrV4::new(ip(k.src), u16::from_be(k.sport)),
+            vip: SocketAddrV4::new(ip(k.dst), u16::from_be(k.dport)),
+            real: SocketAddrV4::new(ip(raddr), u16::from_be(rport)),
+            forward: forward_of(real.forward),
+            state: state_of(c.state),
+            last_seen: c.last_seen,
+        })
     }
 
     /// Installs flows reported by a sync MASTER: each is bound to the local service for its

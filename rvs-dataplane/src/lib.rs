@@ -5,9 +5,12 @@
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
+mod batch;
 mod conn_sync;
 mod decap;
+mod events;
 mod filter;
+pub mod inspect;
 mod link;
 mod mmap;
 pub mod neigh;
@@ -29,7 +32,9 @@ use aya::{
 use rvs_common::{
     ConnEntry, ConnState, Counters, FlowKey, Forward, LOAD_F_OVERLOAD, MarkRuleEntry, PersistEntry,
     PersistKey, RealEntry, RealLoad, SERVICE_KEY_FWMARK, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT,
-    ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict, maps,
+    ServiceEntry, ServiceKey, Settings, TaggedFlowKey, Verdict,
+    commit::{self, CommitState, JournalRecord},
+    maps,
     midflow::{MIDFLOW_COUNTS, MIDFLOW_STATS_MAP},
     programs, tcp,
 };
@@ -83,6 +88,9 @@ pub enum DataplaneError {
         /// Cause.
         source: Box<ProgramError>,
     },
+    /// A batch writes more real servers than the journal holds (never for a valid plan).
+    #[error("a batch of {0} real-server writes does not fit the journal ([limits] reals)")]
+    Journal(usize),
     /// The desired state cannot be planned.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -171,7 +179,18 @@ pub struct Dataplane {
     limits: Limits,
     planner: Planner,
     adopted: Config,
+    /// The two copies of the service map (rvs_common::commit): readers use `epoch & 1`.
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    services_b: HashMap<MapData, ServiceKey, ServiceEntry>,
+    /// The commit word.
+    commit: MmapArray<CommitState>,
+    /// The open batch's real-server journal.
+    journal: MmapArray<JournalRecord>,
+    /// Connection events for the sync MASTER, and the count of those lost to a full ring.
+    sync_events: aya::maps::RingBuf<MapData>,
+    sync_lost: PerCpuArray<MapData, u64>,
+    /// Whether rvsd asked for connection events.
+    sync_events_on: bool,
     reals: MmapArray<RealEntry>,
     real_load: MmapArray<RealLoad>,
     dispatch: MmapArray<u32>,
@@ -292,6 +311,8 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .map_max_entries(maps::SERVICES, limits.services)
+            .map_max_entries(commit::SERVICES_B, limits.services)
+            .map_max_entries(commit::JOURNAL, limits.reals)
             .map_max_entries(maps::CURSORS, limits.services)
             .map_max_entries(maps::SERVICE_STATS, limits.services)
             .map_max_entries(maps::REALS, limits.reals)
@@ -372,14 +393,17 @@ impl Dataplane {
             stats: PerCpuArray::try_from(take_map(&mut ebpf, MIDFLOW_STATS_MAP)?)
                 .map_err(map_err(MIDFLOW_STATS_MAP))?,
         };
-        // Maps pinned by an earlier rvsd hold the state of record: adopt it.
-        let service_entries: Vec<(ServiceKey, ServiceEntry)> =
-            services.iter().filter_map(|e| e.ok()).collect();
-        let real_entries: Vec<(u32, RealEntry)> = (0..limits.reals)
-            .filter_map(|i| reals.get(i).map(|e: RealEntry| (i, e)))
-            .filter(|(_, e)| e.in_use() || e.generation != 0)
-            .collect();
-        let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        let services_b = HashMap::try_from(take_map(&mut ebpf, commit::SERVICES_B)?)
+            .map_err(map_err(commit::SERVICES_B))?;
+        let commit_word = mmap_array(take_map(&mut ebpf, commit::COMMIT)?, commit::COMMIT, 1)?;
+        let journal = mmap_array(
+            take_map(&mut ebpf, commit::JOURNAL)?,
+            commit::JOURNAL,
+            limits.reals,
+        )?;
+        let sync_events = events::take_ring(&mut ebpf)?;
+        let sync_lost = PerCpuArray::try_from(take_map(&mut ebpf, rvs_common::events::SYNC_LOST)?)
+            .map_err(map_err(rvs_common::events::SYNC_LOST))?;
         let nat_counts: std::collections::HashMap<u32, u32> =
             nat_sources.iter().filter_map(|e| e.ok()).collect();
         let stored: Settings = settings_map.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
@@ -389,19 +413,19 @@ impl Dataplane {
         } else {
             stored
         };
-        let adopted_config = Config {
-            timeouts: Timeouts::from_settings(&settings),
-            limits,
-            services: adopted,
-            ..Config::default()
-        };
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             limits,
-            planner,
-            adopted: adopted_config,
+            planner: Planner::new(&limits),
+            adopted: Config::default(),
             services,
+            services_b,
+            commit: commit_word,
+            journal,
+            sync_events,
+            sync_lost,
+            sync_events_on: false,
             reals,
             real_load,
             dispatch,
@@ -417,11 +441,7 @@ impl Dataplane {
             mark_count,
             attached: Vec::new(),
             nat_sources,
-            nat_reals: real_entries
-                .iter()
-                .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
-                .map(|(id, e)| (*id, e.addr))
-                .collect(),
+            nat_reals: std::collections::HashMap::new(),
             nat_counts,
             filter_map,
             filter: AddrFilter::new(),
@@ -431,6 +451,10 @@ impl Dataplane {
             unscanned,
             midflow,
         };
+        // A batch a crash interrupted is finished (rolled back or forward) before anything
+        // reads the maps as the state of record.
+        dp.recover()?;
+        let (orphans, real_entries) = dp.adopt_maps();
         if !dp.adopted.services.iter().any(|s| s.fwmark.is_some()) {
             // No fwmark service: nothing to classify (the planner starts from no rules).
             dp.mark_count
@@ -443,7 +467,7 @@ impl Dataplane {
             .map_err(map_err(maps::MARK_COUNT))?
             != 0;
         // The filter from the adopted state, written whole (a pinned one may be stale).
-        for (key, _) in &service_entries {
+        for (key, _) in &dp.live_services() {
             dp.hold_service_key(*key);
         }
         let nat_addrs: Vec<u32> = dp.nat_reals.values().copied().collect();
@@ -458,7 +482,7 @@ impl Dataplane {
             dp.write_load(*id, e);
         }
         dp.set_settings(&settings)?;
-        if !service_entries.is_empty() {
+        if !dp.adopted.services.is_empty() {
             tracing::info!(
                 services = dp.adopted.services.len(),
                 pin_dir = %pin_dir.display(),
@@ -466,6 +490,32 @@ impl Dataplane {
             );
         }
         Ok(dp)
+    }
+
+    /// Rebuilds the planner, the adopted configuration and the NAT bookkeeping from the
+    /// maps (the live service copy): the state of record an earlier rvsd left. Returns the
+    /// tombstones for orphaned real servers (to be written) and the real-server entries read.
+    fn adopt_maps(&mut self) -> (Plan, Vec<(u32, RealEntry)>) {
+        let limits = self.limits;
+        let service_entries = self.live_services();
+        let real_entries: Vec<(u32, RealEntry)> = (0..limits.reals)
+            .filter_map(|i| self.reals.get(i).map(|e: RealEntry| (i, e)))
+            .filter(|(_, e)| e.in_use() || e.generation != 0)
+            .collect();
+        let (planner, adopted, orphans) = Planner::adopt(&limits, &service_entries, &real_entries);
+        self.planner = planner;
+        self.adopted = Config {
+            timeouts: Timeouts::from_settings(&self.settings),
+            limits,
+            services: adopted,
+            ..Config::default()
+        };
+        self.nat_reals = real_entries
+            .iter()
+            .filter(|(_, e)| e.in_use() && e.forward == Forward::Masq as u8)
+            .map(|(id, e)| (*id, e.addr))
+            .collect();
+        (orphans, real_entries)
     }
 
     /// The map capacities this dataplane was loaded with.
@@ -490,7 +540,7 @@ impl Dataplane {
         } else {
             0
         };
-        nat | all
+        nat | all | self.sync_events_flag()
     }
 
     /// Rewrites the settings when their flags no longer match the state.
@@ -934,98 +984,6 @@ impl Dataplane {
         &self.adopted
     }
 
-    fn write(&mut self, plan: &Plan) -> Result<()> {
-        // The filter first holds every new VIP and NAT address (before a packet can need
-        // them); addresses are released only after their services are gone.
-        for (key, _) in &plan.upsert_services {
-            self.hold_service_key(*key);
-        }
-        for (_, entry) in plan.reals.iter().chain(&plan.retire_reals) {
-            if entry.in_use() && entry.forward == Forward::Masq as u8 {
-                self.hold_nat(entry.addr);
-            }
-        }
-        self.flush_filter();
-        if plan.mark_rules.as_ref().is_some_and(|r| !r.is_empty()) {
-            // Off before any rule can mark a packet for an address the filter lacks.
-            self.fwmark_rules = true;
-            self.refresh_flags()?;
-        }
-        for (id, entry) in &plan.reals {
-            self.write_load(*id, entry);
-            self.reals.set(*id, *entry);
-        }
-        for id in &plan.reset_real_counters {
-            self.real_stats
-                .set(*id, Self::zeros()?, 0)
-                .map_err(map_err(maps::REAL_STATS))?;
-        }
-        for id in &plan.reset_services {
-            self.service_stats
-                .set(*id, Self::zeros()?, 0)
-                .map_err(map_err(maps::SERVICE_STATS))?;
-            self.cursors
-                .set(*id, 0, 0)
-                .map_err(map_err(maps::CURSORS))?;
-        }
-        for (off, table) in &plan.tables {
-            self.dispatch.write(*off, table);
-        }
-        for (key, entry) in &plan.upsert_services {
-            self.services
-                .insert(key, entry, 0)
-                .map_err(map_err(maps::SERVICES))?;
-        }
-        for key in &plan.delete_services {
-            match self.services.remove(key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(maps::SERVICES)(e)),
-            }
-            if self.service_keys.remove(key) {
-                self.filter.remove(key.vip);
-            }
-        }
-        if let Some(rules) = &plan.mark_rules {
-            // Count 0 first, so no walk sees half-written rules (new flows in that moment
-            // meet the address services only); services are already written.
-            self.mark_count
-                .set(0, 0, 0)
-                .map_err(map_err(maps::MARK_COUNT))?;
-            for (i, r) in rules.iter().enumerate() {
-                self.mark_rules
-                    .set(i as u32, *r, 0)
-                    .map_err(map_err(maps::MARK_RULES))?;
-            }
-            self.mark_count
-                .set(0, rules.len() as u32, 0)
-                .map_err(map_err(maps::MARK_COUNT))?;
-            // With no rules left the filter goes back on (the flags follow below).
-            self.fwmark_rules = !rules.is_empty();
-        }
-        // An id retired and given to a new server in the same plan (a service removed and
-        // another added at once) keeps its new entry: that entry already carries the new
-        // generation, so the old connections are recognised as gone all the same.
-        let reused: std::collections::HashSet<u32> = plan.reals.iter().map(|(id, _)| *id).collect();
-        for (id, entry) in &plan.retire_reals {
-            if !reused.contains(id) {
-                self.reals.set(*id, *entry);
-            }
-        }
-        let retired = plan
-            .retire_reals
-            .iter()
-            .filter(|(id, _)| !reused.contains(id));
-        for (id, entry) in plan.reals.iter().chain(retired) {
-            if entry.in_use() && entry.forward == Forward::Masq as u8 {
-                self.nat_reals.insert(*id, entry.addr);
-            } else {
-                self.nat_reals.remove(id);
-            }
-        }
-        self.flush_filter();
-        self.sync_nat_sources()
-    }
-
     /// Attaches the balancer to `interface` through a bpf_link pinned under the pin
     /// directory, so forwarding goes on if the daemon exits. Enables IPv4 forwarding on the
     /// interface: the kernel's FIB lookup from XDP requires it.
@@ -1147,6 +1105,8 @@ fn sum_counters(
 /// one entry each so a side program costs no real memory.
 const BALANCER_MAPS: &[&str] = &[
     maps::SERVICES,
+    commit::SERVICES_B,
+    commit::JOURNAL,
     maps::REALS,
     maps::REAL_LOAD,
     maps::DISPATCH,
@@ -1173,6 +1133,8 @@ pub(crate) fn load_side_object(tag: &str, keep: &[&str]) -> Result<Ebpf> {
     for name in BALANCER_MAPS.iter().filter(|n| !keep.contains(n)) {
         loader.map_max_entries(name, 1);
     }
+    // A ring buffer is at least one page.
+    loader.map_max_entries(rvs_common::events::SYNC_EVENTS, 4096);
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let pin_dir = PathBuf::from(format!(
         "/sys/fs/bpf/rvs-{tag}-{}-{}",

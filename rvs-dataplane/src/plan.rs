@@ -103,12 +103,15 @@ impl Plan {
     }
 }
 
-/// A pool of small integer ids.
+/// A pool of small integer ids. An id given back is held until the next plan: the batch
+/// that freed it is still being written while the old configuration stays visible, so the
+/// same batch must not hand it to someone else.
 #[derive(Debug, Clone)]
 struct IdPool {
     next: u32,
     limit: u32,
     free: Vec<u32>,
+    held: Vec<u32>,
 }
 
 impl IdPool {
@@ -117,6 +120,7 @@ impl IdPool {
             next: 0,
             limit,
             free: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -124,7 +128,12 @@ impl IdPool {
     fn with_used(limit: u32, used: &BTreeSet<u32>) -> Self {
         let next = used.last().map_or(0, |&m| m + 1);
         let free = (0..next).rev().filter(|i| !used.contains(i)).collect();
-        Self { next, limit, free }
+        Self {
+            next,
+            limit,
+            free,
+            held: Vec::new(),
+        }
     }
 
     fn take(&mut self) -> Option<u32> {
@@ -139,7 +148,12 @@ impl IdPool {
     }
 
     fn give(&mut self, id: u32) {
-        self.free.push(id);
+        self.held.push(id);
+    }
+
+    /// Makes the ids given back by earlier (written) plans available.
+    fn release_held(&mut self) {
+        self.free.append(&mut self.held);
     }
 }
 
@@ -1021,6 +1035,8 @@ impl Planner {
         changes: &mut Vec<(ServiceId, Option<ServiceState>)>,
     ) -> Result<Plan, PlanError> {
         self.slots.expire(now_ms);
+        self.service_ids.release_held();
+        self.real_ids.release_held();
         let mut plan = Plan::default();
         for (id, _) in updates.iter().filter(|(_, u)| u.is_none()) {
             let id = *id;
@@ -1266,6 +1282,32 @@ address = "198.18.2.12"
         // After the grace period the slots are reused from the start.
         let plan = p.plan(&config(TWO), 10 + SLOT_GRACE_MS).expect("plan");
         assert_eq!(plan.tables[0].0, 0);
+    }
+
+    #[test]
+    fn ids_freed_by_a_batch_are_not_reused_by_the_same_batch() {
+        // The old configuration stays visible until the batch commits: a new service must
+        // not take the removed one's service or real-server ids in the same batch.
+        let mut p = Planner::new(&Limits::default());
+        p.plan(&config(TWO), 0).expect("plan");
+        let old = p
+            .service_entry(&config(TWO).services[0].id())
+            .expect("planned");
+        let old_reals: Vec<u32> = p.real_ids().collect();
+        let moved = config(&TWO.replace("198.18.0.10", "198.18.0.20"));
+        let plan = p.plan(&moved, 10).expect("plan");
+        assert_eq!(plan.delete_services.len(), 1);
+        let (_, new) = plan.upsert_services[0];
+        assert_ne!(new.id, old.id);
+        for (rid, _) in &plan.reals {
+            assert!(
+                !old_reals.contains(rid),
+                "real id {rid} reused in its batch"
+            );
+        }
+        // The next batch may use them again.
+        let plan = p.plan(&config(TWO), 20).expect("plan");
+        assert_eq!(plan.upsert_services[0].1.id, old.id);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::{
     classify::fwmark_service,
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
-    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, REALS, SERVICES, SETTINGS},
+    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, REALS, SETTINGS},
     midflow,
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
@@ -172,6 +172,7 @@ fn balance(
                         nat::sync_peer(&nat::reply_key(&flow, conn), state, now);
                     }
                     moved(conn.real, conn.real_gen, conn.state, state);
+                    crate::events::state_change(settings, &flow, conn, state);
                     conn.state = state;
                     conn.last_seen = now;
                 }
@@ -191,13 +192,12 @@ fn balance(
     };
     // fwmark services first, as IPVS looks up a marked packet's service by its mark.
     let marked = fwmark_service(&pkt);
-    // SAFETY: the value is only read while the program runs (RCU-protected).
-    let svc = match marked.or_else(|| unsafe { SERVICES.get(key) }.copied()) {
+    let svc = match marked.or_else(|| crate::commit::service(&key)) {
         Some(svc) => svc,
         None => {
             key.port = 0;
-            match unsafe { SERVICES.get(key) } {
-                Some(svc) => *svc,
+            match crate::commit::service(&key) {
+                Some(svc) => svc,
                 None => {
                     let (v, a) = not_for_a_service(&pkt, settings.flags);
                     return Outcome::Done(v, a);
@@ -297,6 +297,7 @@ fn balance(
             unbind(old_real, old_gen, old_state);
         }
         bind(real_id, real.generation, conn.state);
+        crate::events::new_conn(settings, &flow, &conn);
         if nat {
             // The reply half: found by the real server's packets, routed on first use.
             let rev = ConnEntry {

@@ -10,7 +10,7 @@
 use rvs_common::{MAX_MARK_RULES, SERVICE_KEY_FWMARK, ServiceEntry, ServiceKey};
 
 use crate::{
-    maps::{MARK_COUNT, MARK_RULES, SERVICES},
+    maps::{MARK_COUNT, MARK_RULES},
     parse::Packet,
 };
 
@@ -24,8 +24,7 @@ pub fn fwmark_service(pkt: &Packet) -> Option<ServiceEntry> {
         proto: 0,
         pad: SERVICE_KEY_FWMARK,
     };
-    // SAFETY: the value is only read while the program runs (RCU-protected).
-    unsafe { SERVICES.get(key) }.copied()
+    crate::commit::service(&key)
 }
 
 /// The mark of the last rule that matches the packet.

@@ -16,8 +16,10 @@
 mod access;
 mod balance;
 mod classify;
+mod commit;
 mod csum;
 mod decap;
+mod events;
 mod flow;
 mod fwd;
 mod maps;

@@ -229,6 +229,28 @@ impl Tracker {
         conns: impl IntoIterator<Item = LocalConn>,
     ) -> Vec<ConnRepr<'static>> {
         self.round += 1;
+        let out = self.consider(now, conns);
+        let round = self.round;
+        self.sent.retain(|_, s| s.round == round);
+        out
+    }
+
+    /// Connections the dataplane reported as new or changed (its event ring), not a whole
+    /// table: the records to send, by the same rules as [`Tracker::observe`]; nothing is
+    /// forgotten (the next snapshot does that).
+    pub fn observe_events(
+        &mut self,
+        now: u64,
+        conns: impl IntoIterator<Item = LocalConn>,
+    ) -> Vec<ConnRepr<'static>> {
+        self.consider(now, conns)
+    }
+
+    fn consider(
+        &mut self,
+        now: u64,
+        conns: impl IntoIterator<Item = LocalConn>,
+    ) -> Vec<ConnRepr<'static>> {
         let round = self.round;
         let mut out = Vec::new();
         for c in conns {
@@ -260,7 +282,6 @@ impl Tracker {
                 );
             }
         }
-        self.sent.retain(|_, s| s.round == round);
         out
     }
 
@@ -415,6 +436,31 @@ mod tests {
             state,
             last_seen: seen,
         }
+    }
+
+    #[test]
+    fn events_send_what_changed_and_forget_nothing() {
+        let mut t = Tracker::new(StateTimeouts::IPVS);
+        let s = 1_000 * NS;
+        t.observe(s, [conn(1, FlowState::Established, s)]);
+        // SYN_RECV is never sent; the state event to ESTABLISHED is.
+        assert!(
+            t.observe_events(s, [conn(2, FlowState::SynRecv, s)])
+                .is_empty()
+        );
+        let sent = t.observe_events(s, [conn(2, FlowState::Established, s)]);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].cport, 10002);
+        // An event batch is not a table: connection 1 is still known as sent.
+        assert_eq!(t.len(), 2);
+        assert!(
+            t.observe_events(s, [conn(2, FlowState::Established, s)])
+                .is_empty()
+        );
+        assert_eq!(
+            t.observe_events(s, [conn(2, FlowState::FinWait, s)]).len(),
+            1
+        );
     }
 
     #[test]

@@ -717,6 +717,8 @@ pub struct Daemon {
     conn_corrections: u64,
     /// Connection sync daemons (IPVS's --start-daemon).
     sync: SyncEngine,
+    /// The dataplane's connection-event ring while a sync MASTER runs (readiness only).
+    sync_events: Option<crate::sync::EventRing>,
     /// keepalived's lvs_sync_daemon, when the keepalived.conf has one.
     sync_follow: Option<SyncFollow>,
     /// The status page's rate history.
@@ -851,6 +853,7 @@ impl Daemon {
             scan: ConnScan::default(),
             conn_corrections: 0,
             sync: SyncEngine::default(),
+            sync_events: None,
             sync_follow,
             history: crate::status::History::default(),
             reload_record: crate::status::ReloadRecord::started(std::time::SystemTime::now()),
@@ -1643,6 +1646,9 @@ impl Daemon {
                 }
             }
             self.publish_status();
+            self.sync_events = self
+                .sync
+                .follow_events(&mut self.dp, self.sync_events.take());
             let scan_at = tokio::time::Instant::from_std(next_scan);
             let request_due = self.sync.request_due();
             tokio::select! {
@@ -1701,7 +1707,17 @@ impl Daemon {
                     let started = Instant::now();
                     self.sync.set_timeouts(state_timeouts(&self.desired.timeouts));
                     self.sync.scan(&self.dp);
-                    next_sync_scan = Instant::now() + crate::sync::SCAN_INTERVAL.max(started.elapsed() * 4);
+                    let every = if self.sync_events.is_some() {
+                        crate::sync::REFRESH_SCAN_INTERVAL
+                    } else {
+                        crate::sync::SCAN_INTERVAL
+                    };
+                    next_sync_scan = Instant::now() + every.max(started.elapsed() * 4);
+                }
+                () = crate::sync::events_ready(self.sync_events.as_ref()) => {
+                    if let Some(ring) = &mut self.sync_events {
+                        self.sync.drain_events(&mut self.dp, ring);
+                    }
                 }
                 Some(inbound) = self.sync.next_inbound() => {
                     let clients = self.sync.handle(inbound, &mut self.dp);

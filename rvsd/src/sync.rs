@@ -1,9 +1,13 @@
 //! The connection sync transport (IPVS's sync daemon, `--start-daemon`): multicast UDP
 //! sockets around the sans-I/O `rvs-sync` core.
 //!
-//! - MASTER: every [`SCAN_INTERVAL`] the connection table is snapshotted and the
-//!   [`Tracker`] picks what changed (a delta scan; see docs/design/sync-ringbuf.md for the ring-buffer design
-//!   that replaces it); the records are packed into messages of at most `maxlen` bytes and
+//! - MASTER: the XDP program reports new connections and state changes through a ring
+//!   buffer (docs/design/sync-ringbuf.md); rvsd drains it whenever it is readable (tokio
+//!   `AsyncFd`) and the [`Tracker`] picks what to send. The whole table is still scanned
+//!   every [`REFRESH_SCAN_INTERVAL`] (re-sends of long-lived connections, templates, reply-
+//!   direction state changes), at once when the ring overflowed, and for table requests;
+//!   without the ring (it could not be polled) every [`SCAN_INTERVAL`], as phase 1 did.
+//!   The records are packed into messages of at most `maxlen` bytes and
 //!   sent to the group from the multicast interface (TTL as configured, loop off, as the
 //!   kernel). It also listens on the group for rvs's table request and answers with the
 //!   whole table.
@@ -34,8 +38,33 @@ use rvs_sync::{
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::sync::mpsc;
 
-/// How often a MASTER scans its connection table for changes.
+/// How often a MASTER scans its connection table for changes when it has no event ring.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a MASTER fed by the event ring still scans the whole table: refreshes
+/// (IPVS re-sends a live connection; the tracker every half timeout, at least 10 s),
+/// templates and NAT reply-direction state changes, which have no event.
+pub const REFRESH_SCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// Events taken off the ring per read (all waiting are drained, in such chunks).
+const EVENT_CHUNK: usize = 4096;
+
+/// The dataplane's connection-event ring, registered with tokio for readiness.
+pub struct EventRing {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    /// Events lost to a full ring as last seen (a rise means: scan the table).
+    lost: u64,
+}
+
+/// Resolves when the ring has events (never without a ring).
+pub async fn events_ready(ring: Option<&EventRing>) {
+    match ring {
+        Some(r) => match r.fd.readable().await {
+            // Cleared before the drain: an event submitted after it wakes us again.
+            Ok(mut guard) => guard.clear_ready(),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
 /// How long a BACKUP waits for records before asking for the table again.
 pub const REQUEST_RETRY: Duration = Duration::from_secs(1);
 /// Table requests a BACKUP sends at most after it starts.
@@ -430,6 +459,79 @@ impl SyncEngine {
     pub fn retry_request(&mut self) {
         if let Some(b) = &mut self.backup {
             Self::request_table(b);
+        }
+    }
+
+    /// Keeps the dataplane's connection events on exactly while a MASTER runs; returns the
+    /// ring to poll (None: no MASTER, or the ring cannot be polled and the scan serves).
+    pub fn follow_events(
+        &mut self,
+        dp: &mut Dataplane,
+        ring: Option<EventRing>,
+    ) -> Option<EventRing> {
+        let want = self.is_master();
+        if want == ring.is_some() {
+            return ring;
+        }
+        if !want {
+            if let Err(e) = dp.set_sync_events(false) {
+                tracing::warn!(error = %e, "turning connection events off failed");
+            }
+            return None;
+        }
+        let ring = dp.sync_events_fd().and_then(|fd| {
+            // SAFETY: an OwnedFd, owned by the AsyncFd for its whole life.
+            let fd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            }
+            .map_err(|e| rvs_dataplane::DataplaneError::Io {
+                what: "polling the sync event ring".into(),
+                source: e.into(),
+            })?;
+            let lost = dp.sync_events_lost()?;
+            dp.set_sync_events(true)?;
+            Ok(EventRing { fd, lost })
+        });
+        match ring {
+            Ok(r) => {
+                // Whatever waited from an earlier MASTER is stale: the scan sends it.
+                while !dp.drain_sync_events(EVENT_CHUNK).is_empty() {}
+                tracing::info!("sync MASTER follows the connection-event ring");
+                Some(r)
+            }
+            Err(e) => {
+                let _ = dp.set_sync_events(false);
+                tracing::warn!(error = %e, "no connection-event ring; the sync MASTER scans the table every 0.5 s");
+                None
+            }
+        }
+    }
+
+    /// MASTER: sends the connections the event ring reports (all that wait); a ring that
+    /// overflowed (events lost) is made up for by one scan of the whole table.
+    pub fn drain_events(&mut self, dp: &mut Dataplane, ring: &mut EventRing) {
+        loop {
+            let views = dp.drain_sync_events(EVENT_CHUNK);
+            if views.is_empty() {
+                break;
+            }
+            if let Some((side, tracker, packer)) = &mut self.master {
+                let now = rvs_dataplane::monotonic_coarse_ns();
+                let records = tracker.observe_events(now, views.iter().map(local));
+                Self::send_records(side, packer, &records);
+            }
+        }
+        match dp.sync_events_lost() {
+            Ok(lost) if lost > ring.lost => {
+                tracing::warn!(
+                    lost = lost - ring.lost,
+                    "the connection-event ring overflowed; scanning the table"
+                );
+                ring.lost = lost;
+                self.scan(dp);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "reading lost events failed"),
         }
     }
 

@@ -187,6 +187,13 @@ fn failover_and_return(lab: &HaLab) {
             Duration::from_secs(10),
         )
         .expect("lb2 runs the sync backup");
+    // New connections and state changes reach the BACKUP through the program's event ring.
+    dirs.rvsd[0]
+        .wait_for_output(
+            "sync MASTER follows the connection-event ring",
+            Duration::from_secs(10),
+        )
+        .expect("lb1's sync MASTER reads the event ring");
     wait_until(
         "lb1 holds the VRRP addresses",
         Duration::from_secs(10),
@@ -215,7 +222,7 @@ fn failover_and_return(lab: &HaLab) {
             Session { first, answers }
         }));
     }
-    // The BACKUP has them all (the MASTER scans every 0.5 s).
+    // The BACKUP has them all (sent from the MASTER's event ring).
     wait_until(
         "lb2 installs the 30 connections",
         Duration::from_secs(10),

@@ -185,11 +185,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .exec(&["ip", "route", "add", "198.19.0.0/16", "via", "198.18.2.11"])
         .context("client route for the NAT reply case")?;
     scheds::prepare(&fib)?;
-    let (floor, rows, methods, scheds) = fib.ns().run(|| -> Result<_> {
-        let (floor, rows) = measure(&opts, &pin_root)?;
+    let (floor, rows, sync, methods, scheds) = fib.ns().run(|| -> Result<_> {
+        let (floor, rows, sync) = measure(&opts, &pin_root)?;
         let methods = methods::measure(&opts, &pin_root)?;
         let scheds = scheds::measure(&opts, &pin_root)?;
-        Ok((floor, rows, methods, scheds))
+        Ok((floor, rows, sync, methods, scheds))
     })??;
     drop(fib);
     let report = Report {
@@ -201,6 +201,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         wall_secs: started.elapsed().as_secs_f64(),
     };
     print!("{}", report.render());
+    println!(
+        "\nNew flow with the sync MASTER's connection events on vs off ({} services, {} SYNs per \
+         pass, {} rounds, same run): on {} ns, off {} ns (min / median): {:+.1} % (target <= +10 %)",
+        rows[0].services,
+        opts.new_flows.min(20_000),
+        opts.rounds,
+        min_median(&sync.rvs()),
+        min_median(&sync.reference()),
+        (sync.ratio() - 1.0) * 100.0
+    );
     Ok(())
 }
 
@@ -263,7 +273,7 @@ struct Row {
 /// Loads one testbed per (services, connections) pair (inside the namespace), then measures
 /// each case on all of them round by round, so drift of the machine's speed hits every
 /// row of a round alike and rows can be compared round by round.
-fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>)> {
+fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>, Figure)> {
     let _root = PinRoot(pin_root.to_owned());
     let mut beds = Vec::new();
     for &services in &opts.services {
@@ -276,6 +286,7 @@ fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>)> {
     let established = established(&mut beds, opts)?;
     let non_service = non_service(&mut beds, opts)?;
     let new_flow = new_flow(&mut beds, opts)?;
+    let sync = sync_events::measure(&mut beds[0], opts)?;
     let rows = beds
         .iter()
         .zip(established.into_iter().zip(non_service).zip(new_flow))
@@ -287,7 +298,7 @@ fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>)> {
             new_flow,
         })
         .collect();
-    Ok((floor, rows))
+    Ok((floor, rows, sync))
 }
 
 /// What the harness itself costs per run (see [`harness_floor`]).
@@ -865,7 +876,7 @@ fn monotonic_coarse_ns() -> u64 {
 }
 
 /// An Ethernet/IPv4/TCP frame from the client to a0, no payload, valid checksums.
-fn tcp_frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
+pub(crate) fn tcp_frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
     const IP: usize = 14;
     const TCP: usize = IP + 20;
     let mut f = Vec::with_capacity(TCP + 20);
@@ -1162,6 +1173,7 @@ fn cpu_model() -> Option<String> {
 /// The forwarding methods side by side: an established flow forwarded by direct routing,
 /// NAT (each direction) and TUN (each encapsulation), in one dataplane, timed the same way.
 mod scheds;
+mod sync_events;
 
 mod methods {
     use super::*;
