@@ -618,10 +618,14 @@ pub enum Verdict {
     /// Dropped: a packet for a service whose source address is the VIP itself (the kernel
     /// drops a local source; a VIP not configured locally would be routed back out).
     DropSourceIsVip = 23,
+    /// Passed: the tail call into the new-flow program (`rvs_xdp_new`) failed (its slot in
+    /// the program array empty, e.g. while a loader is mid-update); the packet goes to the
+    /// kernel untouched instead of being dropped.
+    PassTailCallFailed = 24,
 }
 
 /// Number of [`Verdict`] values (size of the verdict counter array).
-pub const VERDICTS: u32 = 24;
+pub const VERDICTS: u32 = 25;
 
 impl Verdict {
     /// All verdicts, in counter-index order.
@@ -650,6 +654,7 @@ impl Verdict {
         Verdict::PassMartianSource,
         Verdict::DropBadL4Header,
         Verdict::DropSourceIsVip,
+        Verdict::PassTailCallFailed,
     ];
 
     /// Stable snake_case name, used in metrics and listings.
@@ -679,6 +684,7 @@ impl Verdict {
             Verdict::PassMartianSource => "pass_martian_source",
             Verdict::DropBadL4Header => "drop_bad_l4_header",
             Verdict::DropSourceIsVip => "drop_source_is_vip",
+            Verdict::PassTailCallFailed => "pass_tail_call_failed",
         }
     }
 }
@@ -746,6 +752,37 @@ pub mod maps {
     /// concern the balancer (every VIP, every NAT real server's address); a packet whose
     /// source and destination both miss it goes to the kernel at once.
     pub const ADDR_FILTER: &str = "RVS_ADDR_FILTER";
+    /// Program array the balancer tail-calls through ([`super::PROG_NEW_FLOW`]: `rvs_xdp_new`).
+    pub const PROGS: &str = "RVS_PROGS";
+    /// Per-CPU scratch slot ([`super::NewFlowScratch`]) `rvs_xdp` fills for `rvs_xdp_new`.
+    pub const SCRATCH: &str = "RVS_SCRATCH";
+}
+
+/// Index of `rvs_xdp_new` in the program array [`maps::PROGS`].
+pub const PROG_NEW_FLOW: u32 = 0;
+/// Number of slots in the program array.
+pub const PROG_SLOTS: u32 = 1;
+
+/// What `rvs_xdp` hands `rvs_xdp_new` with the tail call (one per-CPU slot: XDP runs a
+/// frame to its end on one CPU). The new-flow program parses the frame again (the verifier
+/// must see the packet bounds itself); this holds only what the connection lookup found.
+/// Shared by an old entry program (kept by a pinned link over a restart) and a new
+/// second program: the layout is part of the pinned state, change it only with a new name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlowScratch {
+    /// The time `rvs_xdp` read (bpf_ktime_get_coarse_ns), so both halves agree.
+    pub now: u64,
+    /// The entry this new connection replaces: its real server ([`NO_REAL`] when none).
+    pub old_real: u32,
+    /// The replaced entry's real-server generation.
+    pub old_gen: u32,
+    /// The replaced entry's state.
+    pub old_state: u8,
+    /// 1: the entry's real server was removed (only an opening packet is scheduled again).
+    pub real_gone: u8,
+    /// Explicit padding.
+    pub pad: [u8; 6],
 }
 
 /// Names of the programs in the eBPF object.
@@ -764,6 +801,9 @@ pub mod programs {
     /// Benchmark reference, the connection-table floor: parse, look the 5-tuple up in the
     /// balancer's own connection table (RVS_CONNS), MACs from the entry, XDP_TX.
     pub const REF_CONN: &str = "rvs_xdp_ref_conn";
+    /// The balancer's second half, tail-called by [`BALANCER`] for a packet with no usable
+    /// connection entry: service lookup, persistence, scheduling, connection insert, send.
+    pub const BALANCER_NEW: &str = "rvs_xdp_new";
     /// Real-server side: strips IPIP/GUE/GRE addressed to the host, passes the inner packet.
     pub const DECAP: &str = "rvs_decap";
 }
@@ -783,4 +823,5 @@ mod pod {
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for MarkRuleEntry {}
     unsafe impl aya::Pod for PersistEntry {}
+    unsafe impl aya::Pod for NewFlowScratch {}
 }

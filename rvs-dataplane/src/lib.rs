@@ -3,6 +3,9 @@
 //!
 //! The eBPF object is built by this crate's build script and embedded in the binary. Maps
 //! are pinned under the configured bpffs directory, so a restarted daemon finds them again.
+//! The balancer is two programs: `rvs_xdp` (attached) tail-calls `rvs_xdp_new` through the
+//! pinned program array `RVS_PROGS` for packets that need scheduling; every load points the
+//! array at its own `rvs_xdp_new` before anything is attached (see [`Dataplane::load`]).
 //! [`plan`] computes what to write; [`Dataplane::apply`] writes it.
 
 mod batch;
@@ -26,7 +29,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, ProgramArray},
     programs::{ProgramError, Xdp, XdpMode, links::FdLink},
 };
 use rvs_common::{
@@ -247,6 +250,36 @@ fn mmap_array<T: Copy>(map: aya::maps::Map, name: &'static str, len: u32) -> Res
     }
 }
 
+/// Points the balancer's program array at this object's `rvs_xdp_new`.
+///
+/// On a restart the array is the pinned one of the earlier rvsd, and the interfaces stay
+/// attached to its `rvs_xdp` through their pinned links: from this write on, that entry
+/// program tail-calls the new object's `rvs_xdp_new` (one atomic slot update; until then
+/// the old one, which the array keeps alive, schedules). Both halves share the pinned maps,
+/// the scratch slot included. It runs right after the programs are verified and before
+/// anything is attached, so a fresh attach never sees an empty slot.
+fn fill_prog_array(ebpf: &mut Ebpf) -> Result<()> {
+    let prog_err = |e: ProgramError| DataplaneError::Program {
+        name: programs::BALANCER_NEW,
+        source: Box::new(e),
+    };
+    let fd = xdp_of(ebpf, programs::BALANCER_NEW)?
+        .fd()
+        .map_err(prog_err)?
+        .try_clone()
+        .map_err(|e| DataplaneError::Io {
+            what: format!("duplicating the fd of {}", programs::BALANCER_NEW),
+            source: e,
+        })?;
+    let map = ebpf
+        .map_mut(maps::PROGS)
+        .ok_or(DataplaneError::MissingMap(maps::PROGS))?;
+    let mut progs = ProgramArray::try_from(map).map_err(map_err(maps::PROGS))?;
+    progs
+        .set(rvs_common::PROG_NEW_FLOW, &fd, 0)
+        .map_err(map_err(maps::PROGS))
+}
+
 /// The XDP program `name` of a loaded object.
 fn xdp_of<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
     ebpf.program_mut(name)
@@ -332,6 +365,7 @@ impl Dataplane {
             })?;
         for name in [
             programs::BALANCER,
+            programs::BALANCER_NEW,
             programs::PASS,
             programs::MINIMAL_TX,
             programs::REF_CONN_V4,
@@ -344,7 +378,15 @@ impl Dataplane {
                     name,
                     source: Box::new(e),
                 })?;
+            if let Ok(info) = xdp_of(&mut ebpf, name)?.info() {
+                tracing::debug!(
+                    program = name,
+                    verified_insns = info.verified_instruction_count(),
+                    "verified"
+                );
+            }
         }
+        fill_prog_array(&mut ebpf)?;
         let services = HashMap::try_from(take_map(&mut ebpf, maps::SERVICES)?)
             .map_err(map_err(maps::SERVICES))?;
         let reals: MmapArray<RealEntry> =

@@ -715,3 +715,49 @@ fn vrrp_backup_passes_new_connections_and_keeps_its_maps() {
         );
     });
 }
+
+/// The new-flow half runs by tail call: with its program-array slot empty a new flow is
+/// passed untouched and counted as a failed tail call (never dropped), known connections
+/// still go out from the entry program alone, and a reload on the same pins (a restart)
+/// points the array at its own `rvs_xdp_new` again.
+#[test]
+fn failed_tail_call_passes_and_a_reload_refills_the_slot() {
+    if !root() {
+        return;
+    }
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane(&config([1, 1, 1], ""), |dp, ifs| {
+        let syn = tcp_frame(client(1, 40000), (VIP, 80), Tcp::Syn, b"");
+        let want = dr_rewritten(&syn, SEG_A[2].1, A0_MAC);
+        expect(dp, ifs.a0, &syn, XDP_TX, Verdict::FwdNew, &want);
+
+        let pin = dp.pin_dir().join(rvs_common::maps::PROGS);
+        let data = aya::maps::MapData::from_pin(&pin).expect("pinned program array");
+        let mut progs = aya::maps::ProgramArray::try_from(aya::maps::Map::ProgramArray(data))
+            .expect("program array");
+        progs
+            .clear_index(&rvs_common::PROG_NEW_FLOW)
+            .expect("clear the new-flow slot");
+
+        let other = tcp_frame(client(2, 40000), (VIP, 80), Tcp::Syn, b"");
+        expect(
+            dp,
+            ifs.a0,
+            &other,
+            XDP_PASS,
+            Verdict::PassTailCallFailed,
+            &other,
+        );
+        let ack = tcp_frame(client(1, 40000), (VIP, 80), Tcp::Ack, b"");
+        let want_ack = dr_rewritten(&ack, SEG_A[2].1, A0_MAC);
+        expect(dp, ifs.a0, &ack, XDP_TX, Verdict::FwdEstablished, &want_ack);
+
+        // A second load on the same pins, as a restarted rvsd does: it adopts the maps and
+        // fills the slot, so the first object's entry program schedules again.
+        let limits = rvs_config::Limits::default();
+        let again = Dataplane::load(dp.pin_dir(), limits).expect("reload on the same pins");
+        let want_other = dr_rewritten(&other, SEG_A[1].1, A0_MAC);
+        expect(dp, ifs.a0, &other, XDP_TX, Verdict::FwdNew, &want_other);
+        drop(again);
+    });
+}

@@ -1,14 +1,18 @@
-//! The balancer's driver, as Katran's `process_packet`: parse; a known connection (either
-//! direction of NAT) goes out by its entry; otherwise find the service, schedule, remember
-//! the connection and forward by the real server's method.
+//! The balancer's driver, as Katran's `process_packet`, in two programs so that each
+//! verifies on its own (one program held both at the verifier's 1M-instruction limit):
+//! [`run`] (`rvs_xdp`) parses, filters, follows a known connection (either direction of
+//! NAT) and sends by its entry; a packet with no usable entry goes by tail call to
+//! [`run_new`] (`rvs_xdp_new`), which finds the service, schedules, remembers the
+//! connection and forwards by the real server's method.
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
-    NO_REAL, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT, SVC_F_ONE_PACKET,
-    SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceKey, Verdict, addr_filter_slot,
+    NO_REAL, NewFlowScratch, PROG_NEW_FLOW, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS,
+    SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceKey, Settings,
+    Verdict, addr_filter_slot,
     midflow::{MidflowCount, SVC_F_MIDFLOW, SVC_F_SECOND_CHANCE},
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
@@ -18,7 +22,7 @@ use crate::{
     classify::fwmark_service,
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
-    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, REALS, SETTINGS},
+    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, PROGS, REALS, SCRATCH, SETTINGS},
     midflow,
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
@@ -71,7 +75,9 @@ impl Tx {
     }
 }
 
-/// Balances one frame and sends it: the verdict to count and the XDP action.
+/// `rvs_xdp`: balances one frame of a known connection (or an ICMP error about one) and
+/// sends it; hands any other TCP/UDP packet to `rvs_xdp_new`. The verdict to count and the
+/// XDP action.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
     let parsed = match parse_frame(ctx) {
@@ -98,53 +104,94 @@ pub fn run(ctx: &XdpContext) -> (Verdict, u32) {
     // about DR/TUN connections alike.
     let (pkt, outcome) = match parsed {
         Parsed::Flow(p) => {
-            let o = balance(ctx, &p, settings, bytes, &mut tx);
+            let o = established(ctx, &p, settings, bytes, &mut tx);
             (p, o)
         }
         Parsed::Icmp(e) => (e.outer(), nat::icmp(ctx, &e, bytes, &mut tx)),
     };
+    finish(ctx, &pkt, outcome, &tx)
+}
+
+/// `rvs_xdp_new`, tail-called by `rvs_xdp` for a TCP/UDP packet with no usable connection
+/// entry: parses the frame again (the verifier checks this program's packet accesses on
+/// their own), takes what the lookup found from the scratch slot, schedules and sends.
+#[inline(always)]
+pub fn run_new(ctx: &XdpContext) -> (Verdict, u32) {
+    // rvs_xdp parsed this very frame as a flow; anything else cannot reach here.
+    let Ok(Parsed::Flow(pkt)) = parse_frame(ctx) else {
+        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
+    };
+    let (Some(settings), Some(scratch)) = (SETTINGS.get(0), SCRATCH.get(0)) else {
+        return (Verdict::PassMalformed, xdp_action::XDP_PASS);
+    };
+    let scratch = *scratch;
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let mut tx = Tx::default();
+    let outcome = new_flow(ctx, &pkt, settings, &scratch, bytes, &mut tx);
+    finish(ctx, &pkt, outcome, &tx)
+}
+
+/// Carries out an [`Outcome`]: one copy of each rewriter per program.
+#[inline(always)]
+fn finish(ctx: &XdpContext, pkt: &Packet, outcome: Outcome, tx: &Tx) -> (Verdict, u32) {
     match outcome {
         Outcome::Done(v, a) => (v, a),
         Outcome::Send(_)
-            if tx.forward == Forward::Tunnel as u8 && tun::encap_refused(&pkt, &tx.real) =>
+            if tx.forward == Forward::Tunnel as u8 && tun::encap_refused(pkt, &tx.real) =>
         {
             (Verdict::DropUnsupported, xdp_action::XDP_DROP)
         }
-        Outcome::Send(v) => (v, transmit(ctx, &pkt, &tx)),
-        Outcome::TooBig(mtu) => too_big(ctx, &pkt, mtu),
+        Outcome::Send(v) => (v, transmit(ctx, pkt, tx)),
+        Outcome::TooBig(mtu) => too_big(ctx, pkt, mtu),
     }
 }
 
-/// Decides what happens to one TCP/UDP packet; for a forward, fills `tx`.
+/// The flow key of a TCP/UDP packet.
 #[inline(always)]
-fn balance(
+fn flow_key(pkt: &Packet) -> FlowKey {
+    FlowKey {
+        src: pkt.saddr,
+        dst: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto as u32,
+    }
+}
+
+/// Whether a packet may open a connection: any UDP datagram, a TCP SYN (no ACK, no RST).
+#[inline(always)]
+fn opens(pkt: &Packet) -> bool {
+    pkt.proto != IPPROTO_TCP || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN
+}
+
+/// A packet of a known connection goes out by its entry (filling `tx`); any other is handed
+/// to `rvs_xdp_new` with what the lookup found. The tail call does not return; when it
+/// fails (an empty program slot) the packet is passed and counted as such.
+#[inline(always)]
+fn established(
     ctx: &XdpContext,
     pkt: &Packet,
-    settings: &rvs_common::Settings,
+    settings: &Settings,
     bytes: u64,
     tx: &mut Tx,
 ) -> Outcome {
     let pkt = *pkt;
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let flow = FlowKey {
-        src: pkt.saddr,
-        dst: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto as u32,
-    };
+    let flow = flow_key(&pkt);
     let is_tcp = pkt.proto == IPPROTO_TCP;
-    let opens = !is_tcp || (pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
 
     // Known connections first: the entry names its service and real server, so an
     // established packet needs no service lookup. An entry whose real server was removed
     // (generation changed) — which is also what deleting its service does — is not used.
-    let mut real_gone = false;
     // The entry a new connection replaces (real, generation, state): no longer counted.
     // (Plain initialised integers, not an Option: LLVM stores an Option's undefined payload
     // from a clobbered register, which the verifier refuses.)
-    let (mut old_real, mut old_gen, mut old_state) = (NO_REAL, 0u32, 0u8);
+    let mut handoff = NewFlowScratch {
+        now,
+        old_real: NO_REAL,
+        ..NewFlowScratch::default()
+    };
     if let Some(conn) = CONNS.get_ptr_mut(flow) {
         // SAFETY: a valid map value; concurrent writers only race on plain integers.
         let conn = unsafe { &mut *conn };
@@ -154,10 +201,11 @@ fn balance(
         }
         let idle = now.saturating_sub(conn.last_seen);
         let expired = idle > timeout_ns(settings, conn.state);
-        let reused = is_tcp && opens && reusable(conn.state);
+        let reused = is_tcp && opens(&pkt) && reusable(conn.state);
         let real = REALS.get(conn.real);
         let real_ok = real.is_some_and(|r| r.generation == conn.real_gen);
-        (old_real, old_gen, old_state) = (conn.real, conn.real_gen, conn.state);
+        (handoff.old_real, handoff.old_gen, handoff.old_state) =
+            (conn.real, conn.real_gen, conn.state);
         if !expired && !reused {
             if let (true, Some(real)) = (real_ok, real) {
                 let dir = direction(real);
@@ -180,9 +228,37 @@ fn balance(
                 tx.set(conn, real);
                 return Outcome::Send(Verdict::FwdEstablished);
             }
-            real_gone = true;
+            handoff.real_gone = 1;
         }
     }
+    if let Some(slot) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; the frame runs to its end (both programs) on this CPU.
+        unsafe { *slot = handoff };
+        // SAFETY: a tail call to a program of the same type; returns only on failure.
+        unsafe { PROGS.tail_call(ctx, PROG_NEW_FLOW) };
+    }
+    Outcome::Done(Verdict::PassTailCallFailed, xdp_action::XDP_PASS)
+}
+
+/// Decides what happens to a TCP/UDP packet with no usable connection entry (a new flow, or
+/// one whose entry expired, was closed, or lost its real server, as `handoff` says); for a
+/// forward, fills `tx`.
+#[inline(always)]
+fn new_flow(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    settings: &Settings,
+    handoff: &NewFlowScratch,
+    bytes: u64,
+    tx: &mut Tx,
+) -> Outcome {
+    let pkt = *pkt;
+    let now = handoff.now;
+    let flow = flow_key(&pkt);
+    let is_tcp = pkt.proto == IPPROTO_TCP;
+    let opens = opens(&pkt);
+    let real_gone = handoff.real_gone != 0;
+    let (old_real, old_gen, old_state) = (handoff.old_real, handoff.old_gen, handoff.old_state);
 
     let mut key = ServiceKey {
         vip: pkt.daddr,

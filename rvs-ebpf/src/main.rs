@@ -2,11 +2,17 @@
 //! two helpers. Laid out as Katran's `balancer_kern.c` and its headers: this file holds the
 //! entry points only; the modules hold one role each.
 //!
-//! `rvs_xdp` parses Ethernet (+ one 802.1Q tag), IPv4 (with options), TCP/UDP and ICMP
-//! errors; follows the connection table (both directions of NAT) for known flows and
-//! schedules new ones; forwards by direct routing, NAT or tunnelling, with XDP_TX or
-//! XDP_REDIRECT. Anything that is not for a service goes to the kernel untouched. Every
-//! return is counted by reason.
+//! The balancer is two programs, so that each passes the verifier on its own (as one it sat
+//! at the 1M-instruction limit). `rvs_xdp`, the attached entry point, parses Ethernet (+ one
+//! 802.1Q tag), IPv4 (with options), TCP/UDP and ICMP errors, applies the address filter,
+//! follows the connection table (both directions of NAT) and forwards known flows. A TCP/UDP
+//! packet with no usable entry (new, expired, reused or of a removed real server) goes on by
+//! `bpf_tail_call` through `RVS_PROGS` to `rvs_xdp_new`, with what the lookup found in the
+//! per-CPU `RVS_SCRATCH` slot; it parses the frame again, finds the service, applies
+//! persistence, schedules, inserts the connection and forwards the first packet. Both
+//! forward by direct routing, NAT or tunnelling, with XDP_TX or XDP_REDIRECT. Anything that
+//! is not for a service goes to the kernel untouched. Every return is counted by reason,
+//! once, by the program that returns (a failed tail call as `pass_tail_call_failed`).
 #![no_std]
 #![no_main]
 // The BPF target has no `Atomic*::fetch_add`; the intrinsic lowers to BPF_ATOMIC|BPF_FETCH.
@@ -38,6 +44,14 @@ use crate::{access::ptr_at, maps::SERVICES, parse::Parsed};
 #[xdp]
 pub fn rvs_xdp(ctx: XdpContext) -> u32 {
     let (verdict, action) = balance::run(&ctx);
+    stats::count_verdict(verdict);
+    action
+}
+
+/// The balancer's new-flow half, reached only by tail call from `rvs_xdp`.
+#[xdp]
+pub fn rvs_xdp_new(ctx: XdpContext) -> u32 {
+    let (verdict, action) = balance::run_new(&ctx);
     stats::count_verdict(verdict);
     action
 }

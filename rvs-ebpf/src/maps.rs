@@ -3,13 +3,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use rvs_common::{
     ADDR_FILTER_WORDS, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
     DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
-    MAX_MARK_RULES, MarkRuleEntry, PersistEntry, PersistKey, RealEntry, RealLoad, ServiceEntry,
-    ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+    MAX_MARK_RULES, MarkRuleEntry, NewFlowScratch, PROG_SLOTS, PersistEntry, PersistKey, RealEntry,
+    RealLoad, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -77,3 +77,11 @@ pub static MARK_COUNT: Array<u32> = Array::pinned(1, 0);
 /// `rvs_common::addr_filter_slot`); a packet whose addresses both miss goes to the kernel.
 #[map(name = "RVS_ADDR_FILTER")]
 pub static ADDR_FILTER: Array<u64> = Array::pinned(ADDR_FILTER_WORDS, BPF_F_MMAPABLE);
+/// The balancer's second half: slot `PROG_NEW_FLOW` holds `rvs_xdp_new` (filled by the
+/// loader; a restarted rvsd points it at its own object's program).
+#[map(name = "RVS_PROGS")]
+pub static PROGS: ProgramArray = ProgramArray::pinned(PROG_SLOTS, 0);
+/// What `rvs_xdp` hands `rvs_xdp_new` (one slot per CPU). Pinned, so an entry program kept
+/// by a pinned link over a restart and the new object's `rvs_xdp_new` share it.
+#[map(name = "RVS_SCRATCH")]
+pub static SCRATCH: PerCpuArray<NewFlowScratch> = PerCpuArray::pinned(1, 0);
