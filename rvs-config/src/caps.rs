@@ -84,7 +84,10 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         dataplane_flags: &[SchedFlag::Flag1, SchedFlag::Flag2],
         ..caps(Scheduler::Mh, "maglev hashing", true)
     },
-    counting(Scheduler::Twos, "weighted random twos choice"),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Twos, "weighted random twos choice")
+    },
 ];
 
 const fn caps(scheduler: Scheduler, about: &'static str, in_dataplane: bool) -> SchedulerCaps {

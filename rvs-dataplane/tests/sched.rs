@@ -798,3 +798,100 @@ fn config_as_kernel(sc: &Scenario, reals: &[Real]) -> String {
     }
     c
 }
+
+/// Sets real `rid`'s ActiveConn/InActConn in the pinned REAL_LOAD map (its first word).
+fn set_conns(dp: &Dataplane, rid: u32, active: u32, inactive: u32) {
+    let md = aya::maps::MapData::from_pin(dp.pin_dir().join(rvs_common::maps::REAL_LOAD))
+        .expect("pinned REAL_LOAD");
+    let mut a: aya::maps::Array<_, [u64; 4]> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(md)).expect("array");
+    let mut v = a.get(&rid, 0).expect("load");
+    v[0] = (u64::from(active) << 32) | u64::from(inactive);
+    a.set(rid, v, 0).expect("set load");
+}
+
+/// twos draws at random in the kernel (and is not in the recording VM's 6.1), so its
+/// distribution is checked, not a sequence: for fixed loads, the exact probability of each
+/// server follows from `rvs_sched::twos` over every pair of draws in `[0, W]`; the XDP
+/// program's choices over a bounded sample must fit it (Pearson's chi-square below 30 with 2
+/// degrees of freedom: a false failure has probability about 3e-7). One-packet UDP
+/// scheduling keeps the loads fixed (no entry is bound).
+#[test]
+fn twos_distribution_matches_ipvs() {
+    if !root() {
+        return;
+    }
+    const SAMPLES: u32 = 4000;
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let weights = [1u32, 2, 3];
+    let mut text = format!(
+        "[[service]]\nprotocol = \"udp\"\naddress = \"{vip}\"\nport = 53\nscheduler = \"twos\"\none_packet = true\n"
+    );
+    for (k, w) in weights.iter().enumerate() {
+        text += &format!(
+            "[[service.real]]\naddress = \"{}\"\nweight = {w}\n",
+            extra_real(k as u8).0
+        );
+    }
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        let cfg = apply(dp, &text);
+        let svc = &cfg.services[0];
+        let rids: Vec<u32> = (0..weights.len() as u8)
+            .map(|k| {
+                dp.planner()
+                    .real_id(&svc.id(), extra_real(k).0, 53)
+                    .expect("real id")
+            })
+            .collect();
+        // (active, inactive) per server in config order: idle, then unequal loads where
+        // the lighter-per-weight rule changes the first draw's choice.
+        for loads in [[(0, 0), (0, 0), (0, 0)], [(0, 3), (5, 0), (2, 7)]] {
+            for (k, &(a, i)) in loads.iter().enumerate() {
+                set_conns(dp, rids[k], a, i);
+            }
+            // IPVS's list is newest first: config order reversed.
+            let list: Vec<rvs_sched::Load> = (0..weights.len())
+                .rev()
+                .map(|k| rvs_sched::Load {
+                    weight: weights[k],
+                    active: loads[k].0,
+                    inactive: loads[k].1,
+                    overloaded: false,
+                })
+                .collect();
+            let bound = rvs_sched::twos_draw_bound(&list).expect("usable servers");
+            let mut exact = vec![0u64; weights.len()];
+            for r1 in 0..bound {
+                for r2 in 0..bound {
+                    let j = rvs_sched::twos(&list, r1, r2).expect("a choice");
+                    exact[weights.len() - 1 - j] += 1;
+                }
+            }
+            let pairs = u64::from(bound) * u64::from(bound);
+            let mut seen = vec![0u64; weights.len()];
+            for i in 0..SAMPLES {
+                let f = udp_frame((CLIENT, 1000 + i as u16), (vip, 53), b"q");
+                let k = sent_to(&run(dp, &f, ifs.a0)).expect("forwarded");
+                seen[k as usize] += 1;
+            }
+            let chi2: f64 = exact
+                .iter()
+                .zip(&seen)
+                .map(|(&e, &o)| {
+                    let e = e as f64 * f64::from(SAMPLES) / pairs as f64;
+                    (o as f64 - e).powi(2) / e
+                })
+                .sum();
+            assert!(
+                chi2 < 30.0,
+                "loads {loads:?}: seen {seen:?}, exact {exact:?} of {pairs}, chi2 {chi2}"
+            );
+            // Nothing was bound: the loads stayed as set.
+            for (k, &(a, i)) in loads.iter().enumerate() {
+                let c = dp.real_conns(rids[k]);
+                assert_eq!((c.active, c.inactive), (u64::from(a), u64::from(i)));
+            }
+        }
+    });
+}

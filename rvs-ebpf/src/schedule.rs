@@ -7,7 +7,7 @@ use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
-use aya_ebpf::helpers::generated::bpf_loop;
+use aya_ebpf::helpers::generated::{bpf_get_prandom_u32, bpf_loop};
 use rvs_common::{
     DispatchKind, HASH_BUCKETS, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry,
     PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
@@ -15,7 +15,7 @@ use rvs_common::{
 
 use rvs_common::{
     hash::{IPVS_MH_KEY1, ipvs_mh_hashkey},
-    sched::{KIND_FO, KIND_OVF, SCHED_FLAG_1},
+    sched::{KIND_FO, KIND_OVF, KIND_TWOS, SCHED_FLAG_1},
 };
 
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
@@ -137,6 +137,145 @@ extern "C" fn heaviest_step(i: u32, ctx: *mut c_void) -> i64 {
     0
 }
 
+/// State of twos' walk (the `bpf_loop` context).
+#[repr(C)]
+struct Twos {
+    /// First slot of the list in the dispatch array.
+    off: u32,
+    /// Servers in the list (the walk takes steps `0..n`, then `n..2n`).
+    n: u32,
+    /// The last usable server (the kernel's choice1 after its first loop).
+    last: u32,
+    /// The total weight of the usable servers.
+    total: i32,
+    /// The first draw, decremented by each usable server's weight.
+    r1: i32,
+    /// The second draw, likewise.
+    r2: i32,
+    /// The first choice (NO_REAL while not found).
+    c1: u32,
+    /// The second choice (NO_REAL while not found).
+    c2: u32,
+}
+
+/// The kernel's `get_random_u32_below(ceil)` up to its rejection step: `(r * ceil) >> 32` of
+/// one prandom draw (a bias below `ceil / 2^32`, which no bounded sample can see).
+#[inline(always)]
+fn random_below(ceil: u32) -> i32 {
+    // SAFETY: a helper without arguments.
+    let r = unsafe { bpf_get_prandom_u32() };
+    ((r as u64 * ceil as u64) >> 32) as i32
+}
+
+/// One step of twos (ip_vs_twos.c, Linux >= 6.2; host model `rvs_sched::twos`): steps `0..n`
+/// sum the usable weights (not overloaded, weight > 0), step `n` draws twice in `[0, W]`,
+/// steps `n..2n` give each draw the first usable server at which the running sum reaches it.
+/// Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn twos_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Twos`.
+    let t = unsafe { &mut *(ctx as *mut Twos) };
+    let second = i >= t.n;
+    if i == t.n {
+        if t.last == NO_REAL {
+            return 1;
+        }
+        let ceil = t.total.wrapping_add(1) as u32;
+        t.r1 = random_below(ceil);
+        t.r2 = random_below(ceil);
+    }
+    let j = if second { i - t.n } else { i };
+    let Some(&id) = DISPATCH.get(t.off.wrapping_add(j)) else {
+        return 1;
+    };
+    let Some(load) = REAL_LOAD.get(id) else {
+        return 0;
+    };
+    let weight = load.weight;
+    if load.flags & LOAD_F_OVERLOAD != 0 || weight <= 0 {
+        return 0;
+    }
+    if !second {
+        t.total = t.total.wrapping_add(weight);
+        t.last = id;
+        return 0;
+    }
+    t.r1 = t.r1.wrapping_sub(weight);
+    t.r2 = t.r2.wrapping_sub(weight);
+    if t.r1 <= 0 && t.c1 == NO_REAL {
+        t.c1 = id;
+    }
+    if t.r2 <= 0 && t.c2 == NO_REAL {
+        t.c2 = id;
+    }
+    (t.c1 != NO_REAL && t.c2 != NO_REAL) as i64
+}
+
+/// Weight and overhead (`(active << 8) + inactive`) of real `id`; (-1, 0) for none, the
+/// kernel's values for a choice its draw did not find.
+#[inline(always)]
+fn weight_overhead(id: u32) -> (i32, i32) {
+    match REAL_LOAD.get(id) {
+        Some(l) => {
+            // SAFETY: an aligned 64-bit read of a map value is single-copy atomic.
+            let conns = unsafe { core::ptr::read_volatile(&l.conns) };
+            (l.weight, RealLoad::overhead(conns) as i32)
+        }
+        None => (-1, 0),
+    }
+}
+
+/// IPVS twos: two turns of one bounded `bpf_loop` over the list (2 x MAX_WALK steps), then
+/// the second choice wins when its overhead per weight is strictly lower
+/// (`w2 * oh1 > w1 * oh2`, the kernel's int arithmetic); the choices' weight and overhead
+/// are read after the walk, not during it (the same values unless a connection of that
+/// server changes state in between, as it can in the kernel's walk too).
+#[inline(always)]
+fn twos(svc: &ServiceEntry) -> Option<u32> {
+    let n = if svc.table_len > MAX_WALK {
+        MAX_WALK
+    } else {
+        svc.table_len
+    };
+    let mut t = Twos {
+        off: svc.table_off,
+        n,
+        last: NO_REAL,
+        total: 0,
+        r1: 0,
+        r2: 0,
+        c1: NO_REAL,
+        c2: NO_REAL,
+    };
+    // SAFETY: as in `walk`.
+    unsafe {
+        bpf_loop(
+            2 * n,
+            twos_step as *mut c_void,
+            &mut t as *mut Twos as *mut c_void,
+            0,
+        )
+    };
+    if t.last == NO_REAL {
+        return None;
+    }
+    let c1 = if t.c1 == NO_REAL { t.last } else { t.c1 };
+    if t.c2 == NO_REAL {
+        return Some(c1);
+    }
+    let (w1, oh1) = if t.c1 == NO_REAL {
+        (-1, 0)
+    } else {
+        weight_overhead(t.c1)
+    };
+    let (w2, oh2) = weight_overhead(t.c2);
+    Some(if w2.wrapping_mul(oh1) > w1.wrapping_mul(oh2) {
+        t.c2
+    } else {
+        c1
+    })
+}
+
 /// The server a connection-count scheduler picks from the service's list, walked once.
 #[inline(always)]
 fn walk(svc: &ServiceEntry) -> Option<u32> {
@@ -178,6 +317,9 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Optio
     }
     if svc.kind == DispatchKind::Dh as u8 {
         return dest_hash(svc, daddr);
+    }
+    if svc.kind == KIND_TWOS {
+        return twos(svc);
     }
     if svc.kind >= DispatchKind::Lc as u8 {
         return walk(svc);
