@@ -56,7 +56,7 @@ fn newly_run_schedulers_are_kept_and_the_rest_left_out_by_name() {
         ("dh", true),
         ("fo", true),
         ("ovf", true),
-        ("twos", false),
+        ("twos", true),
         ("lblc", false),
         ("lblcr", false),
     ] {
