@@ -373,11 +373,6 @@ fn dr_lab_driven_by_rvsadm() {
             "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet",
         ),
         (
-            "-A -t 198.18.0.11:80 -s twos",
-            255,
-            "scheduler twos (weighted random twos choice) is not supported by rvs's data path yet",
-        ),
-        (
             "-A -t 198.18.0.11:65536 -s rr",
             2,
             "illegal virtual server address[:port] specified",
