@@ -208,8 +208,10 @@ impl Rvsd {
     pub fn reload_refused(&mut self, config: &str) -> Result<()> {
         self.send_reload(config)?;
         self.refusals += 1;
+        // The one line rvsd logs per refused reload (the error it carries may itself say
+        // "reload refused", so the bare phrase can match twice per refusal).
         self.child
-            .wait_for_output("reload refused", self.refusals, RVSD_WAIT)
+            .wait_for_output("reload refused; state unchanged", self.refusals, RVSD_WAIT)
     }
 
     /// Waits until rvsd's output holds `needle` (see [`ChildGuard::wait_for_output`]).
