@@ -38,7 +38,8 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::client::http_get;
 use crate::netns::{Netns, unique_prefix};
 use crate::responder::HttpResponder;
-use crate::wire::{address, cleanup_once, veth};
+use crate::topo;
+use crate::wire::{address, bridge, cleanup_once, default_route, port, veth};
 
 /// The client's interface.
 pub const CLIENT_IF: &str = "c0";
@@ -171,17 +172,7 @@ impl DrLab {
         let router = make("router")?;
         let lb = make("lb")?;
         let switch = make("switch")?;
-        let mut rs = Vec::with_capacity(real_servers);
-        for index in 1..=real_servers {
-            let name = format!("rs{index}");
-            let addr = rs_addr(index).context("real server index out of range")?;
-            rs.push(RealServer {
-                ns: make(&name)?,
-                index,
-                name,
-                addr,
-            });
-        }
+        let rs = topo::make_real_servers(real_servers, make)?;
         // Every namespace is owned from here on, so any error below deletes them all.
         let lab = DrLab {
             prefix,
@@ -204,63 +195,12 @@ impl DrLab {
             .into_iter()
             .chain(self.real_servers.iter().map(|r| &r.ns))
             .collect();
-        for ns in &all {
-            for (key, value) in [
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-            ] {
-                ns.sysctl(key, value)?;
-            }
-        }
-        self.router.sysctl("net.ipv4.ip_forward", "1")?;
-
-        veth(&self.client, CLIENT_IF, &self.router, ROUTER_CLIENT_IF)?;
-        veth(&self.router, ROUTER_LB_IF, &self.lb, LB_UPLINK_IF)?;
-        veth(
-            &self.router,
-            ROUTER_SEGMENT_IF,
-            &self.switch,
-            SWITCH_ROUTER_PORT,
-        )?;
-        veth(&self.lb, LB_SEGMENT_IF, &self.switch, SWITCH_LB_PORT)?;
-        for rs in &self.real_servers {
-            veth(&rs.ns, RS_IF, &self.switch, &rs.switch_port())?;
-        }
-
+        topo::sysctls(&all, &self.router)?;
         let sw = &self.switch;
-        sw.exec(&[
-            "ip",
-            "link",
-            "add",
-            SWITCH_BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-        ])?;
-        let mut ports = vec![SWITCH_ROUTER_PORT.to_owned(), SWITCH_LB_PORT.to_owned()];
-        ports.extend(self.real_servers.iter().map(RealServer::switch_port));
-        for port in &ports {
-            sw.exec(&["ip", "link", "set", port, "master", SWITCH_BRIDGE])?;
-            sw.exec(&["ip", "link", "set", port, "up"])?;
-        }
-        sw.exec(&["ip", "link", "set", SWITCH_BRIDGE, "up"])?;
-
-        address(&self.client, CLIENT_IF, CLIENT_ADDR, 24)?;
-        self.client.exec(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER_CLIENT_ADDR.to_string(),
-        ])?;
-
-        address(&self.router, ROUTER_CLIENT_IF, ROUTER_CLIENT_ADDR, 24)?;
-        address(&self.router, ROUTER_LB_IF, ROUTER_LB_ADDR, 24)?;
-        address(&self.router, ROUTER_SEGMENT_IF, ROUTER_SEGMENT_ADDR, 24)?;
+        bridge(sw, SWITCH_BRIDGE, &[])?;
+        topo::front(&self.client, &self.router, sw, (&self.lb, LB_UPLINK_IF))?;
+        veth(&self.lb, LB_SEGMENT_IF, sw, SWITCH_LB_PORT)?;
+        port(sw, SWITCH_LB_PORT, SWITCH_BRIDGE)?;
         let vip_net = format!("{VIP_NET}/24");
         self.router.exec(&[
             "ip",
@@ -270,40 +210,15 @@ impl DrLab {
             "via",
             &LB_UPLINK_ADDR.to_string(),
         ])?;
-
         address(&self.lb, LB_UPLINK_IF, LB_UPLINK_ADDR, 24)?;
         address(&self.lb, LB_SEGMENT_IF, LB_SEGMENT_ADDR, 24)?;
-        self.lb.exec(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER_LB_ADDR.to_string(),
-        ])?;
-
-        for rs in &self.real_servers {
-            address(&rs.ns, RS_IF, rs.addr, 24)?;
-            rs.ns.exec(&[
-                "ip",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ROUTER_SEGMENT_ADDR.to_string(),
-            ])?;
-            for vip in &self.vips {
-                rs.ns
-                    .exec(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
-            }
-            for conf in ["all", RS_IF] {
-                rs.ns
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
-                rs.ns
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
-            }
-        }
-        Ok(())
+        default_route(&self.lb, ROUTER_LB_ADDR)?;
+        topo::real_servers(
+            sw,
+            &self.real_servers,
+            ROUTER_SEGMENT_ADDR,
+            Some(&self.vips),
+        )
     }
 
     /// The per-lab prefix every namespace name starts with (`rvs<pid>x<seq>`).
@@ -358,17 +273,8 @@ impl DrLab {
     }
 
     /// Starts an HTTP responder on `port` of every real server, answering with its name.
-    pub fn serve_http(&self, port: u16) -> Result<Vec<crate::HttpResponder>> {
-        self.real_servers
-            .iter()
-            .map(|rs| {
-                crate::HttpResponder::spawn(
-                    &rs.ns,
-                    SocketAddr::from(([0, 0, 0, 0], port)),
-                    &rs.name,
-                )
-            })
-            .collect()
+    pub fn serve_http(&self, port: u16) -> Result<Vec<HttpResponder>> {
+        topo::serve_http(&self.real_servers, port)
     }
 
     /// The ifindex of `up0` in the lb namespace.

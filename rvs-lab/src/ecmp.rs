@@ -19,21 +19,16 @@
 //! sends to one director never reaches another one by flooding.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::dr::{
-    CLIENT_ADDR, CLIENT_IF, LB_SEGMENT_IF, LB_UPLINK_IF, MAX_REAL_SERVERS, ROUTER_CLIENT_ADDR,
-    ROUTER_CLIENT_IF, ROUTER_LB_ADDR, ROUTER_LB_IF, ROUTER_SEGMENT_ADDR, ROUTER_SEGMENT_IF, RS_IF,
-    SWITCH_BRIDGE, SWITCH_ROUTER_PORT, VIP_NET, rs_addr,
-};
-use crate::ha::{UPLINK_BRIDGE, UPLINK_ROUTER_PORT};
+use crate::dr::{LB_UPLINK_IF, ROUTER_LB_ADDR, ROUTER_LB_IF, ROUTER_SEGMENT_ADDR};
 use crate::netns::{ChildGuard, Netns, unique_prefix};
-use crate::wire::{address, veth};
+use crate::topo;
 
 /// The router's AS.
 pub const ROUTER_AS: u32 = 65000;
@@ -75,56 +70,18 @@ impl Detection {
     }
 }
 
-/// One director of an [`EcmpLab`].
-#[derive(Debug)]
-pub struct EcmpDirector {
-    ns: Netns,
-    index: usize,
-    uplink_addr: Ipv4Addr,
-    segment_addr: Ipv4Addr,
-}
+/// One director of an [`EcmpLab`] (the same type as [`ha::Director`](crate::ha::Director)).
+pub use crate::topo::Director as EcmpDirector;
 
 impl EcmpDirector {
-    /// Its namespace.
-    pub fn ns(&self) -> &Netns {
-        &self.ns
-    }
-    /// Its number, 1-based.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-    /// Its uplink (`up0`) address: BGP session, router id and next hop.
-    pub fn uplink_addr(&self) -> Ipv4Addr {
-        self.uplink_addr
-    }
-    /// Its segment (`seg0`) address.
-    pub fn segment_addr(&self) -> Ipv4Addr {
-        self.segment_addr
-    }
-    /// Takes its uplink down (`up = false`) or up, as a cable pulled or put back.
-    pub fn set_uplink(&self, up: bool) -> Result<()> {
-        let state = if up { "up" } else { "down" };
-        self.ns.exec(&["ip", "link", "set", LB_UPLINK_IF, state])?;
-        if up {
-            self.ns.exec(&[
-                "ip",
-                "route",
-                "replace",
-                "default",
-                "via",
-                &ROUTER_LB_ADDR.to_string(),
-            ])?;
-        }
-        Ok(())
-    }
     /// The `[bgp]` section for this director's rvsd (its BIRD's files under `dir`): one
     /// session to the router with `detection`'s timers, `drain_seconds` on SIGTERM.
     pub fn bgp_toml(&self, dir: &Path, detection: Detection, drain_seconds: u32) -> String {
         let mut t = format!(
             "[bgp]\nlocal_as = {DIRECTOR_AS}\nrouter_id = \"{id}\"\nconfig = \"{dir}/lb{i}-bird.conf\"\nsocket = \"{dir}/lb{i}-bird.ctl\"\ndrain_seconds = {drain_seconds}\n",
-            id = self.uplink_addr,
+            id = self.uplink_addr(),
             dir = dir.display(),
-            i = self.index
+            i = self.index()
         );
         if let Some(ms) = detection.bfd() {
             t += &format!("\n[bgp.bfd]\ninterval_ms = {ms}\nmultiplier = 3\n");
@@ -175,42 +132,19 @@ impl EcmpLab {
             (1..=MAX_DIRECTORS).contains(&directors),
             "an ECMP lab needs 1..={MAX_DIRECTORS} directors, not {directors}"
         );
-        ensure!(
-            (1..=MAX_REAL_SERVERS).contains(&real_servers),
-            "an ECMP lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
-        );
+        topo::check_sizes("an ECMP lab", real_servers, vips)?;
         ensure!(
             detection.hold() >= 3,
             "the router's hold time must be at least 3 s"
         );
-        for vip in vips {
-            ensure!(
-                vip.octets()[..3] == VIP_NET.octets()[..3],
-                "VIP {vip} is not in {VIP_NET}/24"
-            );
-        }
         crate::netns::cleanup_stale().ok();
         let prefix = unique_prefix();
         let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
         let client = make("client")?;
         let router = make("router")?;
         let switch = make("switch")?;
-        let mut ds = Vec::new();
-        for i in 1..=directors {
-            let n = u8::try_from(i).context("director index")?;
-            ds.push(EcmpDirector {
-                ns: make(&format!("lb{i}"))?,
-                index: i,
-                uplink_addr: Ipv4Addr::new(198, 18, 3, 1 + n),
-                segment_addr: Ipv4Addr::new(198, 18, 2, n),
-            });
-        }
-        let mut rs = Vec::with_capacity(real_servers);
-        for index in 1..=real_servers {
-            let name = format!("rs{index}");
-            let addr = rs_addr(index).context("real server index out of range")?;
-            rs.push(crate::RealServer::new(make(&name)?, index, name, addr));
-        }
+        let ds = topo::make_directors(directors, make)?;
+        let rs = topo::make_real_servers(real_servers, make)?;
         let dir = std::env::temp_dir().join(format!("{prefix}-ecmp"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut lab = EcmpLab {
@@ -233,104 +167,24 @@ impl EcmpLab {
     }
 
     fn wire(&self) -> Result<()> {
-        let mut all: Vec<&Netns> = vec![&self.client, &self.router, &self.switch];
-        all.extend(self.directors.iter().map(|d| &d.ns));
-        all.extend(self.real_servers.iter().map(|r| r.ns()));
-        for ns in &all {
-            for (key, value) in [
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-            ] {
-                ns.sysctl(key, value)?;
-            }
-        }
-        self.router.sysctl("net.ipv4.ip_forward", "1")?;
         // ECMP by the 5-tuple (L4 hash), not by addresses only: flows of one client
         // spread over the directors.
         self.router
             .sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
-        let sw = &self.switch;
-        for bridge in [SWITCH_BRIDGE, UPLINK_BRIDGE] {
-            sw.exec(&[
-                "ip",
-                "link",
-                "add",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-            ])?;
-            sw.exec(&["ip", "link", "set", bridge, "up"])?;
-        }
-        let port = |name: &str, bridge: &str| -> Result<()> {
-            sw.exec(&["ip", "link", "set", name, "master", bridge])?;
-            sw.exec(&["ip", "link", "set", name, "up"])?;
-            Ok(())
-        };
-        veth(&self.client, CLIENT_IF, &self.router, ROUTER_CLIENT_IF)?;
-        veth(&self.router, ROUTER_LB_IF, sw, UPLINK_ROUTER_PORT)?;
-        port(UPLINK_ROUTER_PORT, UPLINK_BRIDGE)?;
-        veth(&self.router, ROUTER_SEGMENT_IF, sw, SWITCH_ROUTER_PORT)?;
-        port(SWITCH_ROUTER_PORT, SWITCH_BRIDGE)?;
-        for d in &self.directors {
-            let (up, seg) = (format!("ulb{}", d.index), format!("slb{}", d.index));
-            veth(&d.ns, LB_UPLINK_IF, sw, &up)?;
-            port(&up, UPLINK_BRIDGE)?;
-            sw.exec(&["bridge", "link", "set", "dev", &up, "flood", "off"])?;
-            veth(&d.ns, LB_SEGMENT_IF, sw, &seg)?;
-            port(&seg, SWITCH_BRIDGE)?;
-            address(&d.ns, LB_UPLINK_IF, d.uplink_addr, 24)?;
-            address(&d.ns, LB_SEGMENT_IF, d.segment_addr, 24)?;
-            d.ns.exec(&[
-                "ip",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ROUTER_LB_ADDR.to_string(),
-            ])?;
-        }
-        for rs in &self.real_servers {
-            veth(rs.ns(), RS_IF, sw, &rs.switch_port())?;
-            port(&rs.switch_port(), SWITCH_BRIDGE)?;
-        }
-        address(&self.client, CLIENT_IF, CLIENT_ADDR, 24)?;
-        self.client.exec(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER_CLIENT_ADDR.to_string(),
-        ])?;
-        address(&self.router, ROUTER_CLIENT_IF, ROUTER_CLIENT_ADDR, 24)?;
-        address(&self.router, ROUTER_LB_IF, ROUTER_LB_ADDR, 24)?;
-        address(&self.router, ROUTER_SEGMENT_IF, ROUTER_SEGMENT_ADDR, 24)?;
-        for rs in &self.real_servers {
-            address(rs.ns(), RS_IF, rs.addr(), 24)?;
-            rs.ns().exec(&[
-                "ip",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ROUTER_SEGMENT_ADDR.to_string(),
-            ])?;
-            for vip in &self.vips {
-                rs.ns()
-                    .exec(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
-            }
-            for conf in ["all", RS_IF] {
-                rs.ns()
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
-                rs.ns()
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
-            }
-        }
-        Ok(())
+        topo::director_links(
+            &self.client,
+            &self.router,
+            &self.switch,
+            &self.directors,
+            &self.real_servers,
+            false,
+        )?;
+        topo::real_servers(
+            &self.switch,
+            &self.real_servers,
+            ROUTER_SEGMENT_ADDR,
+            Some(&self.vips),
+        )
     }
 
     /// The router's BIRD configuration: a session per director, routes merged into one
@@ -353,8 +207,8 @@ impl EcmpLab {
         for dir in &self.directors {
             c += &format!(
                 "protocol bgp lb{i} {{\n  local {ROUTER_LB_ADDR} as {ROUTER_AS};\n  neighbor {addr} as {DIRECTOR_AS};\n  direct;\n  hold time {hold};\n  keepalive time {ka};\n  connect retry time 2;\n  error wait time 1, 16;\n{bfd}  ipv4 {{\n    import all;\n    export none;\n  }};\n}}\n\n",
-                i = dir.index,
-                addr = dir.uplink_addr,
+                i = dir.index(),
+                addr = dir.uplink_addr(),
                 hold = d.hold(),
                 ka = (d.hold() / 3).max(1),
                 bfd = if d.bfd().is_some() { "  bfd on;\n" } else { "" },
@@ -431,7 +285,7 @@ impl EcmpLab {
         let mut expected: Vec<Ipv4Addr> = want
             .iter()
             .filter_map(|&i| self.directors.get(i.wrapping_sub(1)))
-            .map(|d| d.uplink_addr)
+            .map(EcmpDirector::uplink_addr)
             .collect();
         expected.sort();
         let t0 = Instant::now();
@@ -486,21 +340,12 @@ impl EcmpLab {
     pub fn switch_lb_ports(&self) -> Vec<String> {
         self.directors
             .iter()
-            .map(|d| format!("slb{}", d.index))
+            .map(EcmpDirector::switch_port)
             .collect()
     }
     /// Starts an HTTP responder on `port` of every real server, answering with its name.
     pub fn serve_http(&self, port: u16) -> Result<Vec<crate::HttpResponder>> {
-        self.real_servers
-            .iter()
-            .map(|rs| {
-                crate::HttpResponder::spawn(
-                    rs.ns(),
-                    SocketAddr::from(([0, 0, 0, 0], port)),
-                    rs.name(),
-                )
-            })
-            .collect()
+        topo::serve_http(&self.real_servers, port)
     }
 }
 

@@ -23,84 +23,14 @@
 //! their uplink peers (`ulb1`, `ulb2`) need XDP_PASS programs too (the replies are
 //! redirected there).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::dr::{
-    CLIENT_ADDR, CLIENT_IF, LB_SEGMENT_IF, LB_UPLINK_IF, MAX_REAL_SERVERS, ROUTER_CLIENT_ADDR,
-    ROUTER_CLIENT_IF, ROUTER_LB_ADDR, ROUTER_LB_IF, ROUTER_SEGMENT_ADDR, ROUTER_SEGMENT_IF, RS_IF,
-    SWITCH_BRIDGE, SWITCH_ROUTER_PORT, VIP_NET, rs_addr,
-};
+use crate::dr::{LB_SEGMENT_IF, LB_UPLINK_IF, ROUTER_LB_IF, ROUTER_SEGMENT_ADDR};
 use crate::netns::{Netns, unique_prefix};
-use crate::wire::{address, veth};
-
-/// The uplink bridge (in the switch namespace).
-pub const UPLINK_BRIDGE: &str = "ubr";
-/// The switch port peering the router's uplink.
-pub const UPLINK_ROUTER_PORT: &str = "urt";
-
-/// One director of an [`HaLab`].
-#[derive(Debug)]
-pub struct Director {
-    ns: Netns,
-    uplink_addr: Ipv4Addr,
-    segment_addr: Ipv4Addr,
-}
-
-impl Director {
-    /// Its namespace.
-    pub fn ns(&self) -> &Netns {
-        &self.ns
-    }
-    /// Its uplink (`up0`) address, the VRRP source.
-    pub fn uplink_addr(&self) -> Ipv4Addr {
-        self.uplink_addr
-    }
-    /// Its segment (`seg0`) address.
-    pub fn segment_addr(&self) -> Ipv4Addr {
-        self.segment_addr
-    }
-    /// Whether `vip` is configured on its uplink.
-    pub fn holds(&self, vip: Ipv4Addr) -> Result<bool> {
-        let out = self
-            .ns
-            .exec(&["ip", "-4", "-o", "addr", "show", "dev", LB_UPLINK_IF])?;
-        Ok(out.contains(&format!(" {vip}/32 ")))
-    }
-    /// Takes its segment link down (`up = false`) or up.
-    pub fn set_segment(&self, up: bool) -> Result<()> {
-        let state = if up { "up" } else { "down" };
-        self.ns
-            .exec(&["ip", "link", "set", LB_SEGMENT_IF, state])
-            .map(|_| ())
-    }
-    /// Whether `addr` is configured on its segment link.
-    pub fn holds_on_segment(&self, addr: Ipv4Addr) -> Result<bool> {
-        let out = self
-            .ns
-            .exec(&["ip", "-4", "-o", "addr", "show", "dev", LB_SEGMENT_IF])?;
-        Ok(out.contains(&format!(" {addr}/")))
-    }
-    /// Takes its uplink down (`up = false`) or up, as a cable pulled or put back; up also
-    /// restores the default route the kernel dropped with the link (as the machine's
-    /// network configuration would at boot).
-    pub fn set_uplink(&self, up: bool) -> Result<()> {
-        let state = if up { "up" } else { "down" };
-        self.ns.exec(&["ip", "link", "set", LB_UPLINK_IF, state])?;
-        if up {
-            self.ns.exec(&[
-                "ip",
-                "route",
-                "replace",
-                "default",
-                "via",
-                &ROUTER_LB_ADDR.to_string(),
-            ])?;
-        }
-        Ok(())
-    }
-}
+use crate::topo;
+pub use crate::topo::{Director, UPLINK_BRIDGE, UPLINK_ROUTER_PORT};
 
 /// Client, router, two directors, switch and real servers.
 #[derive(Debug)]
@@ -137,36 +67,15 @@ impl HaLab {
         vips: &[Ipv4Addr],
         nat_gateway: Option<Ipv4Addr>,
     ) -> Result<HaLab> {
-        ensure!(
-            (1..=MAX_REAL_SERVERS).contains(&real_servers),
-            "an HA lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
-        );
-        for vip in vips {
-            ensure!(
-                vip.octets()[..3] == VIP_NET.octets()[..3],
-                "VIP {vip} is not in {VIP_NET}/24"
-            );
-        }
+        topo::check_sizes("an HA lab", real_servers, vips)?;
         crate::netns::cleanup_stale().ok();
         let prefix = unique_prefix();
         let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
         let client = make("client")?;
         let router = make("router")?;
         let switch = make("switch")?;
-        let mut directors = Vec::new();
-        for i in 1..=2u8 {
-            directors.push(Director {
-                ns: make(&format!("lb{i}"))?,
-                uplink_addr: Ipv4Addr::new(198, 18, 3, 1 + i),
-                segment_addr: Ipv4Addr::new(198, 18, 2, i),
-            });
-        }
-        let mut rs = Vec::with_capacity(real_servers);
-        for index in 1..=real_servers {
-            let name = format!("rs{index}");
-            let addr = rs_addr(index).context("real server index out of range")?;
-            rs.push(crate::RealServer::new(make(&name)?, index, name, addr));
-        }
+        let directors = topo::make_directors(2, make)?;
+        let rs = topo::make_real_servers(real_servers, make)?;
         let lab = HaLab {
             prefix,
             vips: vips.to_vec(),
@@ -183,82 +92,20 @@ impl HaLab {
     }
 
     fn wire(&self) -> Result<()> {
-        let mut all: Vec<&Netns> = vec![&self.client, &self.router, &self.switch];
-        all.extend(self.directors.iter().map(|d| &d.ns));
-        all.extend(self.real_servers.iter().map(|r| r.ns()));
-        for ns in &all {
-            for (key, value) in [
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-            ] {
-                ns.sysctl(key, value)?;
-            }
-        }
-        self.router.sysctl("net.ipv4.ip_forward", "1")?;
+        // Forwarding before any link exists, so every interface starts with it.
         if self.nat_gateway.is_some() {
             for d in &self.directors {
-                d.ns.sysctl("net.ipv4.ip_forward", "1")?;
+                d.ns().sysctl("net.ipv4.ip_forward", "1")?;
             }
         }
-        let sw = &self.switch;
-        for bridge in [SWITCH_BRIDGE, UPLINK_BRIDGE] {
-            sw.exec(&[
-                "ip",
-                "link",
-                "add",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-            ])?;
-            sw.exec(&["ip", "link", "set", bridge, "up"])?;
-        }
-        let port = |name: &str, bridge: &str| -> Result<()> {
-            sw.exec(&["ip", "link", "set", name, "master", bridge])?;
-            sw.exec(&["ip", "link", "set", name, "up"])?;
-            Ok(())
-        };
-        veth(&self.client, CLIENT_IF, &self.router, ROUTER_CLIENT_IF)?;
-        veth(&self.router, ROUTER_LB_IF, sw, UPLINK_ROUTER_PORT)?;
-        port(UPLINK_ROUTER_PORT, UPLINK_BRIDGE)?;
-        veth(&self.router, ROUTER_SEGMENT_IF, sw, SWITCH_ROUTER_PORT)?;
-        port(SWITCH_ROUTER_PORT, SWITCH_BRIDGE)?;
-        for (i, d) in self.directors.iter().enumerate() {
-            let (up, seg) = (format!("ulb{}", i + 1), format!("slb{}", i + 1));
-            veth(&d.ns, LB_UPLINK_IF, sw, &up)?;
-            port(&up, UPLINK_BRIDGE)?;
-            veth(&d.ns, LB_SEGMENT_IF, sw, &seg)?;
-            port(&seg, SWITCH_BRIDGE)?;
-            address(&d.ns, LB_UPLINK_IF, d.uplink_addr, 24)?;
-            address(&d.ns, LB_SEGMENT_IF, d.segment_addr, 24)?;
-            d.ns.exec(&[
-                "ip",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ROUTER_LB_ADDR.to_string(),
-            ])?;
-        }
-        for rs in &self.real_servers {
-            veth(rs.ns(), RS_IF, sw, &rs.switch_port())?;
-            port(&rs.switch_port(), SWITCH_BRIDGE)?;
-        }
-        address(&self.client, CLIENT_IF, CLIENT_ADDR, 24)?;
-        self.client.exec(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER_CLIENT_ADDR.to_string(),
-        ])?;
-        address(&self.router, ROUTER_CLIENT_IF, ROUTER_CLIENT_ADDR, 24)?;
-        address(&self.router, ROUTER_LB_IF, ROUTER_LB_ADDR, 24)?;
-        address(&self.router, ROUTER_SEGMENT_IF, ROUTER_SEGMENT_ADDR, 24)?;
+        topo::director_links(
+            &self.client,
+            &self.router,
+            &self.switch,
+            &self.directors,
+            &self.real_servers,
+            true,
+        )?;
         for vip in &self.vips {
             self.router.exec(&[
                 "ip",
@@ -269,26 +116,9 @@ impl HaLab {
                 ROUTER_LB_IF,
             ])?;
         }
-        for rs in &self.real_servers {
-            address(rs.ns(), RS_IF, rs.addr(), 24)?;
-            let gateway = self.nat_gateway.unwrap_or(ROUTER_SEGMENT_ADDR);
-            rs.ns()
-                .exec(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
-            if self.nat_gateway.is_some() {
-                continue;
-            }
-            for vip in &self.vips {
-                rs.ns()
-                    .exec(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
-            }
-            for conf in ["all", RS_IF] {
-                rs.ns()
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
-                rs.ns()
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
-            }
-        }
-        Ok(())
+        let gateway = self.nat_gateway.unwrap_or(ROUTER_SEGMENT_ADDR);
+        let dr_vips = self.nat_gateway.is_none().then_some(self.vips.as_slice());
+        topo::real_servers(&self.switch, &self.real_servers, gateway, dr_vips)
     }
 
     /// The per-lab prefix.
@@ -337,15 +167,6 @@ impl HaLab {
     }
     /// Starts an HTTP responder on `port` of every real server, answering with its name.
     pub fn serve_http(&self, port: u16) -> Result<Vec<crate::HttpResponder>> {
-        self.real_servers
-            .iter()
-            .map(|rs| {
-                crate::HttpResponder::spawn(
-                    rs.ns(),
-                    SocketAddr::from(([0, 0, 0, 0], port)),
-                    rs.name(),
-                )
-            })
-            .collect()
+        topo::serve_http(&self.real_servers, port)
     }
 }

@@ -33,6 +33,7 @@ pub mod netns;
 pub mod realserver;
 pub mod responder;
 pub mod rvsd;
+mod topo;
 pub mod tun;
 mod wire;
 

@@ -45,10 +45,16 @@ pub(crate) fn bridge(ns: &Netns, name: &str, ports: &[String]) -> Result<()> {
         "stp_state",
         "0",
     ])?;
-    for port in ports {
-        ns.exec(&["ip", "link", "set", port, "master", name])?;
-        ns.exec(&["ip", "link", "set", port, "up"])?;
+    for p in ports {
+        port(ns, p, name)?;
     }
+    ns.exec(&["ip", "link", "set", name, "up"])?;
+    Ok(())
+}
+
+/// Enslaves `name` to `bridge` in `ns` and brings it up.
+pub(crate) fn port(ns: &Netns, name: &str, bridge: &str) -> Result<()> {
+    ns.exec(&["ip", "link", "set", name, "master", bridge])?;
     ns.exec(&["ip", "link", "set", name, "up"])?;
     Ok(())
 }

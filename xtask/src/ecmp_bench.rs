@@ -23,12 +23,14 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use rvs_common::{
-    IPPROTO_TCP, csum,
+    IPPROTO_TCP,
     tcp::{TCP_ACK, TCP_SYN},
 };
 use rvs_config::{Config, Limits};
 use rvs_dataplane::{Dataplane, testrun::run_xdp};
-use rvs_lab::fib::{A0_MAC, EXTRA_REALS, FibNs, extra_real};
+use rvs_lab::fib::{EXTRA_REALS, FibNs, extra_real};
+
+use crate::bench::tcp_frame;
 
 /// Options of `xtask bench-ecmp`.
 #[derive(Args, Debug)]
@@ -43,7 +45,6 @@ pub struct EcmpBenchArgs {
 
 const DIRECTORS: usize = 3;
 const XDP_TX: u32 = 3;
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const PIN_PREFIX: &str = "/sys/fs/bpf/rvs-bench-ecmp-";
 
 /// What happens at once.
@@ -341,37 +342,6 @@ fn send(
         return Ok(None);
     }
     Ok((0..EXTRA_REALS).find(|&k| r.frame.get(..6) == Some(&extra_real(k).1[..])))
-}
-
-/// An Ethernet/IPv4/TCP frame from the client to the director's a0, with checksums.
-fn tcp_frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
-    const IP: usize = 14;
-    const TCP: usize = IP + 20;
-    let mut f = Vec::with_capacity(TCP + 20);
-    f.extend_from_slice(&A0_MAC);
-    f.extend_from_slice(&CLIENT_MAC);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
-    f.extend_from_slice(&src.0.octets());
-    f.extend_from_slice(&dst.0.octets());
-    let ip_sum = csum::checksum(&f[IP..TCP]);
-    f[IP + 10..IP + 12].copy_from_slice(&ip_sum.to_ne_bytes());
-    let ack_no: u32 = if flags & TCP_ACK != 0 { 1 } else { 0 };
-    f.extend_from_slice(&src.1.to_be_bytes());
-    f.extend_from_slice(&dst.1.to_be_bytes());
-    f.extend_from_slice(&1000u32.to_be_bytes());
-    f.extend_from_slice(&ack_no.to_be_bytes());
-    f.extend_from_slice(&[5 << 4, flags]);
-    f.extend_from_slice(&64240u16.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&src.0.octets());
-    pseudo[4..8].copy_from_slice(&dst.0.octets());
-    pseudo[9] = IPPROTO_TCP;
-    pseudo[10..].copy_from_slice(&20u16.to_be_bytes());
-    let tcp_sum = !csum::fold(csum::sum_bytes(&pseudo) + csum::sum_bytes(&f[TCP..]));
-    f[TCP + 16..TCP + 18].copy_from_slice(&tcp_sum.to_ne_bytes());
-    f
 }
 
 fn render(args: &EcmpBenchArgs, lines: &[Line], secs: f64) -> String {
