@@ -1,6 +1,7 @@
 //! Every sample keepalived.conf Debian ships (/usr/share/doc/keepalived/samples, some
-//! gzipped) must load without error; warnings are expected and each must name its file and
-//! line. Skipped (with a notice) where the keepalived package is not installed.
+//! gzipped) must load without error, and each with VRRP blocks must map to rvs's VRRP
+//! configuration; warnings are expected and each must name its file and line. Skipped (with
+//! a notice) where the keepalived package is not installed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -74,5 +75,46 @@ fn every_debian_sample_loads() {
         files.len() >= 20,
         "expected Debian's ~25 samples, found {}",
         files.len()
+    );
+}
+
+#[test]
+fn every_debian_sample_with_vrrp_maps() {
+    let files = samples();
+    if files.is_empty() {
+        rvs_lab::skip_or_fail(
+            "every_debian_sample_with_vrrp_maps",
+            &format!("needs keepalived's samples in {SAMPLES} (apt-get install keepalived)"),
+        );
+        return;
+    }
+    let mut with_vrrp = 0;
+    for file in &files {
+        let import = rvs_keepalived::load(file).expect("loads");
+        let k = &import.keepalived;
+        if k.vrrp_instances.is_empty() && k.vrrp_scripts.is_empty() {
+            continue;
+        }
+        with_vrrp += 1;
+        let (config, warnings) = rvs_keepalived::vrrp::from_keepalived(k)
+            .unwrap_or_else(|e| panic!("{} does not map: {e}", file.display()));
+        assert_eq!(config.instances.len(), k.vrrp_instances.len());
+        for w in &warnings {
+            let (at, _) = w.split_once(": ").expect("located warning");
+            let (path, line) = at.rsplit_once(':').expect("file:line");
+            assert!(
+                Path::new(path).exists() && line.parse::<u32>().is_ok_and(|l| l > 0),
+                "{w}"
+            );
+        }
+        eprintln!(
+            "{}: {} instances, warnings: {warnings:#?}",
+            file.display(),
+            config.instances.len()
+        );
+    }
+    assert!(
+        with_vrrp >= 10,
+        "expected Debian's ~12 VRRP samples, found {with_vrrp}"
     );
 }

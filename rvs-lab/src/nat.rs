@@ -24,11 +24,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
-use crate::dr::{MAX_REAL_SERVERS, RealServer, VIP_NET, rs_addr};
+use crate::dr::{RealServer, VIP_NET};
 use crate::netns::{Netns, unique_prefix};
 use crate::responder::HttpResponder;
+use crate::topo;
 use crate::wire::{address, bridge, cleanup_once, default_route, quiet, veth};
 
 /// Which NAT layout.
@@ -60,22 +61,14 @@ pub struct NatLab {
 impl NatLab {
     /// Builds `layout` with `real_servers` real servers (198.18.2.11, .12, …).
     pub fn new(layout: NatLayout, real_servers: usize) -> Result<NatLab> {
-        ensure!(
-            (1..=MAX_REAL_SERVERS).contains(&real_servers),
-            "a NAT lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
-        );
+        topo::check_sizes("a NAT lab", real_servers, &[])?;
         cleanup_once();
         let prefix = unique_prefix();
         let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
         let client = make("client")?;
         let lb = make("lb")?;
         let switch = make("switch")?;
-        let mut rs = Vec::with_capacity(real_servers);
-        for index in 1..=real_servers {
-            let name = format!("rs{index}");
-            let addr = rs_addr(index).context("real server index out of range")?;
-            rs.push(RealServer::new(make(&name)?, index, name, addr));
-        }
+        let rs = topo::make_real_servers(real_servers, make)?;
         let lab = NatLab {
             layout,
             prefix,

@@ -116,10 +116,20 @@ pub(crate) fn make_real_servers(
     count: usize,
     make: impl Fn(&str) -> Result<Netns>,
 ) -> Result<Vec<RealServer>> {
+    make_real_servers_at(count, rs_addr, make)
+}
+
+/// Creates the namespaces of real servers `rs1` … `rs<count>` with `make`, real server N
+/// at `addr(N)`.
+pub(crate) fn make_real_servers_at(
+    count: usize,
+    addr: fn(usize) -> Option<Ipv4Addr>,
+    make: impl Fn(&str) -> Result<Netns>,
+) -> Result<Vec<RealServer>> {
     let mut rs = Vec::with_capacity(count);
     for index in 1..=count {
         let name = format!("rs{index}");
-        let addr = rs_addr(index).context("real server index out of range")?;
+        let addr = addr(index).context("real server index out of range")?;
         rs.push(RealServer::new(make(&name)?, index, name, addr));
     }
     Ok(rs)

@@ -25,11 +25,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
 use crate::dr::{MAX_REAL_SERVERS, RS_IF, RealServer, VIP_NET};
 use crate::netns::{Netns, unique_prefix};
 use crate::responder::HttpResponder;
+use crate::topo;
 use crate::wire::{address, bridge, cleanup_once, default_route, quiet, veth};
 
 /// The client's address.
@@ -64,10 +65,7 @@ pub struct TunLab {
 impl TunLab {
     /// Builds the lab with `real_servers` real servers behind the router.
     pub fn new(real_servers: usize) -> Result<TunLab> {
-        ensure!(
-            (1..=MAX_REAL_SERVERS).contains(&real_servers),
-            "a TUN lab needs 1..={MAX_REAL_SERVERS} real servers, not {real_servers}"
-        );
+        topo::check_sizes("a TUN lab", real_servers, &[])?;
         cleanup_once();
         let prefix = unique_prefix();
         let make = |role: &str| Netns::new(&format!("{prefix}-{role}"));
@@ -75,12 +73,7 @@ impl TunLab {
         let router = make("router")?;
         let lb = make("lb")?;
         let switch = make("switch")?;
-        let mut rs = Vec::with_capacity(real_servers);
-        for index in 1..=real_servers {
-            let name = format!("rs{index}");
-            let addr = tun_rs_addr(index).context("real server index out of range")?;
-            rs.push(RealServer::new(make(&name)?, index, name, addr));
-        }
+        let rs = topo::make_real_servers_at(real_servers, tun_rs_addr, make)?;
         let lab = TunLab {
             prefix,
             client,

@@ -7,7 +7,6 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use rvs_api::{RealStatus, ServiceList, ServiceStatus};
 use rvs_config::Config;
 use rvs_keepalived::WarningKind;
 
@@ -125,32 +124,7 @@ fn reals(config: &Config) -> usize {
 
 /// `ipvsadm -Ln` of `config` with zero counters, through rvsadm's own formatter.
 fn listing(config: &Config) -> String {
-    let list = ServiceList {
-        conn_table_size: config.limits.connections,
-        services: config
-            .services
-            .iter()
-            .map(|s| ServiceStatus {
-                service: s.clone(),
-                stats: Default::default(),
-                rates: Default::default(),
-                // IPVS lists a service's servers newest first.
-                reals: s
-                    .reals
-                    .iter()
-                    .rev()
-                    .map(|r| RealStatus {
-                        real: r.clone(),
-                        active_conns: 0,
-                        inactive_conns: 0,
-                        persist_conns: 0,
-                        stats: Default::default(),
-                        rates: Default::default(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    };
+    let list = rvsadm::exec::config_as_list(config);
     let format = rvsadm::Format {
         numeric: true,
         ..Default::default()
