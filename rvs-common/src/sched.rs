@@ -48,6 +48,9 @@ pub mod maps {
     pub const LBL_PROGS: &str = "RVS_LBL_PROGS";
 }
 
+/// The locality schedulers' XDP program, tail-called by `rvs_xdp_new`.
+pub const LBL_PROGRAM: &str = "rvs_xdp_lbl";
+
 /// Slot of `rvs_xdp_lbl` in [`maps::LBL_PROGS`].
 pub const PROG_LOCALITY: u32 = 0;
 
