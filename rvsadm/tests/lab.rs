@@ -368,11 +368,6 @@ fn dr_lab_driven_by_rvsadm() {
             "Scheduler or persistence engine not found",
         ),
         (
-            "-A -t 198.18.0.11:80 -s lblc",
-            255,
-            "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet",
-        ),
-        (
             "-A -t 198.18.0.11:65536 -s rr",
             2,
             "illegal virtual server address[:port] specified",
