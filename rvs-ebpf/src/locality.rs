@@ -193,7 +193,7 @@ fn lblc(svc: &ServiceEntry, daddr: u32, now: u64) -> Option<u32> {
         daddr,
     };
     let (mut had, mut had_gen) = (NO_REAL, 0);
-    if let Some(en) = LBLC.get_ptr_mut(&key) {
+    if let Some(en) = LBLC.get_ptr_mut(key) {
         // SAFETY: a valid map value; concurrent writers only race on plain integers.
         let en = unsafe { &mut *en };
         en.lastuse = now;
@@ -214,7 +214,7 @@ fn lblc(svc: &ServiceEntry, daddr: u32, now: u64) -> Option<u32> {
             real_gen: gen_d,
             lastuse: now,
         };
-        let _ = LBLC.insert(&key, &en, 0);
+        let _ = LBLC.insert(key, en, 0);
     }
     Some(d)
 }
@@ -284,7 +284,7 @@ fn lblcr(svc: &ServiceEntry, daddr: u32, now: u64) -> Option<u32> {
         service: svc.id,
         daddr,
     };
-    let Some(en) = LBLCR.get_ptr_mut(&key) else {
+    let Some(en) = LBLCR.get_ptr_mut(key) else {
         let d = wlc(svc)?;
         let fresh = LBL_SCRATCH.get_ptr_mut(0)?;
         // SAFETY: this CPU's scratch slot, used only here.
@@ -294,7 +294,7 @@ fn lblcr(svc: &ServiceEntry, daddr: u32, now: u64) -> Option<u32> {
         fresh.lastuse = now;
         fresh.members[0].real = d;
         fresh.members[0].real_gen = generation(d);
-        let _ = LBLCR.insert(&key, fresh, 0);
+        let _ = LBLCR.insert(key, fresh, 0);
         return Some(d);
     };
     // SAFETY: a valid map value; concurrent writers only race on plain integers.
