@@ -986,8 +986,15 @@ fn lblc_table_expires_as_ipvs_checks_it() {
         // IPVS's list is newest first: wlc's first choice is the last server configured.
         let first = syn(dp, 1000);
         assert_eq!(first, Some(2));
-        // One active connection is not more than weight 1: it sticks.
+        // A restarted rvsd (a second load on the same pins) adopts the table, and its
+        // programs (now in the slots) keep the destination on its server: one active
+        // connection is not more than weight 1, so it sticks.
+        let first_entry = dp.lblc_entry(id, vip).map(|e| e.0);
+        let mut again =
+            Dataplane::load(dp.pin_dir(), rvs_config::Limits::default()).expect("reload");
+        assert_eq!(again.lblc_entry(id, vip).map(|e| e.0), first_entry);
         assert_eq!(syn(dp, 1001), Some(2), "same destination, same server");
+        drop(again);
         let (real, _) = dp.lblc_entry(id, vip).expect("entry");
         assert_eq!(
             dp.real(real).map(|r| r.addr),
