@@ -183,7 +183,9 @@ fn set_min(set: &[usize], servers: &[Server]) -> Option<usize> {
 }
 
 /// ip_vs_dest_set_max: the first member with a weight, then any later one with a weight and a
-/// strictly larger overhead per weight.
+/// strictly larger overhead per weight. Over the members still in the service, as rvs's data
+/// path does (the kernel's set_max also weighs a removed server still held by the set; see the
+/// README's differences).
 fn set_max(set: &[usize], servers: &[Server]) -> Option<usize> {
     let start = set.iter().position(|&i| servers[i].load.w() > 0)?;
     let mut most = set[start];
