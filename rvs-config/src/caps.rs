@@ -50,11 +50,17 @@ pub const SCHEDULERS: [SchedulerCaps; 14] = [
         in_dataplane: true,
         ..counting(Scheduler::Wlc, "weighted least-connection")
     },
-    counting(Scheduler::Lblc, "locality-based least-connection"),
-    counting(
-        Scheduler::Lblcr,
-        "locality-based least-connection with replication",
-    ),
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(Scheduler::Lblc, "locality-based least-connection")
+    },
+    SchedulerCaps {
+        in_dataplane: true,
+        ..counting(
+            Scheduler::Lblcr,
+            "locality-based least-connection with replication",
+        )
+    },
     caps(Scheduler::Dh, "destination hashing", true),
     SchedulerCaps {
         flag_names: ["sh-fallback", "sh-port", "flag-3"],
@@ -169,27 +175,36 @@ impl Scheduler {
         self.caps().flag_names[flag as usize]
     }
 
-    /// Why rvs cannot run this scheduler with `flags` today, None when it can.
+    /// Why rvs cannot run this scheduler with `flags` today, None when it can. (Every IPVS
+    /// scheduler and flag runs today; the check stays so that a new entry of the table that
+    /// the XDP program does not run yet is refused, never accepted and dropped.)
     pub fn refusal(self, flags: &[SchedFlag]) -> Option<String> {
-        let c = self.caps();
-        if !c.in_dataplane {
+        self.caps().refusal(flags)
+    }
+}
+
+impl SchedulerCaps {
+    /// Why rvs cannot run this scheduler with `flags`, by this entry; None when it can.
+    pub fn refusal(&self, flags: &[SchedFlag]) -> Option<String> {
+        let s = self.scheduler;
+        if !self.in_dataplane {
             return Some(format!(
                 "scheduler {} ({}) is not supported by rvs's data path yet (supported: {})",
-                self.name(),
-                c.about,
+                s.name(),
+                self.about,
                 supported_names().join(", ")
             ));
         }
         let missing: Vec<&str> = flags
             .iter()
-            .filter(|f| c.meaningful_flags.contains(f) && !c.dataplane_flags.contains(f))
-            .map(|&f| self.flag_name(f))
+            .filter(|f| self.meaningful_flags.contains(f) && !self.dataplane_flags.contains(f))
+            .map(|&f| self.flag_names[f as usize])
             .collect();
         (!missing.is_empty()).then(|| {
             format!(
                 "scheduler flag {} of {} is not supported by rvs's data path yet",
                 missing.join(", "),
-                self.name()
+                s.name()
             )
         })
     }
@@ -308,7 +323,34 @@ mod tests {
             None
         );
         assert_eq!(Scheduler::Wlc.refusal(&[]), None);
-        let e = Scheduler::Lblc.refusal(&[]).unwrap();
-        assert!(e.contains("lblc") && e.contains("rr, wrr, lc, wlc"), "{e}");
+        // Every IPVS scheduler and every meaningful flag runs in the data path now.
+        for c in &SCHEDULERS {
+            assert_eq!(c.refusal(c.meaningful_flags), None, "{:?}", c.scheduler);
+        }
+        assert_eq!(Scheduler::Lblc.refusal(&[]), None);
+        assert_eq!(Scheduler::Lblcr.refusal(&[SchedFlag::Flag3]), None);
+        // An entry the data path does not run (as lblc's was) is refused, naming it and
+        // what runs; so is a meaningful flag it does not honour.
+        let off = SchedulerCaps {
+            in_dataplane: false,
+            ..counting(Scheduler::Lblc, "locality-based least-connection")
+        };
+        let e = off.refusal(&[]).expect("refused");
+        assert!(
+            e.contains("scheduler lblc (locality-based least-connection) is not supported")
+                && e.contains("rr, wrr, lc, wlc, lblc, lblcr"),
+            "{e}"
+        );
+        let no_port = SchedulerCaps {
+            dataplane_flags: &[SchedFlag::Flag1],
+            ..*Scheduler::Sh.caps()
+        };
+        let e = no_port
+            .refusal(&[SchedFlag::Flag1, SchedFlag::Flag2])
+            .expect("refused");
+        assert_eq!(
+            e,
+            "scheduler flag sh-port of sh is not supported by rvs's data path yet"
+        );
     }
 }

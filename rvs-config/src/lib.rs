@@ -27,6 +27,7 @@ pub mod bgp;
 pub mod caps;
 pub mod flows;
 pub mod fwmark;
+pub mod locality;
 pub use caps::{DEFAULT_SCHEDULER, MAX_WEIGHT, not_unicast};
 
 /// Everything rvsd is told to do.
@@ -59,6 +60,9 @@ pub struct Config {
     /// Mid-flow packets (sloppy_tcp) and the second chance, see [`flows`].
     #[serde(default, skip_serializing_if = "flows::Flows::is_default")]
     pub flows: flows::Flows,
+    /// The schedulers' sysctls (lblc/lblcr expirations), see [`locality`].
+    #[serde(default, skip_serializing_if = "locality::Schedulers::is_default")]
+    pub schedulers: locality::Schedulers,
 }
 
 /// `[fwmark_import]`: the files whose mark-setting mangle rules become the match rules of
@@ -905,6 +909,7 @@ impl Config {
             b.validate().map_err(ConfigError::Invalid)?;
         }
         self.flows.validate().map_err(ConfigError::Invalid)?;
+        self.schedulers.validate().map_err(ConfigError::Invalid)?;
         let mut seen = HashSet::new();
         for svc in &self.services {
             let id = svc.id();
@@ -1250,11 +1255,12 @@ persistence = { timeout = 600, netmask = "255.255.255.0" }
         assert!(
             err(&format!("{svc}mh_table_size = 4093\n")).contains("only applies to scheduler mh")
         );
-        assert!(
-            err(&format!("{svc}scheduler = \"lblc\"\n")).contains(
-                "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet"
-            )
-        );
+        // lblc and lblcr run in the XDP program now: taken.
+        for s in ["lblc", "lblcr"] {
+            let c = Config::from_toml(&format!("{svc}scheduler = \"{s}\"\n"))
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(c.services[0].scheduler.name(), s);
+        }
         // mh-fallback runs in the XDP program now: taken.
         Config::from_toml(&format!(
             "{svc}scheduler = \"mh\"\nsched_flags = [\"mh-fallback\"]\n"

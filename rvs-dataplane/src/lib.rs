@@ -15,6 +15,7 @@ mod events;
 mod filter;
 pub mod inspect;
 mod link;
+mod locality;
 mod mmap;
 pub mod neigh;
 pub mod plan;
@@ -47,6 +48,7 @@ use crate::{filter::AddrFilter, mmap::MmapArray};
 
 pub use conn_sync::{ConnInstall, ConnView, InstallStats, TemplateInstall, TemplateView};
 pub use decap::{DecapCounters, DecapOptions, DecapProgram};
+pub use locality::{LblcrSet, LocalityExpiry};
 pub use plan::{Plan, PlanError, Planner};
 
 /// The eBPF object, built for bpfel-unknown-none by build.rs.
@@ -229,6 +231,8 @@ pub struct Dataplane {
     unscanned: bool,
     /// Mid-flow packets: their counters.
     midflow: Midflow,
+    /// The lblc/lblcr tables' periodic check.
+    locality: locality::Locality,
 }
 
 /// The dataplane's part of mid-flow handling (`[flows]`).
@@ -371,6 +375,7 @@ impl Dataplane {
             programs::REF_CONN_V4,
             programs::REF_CONN_TAGGED,
             programs::REF_CONN,
+            rvs_common::sched::LBL_PROGRAM,
         ] {
             xdp_of(&mut ebpf, name)?
                 .load()
@@ -387,6 +392,7 @@ impl Dataplane {
             }
         }
         fill_prog_array(&mut ebpf)?;
+        locality::fill_prog_array(&mut ebpf)?;
         let services = HashMap::try_from(take_map(&mut ebpf, maps::SERVICES)?)
             .map_err(map_err(maps::SERVICES))?;
         let reals: MmapArray<RealEntry> =
@@ -492,6 +498,7 @@ impl Dataplane {
             fwmark_rules: false,
             unscanned,
             midflow,
+            locality: locality::Locality::default(),
         };
         // A batch a crash interrupted is finished (rolled back or forward) before anything
         // reads the maps as the state of record.
@@ -943,6 +950,7 @@ impl Dataplane {
             .plan(config, monotonic_coarse_ns() / 1_000_000)?;
         self.write(&plan)?;
         self.set_settings(&config.timeouts.to_settings())?;
+        self.set_schedulers(&config.schedulers)?;
         Ok(plan)
     }
 
@@ -1164,6 +1172,8 @@ const BALANCER_MAPS: &[&str] = &[
     maps::REF_V4,
     maps::REF_TAGGED,
     maps::ADDR_FILTER,
+    rvs_common::sched::maps::LBLC,
+    rvs_common::sched::maps::LBLCR,
 ];
 
 /// Loads the eBPF object for a side program: every map in [`BALANCER_MAPS`] but `keep`

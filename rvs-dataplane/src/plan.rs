@@ -933,6 +933,14 @@ impl Planner {
             .map(|&(rid, _)| rid)
     }
 
+    /// (scheduler kind, service id) of every lblc and lblcr service.
+    pub fn locality_services(&self) -> impl Iterator<Item = (u8, u32)> + '_ {
+        self.services
+            .values()
+            .map(|s| (s.entry.kind, s.entry.id))
+            .filter(|&(kind, _)| kind == KIND_LBLC || kind == KIND_LBLCR)
+    }
+
     /// The service id and map entry given to `service`, if any.
     pub fn service_entry(&self, service: &ServiceId) -> Option<ServiceEntry> {
         self.services.get(service).map(|s| s.entry)

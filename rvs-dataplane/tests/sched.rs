@@ -165,8 +165,17 @@ fn config(sc: &Scenario, reals: &[Real]) -> String {
             c += &format!("l_threshold = {}\n", r.lower);
         }
     }
+    if sc.sched == "lblcr" {
+        // The recording set lblcr_expiration to 5 s and waited 12 s once; the replay's wait
+        // is CLOSE_SECS + 1.2 s, so the set may shed a member only after that wait, as in
+        // the kernel.
+        c += &format!("[schedulers]\nlblcr_expiration = {LBLCR_EXPIRATION_SECS}\n");
+    }
     c
 }
+
+/// lblcr_expiration during the replay: shorter than its wait, longer than its steps.
+const LBLCR_EXPIRATION_SECS: u64 = CLOSE_SECS;
 
 fn apply(dp: &mut Dataplane, text: &str) -> Config {
     let cfg = Config::from_toml(text).expect("replay config is valid");
@@ -220,6 +229,11 @@ fn check(name: &str, step: usize, dp: &Dataplane, cfg: &Config, reals: &[Real], 
 }
 
 fn replay(name: &str) {
+    replay_with(name, |_, _, _| {});
+}
+
+/// As [`replay`], calling `after_step(dp, cfg, step)` after each checked step.
+fn replay_with(name: &str, mut after_step: impl FnMut(&mut Dataplane, &Config, usize) + Send) {
     let sc = parse(name);
     let env = PacketEnv::new().expect("packet env");
     env.with_dataplane("", |dp, ifs| {
@@ -264,6 +278,7 @@ fn replay(name: &str) {
                     }
                     steps += 1;
                     check(name, steps, dp, &cfg, &reals, shown);
+                    after_step(dp, &cfg, steps);
                 }
                 Event::Wait(shown) => {
                     std::thread::sleep(Duration::from_millis(CLOSE_SECS * 1000 + 1200));
@@ -317,6 +332,51 @@ fn nq_matches_kernel_ipvs() {
     if root() {
         replay("nq");
     }
+}
+
+/// The service id the planner gave the replay's one service.
+fn service_id(dp: &Dataplane, cfg: &Config) -> u32 {
+    dp.planner()
+        .service_entry(&cfg.services[0].id())
+        .expect("service planned")
+        .id
+}
+
+#[test]
+fn lblc_matches_kernel_ipvs() {
+    if !root() {
+        return;
+    }
+    let vip = parse("lblc").vip;
+    let mut entries = Vec::new();
+    replay_with("lblc", |dp, cfg, _| {
+        let id = service_id(dp, cfg);
+        entries.push(dp.lblc_entry(id, *vip.ip()).map(|e| e.0));
+    });
+    // The destination's server changed during the recording (overload, then quiesce).
+    assert!(entries.iter().all(Option::is_some), "{entries:?}");
+    let mut distinct = entries.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "{entries:?}");
+}
+
+#[test]
+fn lblcr_matches_kernel_ipvs() {
+    if !root() {
+        return;
+    }
+    let vip = parse("lblcr").vip;
+    let mut sizes = Vec::new();
+    replay_with("lblcr", |dp, cfg, _| {
+        let id = service_id(dp, cfg);
+        sizes.push(dp.lblcr_set(id, *vip.ip()).map_or(0, |s| s.members.len()));
+    });
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    assert!(max >= 2, "the set grew: {sizes:?}");
+    assert!(
+        sizes.windows(2).any(|w| w[1] < w[0]),
+        "the set shed a member after the expiration: {sizes:?}"
+    );
 }
 
 #[test]
@@ -893,5 +953,71 @@ fn twos_distribution_matches_ipvs() {
                 assert_eq!((c.active, c.inactive), (u64::from(a), u64::from(i)));
             }
         }
+    });
+}
+
+/// lblc's table through the XDP program and IPVS's periodic check: a destination sticks to
+/// its server; the full expiration (every 30th run) drops an entry unused for
+/// `lblc_expiration`, an entry whose service is deleted goes at the next run, and a server
+/// removed from the service is not used again by the entry that names it.
+#[test]
+fn lblc_table_expires_as_ipvs_checks_it() {
+    if !root() {
+        return;
+    }
+    let vip = Ipv4Addr::new(198, 18, 0, 10);
+    let service = |reals: &[u8], expiration: u32| {
+        let mut t = format!(
+            "[[service]]\nprotocol = \"tcp\"\naddress = \"{vip}\"\nport = 80\nscheduler = \"lblc\"\n"
+        );
+        for &k in reals {
+            t += &format!("[[service.real]]\naddress = \"{}\"\n", extra_real(k).0);
+        }
+        t + &format!("[schedulers]\nlblc_expiration = {expiration}\n")
+    };
+    let env = PacketEnv::new().expect("packet env");
+    env.with_dataplane("", |dp, ifs| {
+        let cfg = apply(dp, &service(&[0, 1, 2], 1));
+        let id = service_id(dp, &cfg);
+        let syn = |dp: &mut Dataplane, port: u16| {
+            let f = tcp_frame((CLIENT, port), (vip, 80), Tcp::Syn, b"");
+            sent_to(&run(dp, &f, ifs.a0))
+        };
+        // IPVS's list is newest first: wlc's first choice is the last server configured.
+        let first = syn(dp, 1000);
+        assert_eq!(first, Some(2));
+        // A restarted rvsd (a second load on the same pins) adopts the table, and its
+        // programs (now in the slots) keep the destination on its server: one active
+        // connection is not more than weight 1, so it sticks.
+        let first_entry = dp.lblc_entry(id, vip).map(|e| e.0);
+        let mut again =
+            Dataplane::load(dp.pin_dir(), rvs_config::Limits::default()).expect("reload");
+        assert_eq!(again.lblc_entry(id, vip).map(|e| e.0), first_entry);
+        assert_eq!(syn(dp, 1001), Some(2), "same destination, same server");
+        drop(again);
+        let (real, _) = dp.lblc_entry(id, vip).expect("entry");
+        assert_eq!(
+            dp.real(real).map(|r| r.addr),
+            Some(u32::from_ne_bytes(extra_real(2).0.octets()))
+        );
+        // The full expiration is every 30th run; the entry was used just now.
+        std::thread::sleep(Duration::from_millis(1300));
+        for run in 1..rvs_sched::COUNT_FOR_FULL_EXPIRATION {
+            let e = dp.check_locality().expect("check");
+            assert_eq!(e.lblc, 0, "run {run}");
+        }
+        assert_eq!(dp.check_locality().expect("check").lblc, 1);
+        assert_eq!(dp.lblc_entry(id, vip), None);
+        // Server 2 removed: a new entry for the destination is made, never to server 2.
+        assert!(syn(dp, 1002).is_some());
+        let cfg = apply(dp, &service(&[0, 1], 86_400));
+        let id = service_id(dp, &cfg);
+        let next = syn(dp, 1003);
+        assert!(matches!(next, Some(0 | 1)), "{next:?}");
+        // The service deleted: its entries go at the next run.
+        apply(dp, "");
+        assert_eq!(dp.check_locality().expect("check").lblc, 1);
+        assert_eq!(dp.lblc_entry(id, vip), None);
+        assert_eq!(dp.locality_entries().expect("entries"), (0, 0));
     });
 }

@@ -329,7 +329,8 @@ fn new_flow(
     svc.table_off = svc
         .table_off
         .wrapping_add(svc.table_len & 0u32.wrapping_sub(second));
-    let Some(real_id) = persisted.or_else(|| schedule(&svc, pkt.saddr, pkt.sport, pkt.daddr))
+    let Some(real_id) =
+        persisted.or_else(|| schedule(ctx, &svc, pkt.saddr, pkt.sport, pkt.daddr, now))
     else {
         return Outcome::Done(Verdict::DropNoReal, xdp_action::XDP_DROP);
     };

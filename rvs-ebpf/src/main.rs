@@ -28,6 +28,7 @@ mod decap;
 mod events;
 mod flow;
 mod fwd;
+mod locality;
 mod maps;
 mod midflow;
 mod parse;
@@ -54,6 +55,13 @@ pub fn rvs_xdp_new(ctx: XdpContext) -> u32 {
     let (verdict, action) = balance::run_new(&ctx);
     stats::count_verdict(verdict);
     action
+}
+
+/// The locality schedulers (lblc, lblcr), reached by tail call from `rvs_xdp_new` and
+/// going back to it by tail call (see `locality`).
+#[xdp]
+pub fn rvs_xdp_lbl(ctx: XdpContext) -> u32 {
+    locality::run(&ctx)
 }
 
 /// Passes every frame; attached to veth peers so XDP_TX/XDP_REDIRECT frames reach them.

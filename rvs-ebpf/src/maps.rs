@@ -5,6 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
+use rvs_common::sched::{LBL_MAX_ENTRIES, LblKey, LblRequest, LblcEntry, LblcrEntry};
 use rvs_common::{
     ADDR_FILTER_WORDS, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
     DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
@@ -85,3 +86,21 @@ pub static PROGS: ProgramArray = ProgramArray::pinned(PROG_SLOTS, 0);
 /// by a pinned link over a restart and the new object's `rvs_xdp_new` share it.
 #[map(name = "RVS_SCRATCH")]
 pub static SCRATCH: PerCpuArray<NewFlowScratch> = PerCpuArray::pinned(1, 0);
+/// lblc's destination table: (service, destination address) → server and last use.
+#[map(name = "RVS_LBLC")]
+pub static LBLC: LruHashMap<LblKey, LblcEntry> = LruHashMap::pinned(LBL_MAX_ENTRIES, 0);
+/// lblcr's destination table: (service, destination address) → server set.
+#[map(name = "RVS_LBLCR")]
+pub static LBLCR: LruHashMap<LblKey, LblcrEntry> = LruHashMap::pinned(LBL_MAX_ENTRIES, 0);
+/// `lblc_expiration`, `lblcr_expiration` in ns (0: IPVS's default, 24 h).
+#[map(name = "RVS_LBL_EXPIRE")]
+pub static LBL_EXPIRE: Array<u64> = Array::pinned(2, 0);
+/// Where a new lblcr entry is built before its insert (per CPU; too large for the stack).
+#[map(name = "RVS_LBL_SCRATCH")]
+pub static LBL_SCRATCH: PerCpuArray<LblcrEntry> = PerCpuArray::pinned(1, 0);
+/// What `rvs_xdp_new` asks `rvs_xdp_lbl` (one slot per CPU) and its answer.
+#[map(name = "RVS_LBL_REQUEST")]
+pub static LBL_REQUEST: PerCpuArray<LblRequest> = PerCpuArray::pinned(1, 0);
+/// The locality schedulers' program: slot `PROG_LOCALITY` holds `rvs_xdp_lbl`.
+#[map(name = "RVS_LBL_PROGS")]
+pub static LBL_PROGS: ProgramArray = ProgramArray::pinned(1, 0);

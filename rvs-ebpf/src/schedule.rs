@@ -1,13 +1,17 @@
 //! Scheduling a new connection: the service's dispatch table (ring cursor for rr/wrr,
-//! IPVS's mh hash for Maglev), the connection-count walks (lc, wlc, sed, nq) over the
-//! service's server list, and persistence templates.
+//! IPVS's mh hash for Maglev), the connection-count walks (lc, wlc, sed, nq, fo, ovf, twos)
+//! over the service's server list, the hook of the locality schedulers (lblc, lblcr:
+//! `crate::locality`), and persistence templates.
 
 use core::{
     ffi::c_void,
     intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
-use aya_ebpf::helpers::generated::{bpf_get_prandom_u32, bpf_loop};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_prandom_u32, bpf_loop},
+    programs::XdpContext,
+};
 use rvs_common::{
     DispatchKind, HASH_BUCKETS, LOAD_F_OVERLOAD, MAX_WALK, NO_REAL, NS_PER_SEC, PersistEntry,
     PersistKey, RealLoad, ServiceEntry, hash::ipvs_mh_source_hash, hash_32_8,
@@ -15,7 +19,7 @@ use rvs_common::{
 
 use rvs_common::{
     hash::{IPVS_MH_KEY1, ipvs_mh_hashkey},
-    sched::{KIND_FO, KIND_OVF, KIND_TWOS, SCHED_FLAG_1},
+    sched::{KIND_FO, KIND_LBLC, KIND_LBLCR, KIND_OVF, KIND_TWOS, SCHED_FLAG_1},
 };
 
 use crate::maps::{CURSORS, DISPATCH, PERSIST, REAL_LOAD, REALS};
@@ -279,9 +283,22 @@ fn twos(svc: &ServiceEntry) -> Option<u32> {
 /// The server a connection-count scheduler picks from the service's list, walked once.
 #[inline(always)]
 fn walk(svc: &ServiceEntry) -> Option<u32> {
+    walk_as(svc, svc.kind)
+}
+
+/// wlc's choice from the service's list: the fallback of lblc and lblcr, whose
+/// `__ip_vs_lblc(r)_schedule` is wlc's walk with IPVS's overhead.
+#[inline(always)]
+pub fn wlc(svc: &ServiceEntry) -> Option<u32> {
+    walk_as(svc, DispatchKind::Wlc as u8)
+}
+
+/// The walk of scheduler `kind` over the service's list.
+#[inline(always)]
+fn walk_as(svc: &ServiceEntry, kind: u8) -> Option<u32> {
     let mut w = Walk {
         off: svc.table_off,
-        kind: svc.kind,
+        kind,
         found: 0,
         pad: [0; 2],
         least: NO_REAL,
@@ -297,7 +314,7 @@ fn walk(svc: &ServiceEntry) -> Option<u32> {
     // callback once, whatever the count (the bound is MAX_WALK, see the capability table).
     let ctx = &mut w as *mut Walk as *mut c_void;
     unsafe {
-        if svc.kind == KIND_FO || svc.kind == KIND_OVF {
+        if kind == KIND_FO || kind == KIND_OVF {
             bpf_loop(n, heaviest_step as *mut c_void, ctx, 0)
         } else {
             bpf_loop(n, walk_step as *mut c_void, ctx, 0)
@@ -306,9 +323,17 @@ fn walk(svc: &ServiceEntry) -> Option<u32> {
     (w.found != 0).then_some(w.least)
 }
 
-/// Picks a real server id for a new flow of `svc`, or None when none is available.
+/// Picks a real server id for a new flow of `svc`, or None when none is available. `now` is
+/// the packet's clock; lblc and lblcr go through their own program (see `crate::locality`).
 #[inline(always)]
-pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Option<u32> {
+pub fn schedule(
+    ctx: &XdpContext,
+    svc: &ServiceEntry,
+    saddr: u32,
+    sport: u16,
+    daddr: u32,
+    now: u64,
+) -> Option<u32> {
     if svc.table_len == 0 {
         return None;
     }
@@ -320,6 +345,9 @@ pub fn schedule(svc: &ServiceEntry, saddr: u32, sport: u16, daddr: u32) -> Optio
     }
     if svc.kind == KIND_TWOS {
         return twos(svc);
+    }
+    if svc.kind == KIND_LBLC || svc.kind == KIND_LBLCR {
+        return crate::locality::schedule(ctx, svc, daddr, now);
     }
     if svc.kind >= DispatchKind::Lc as u8 {
         return walk(svc);

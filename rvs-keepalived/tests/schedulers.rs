@@ -1,6 +1,7 @@
-//! keepalived's scheduler defaults and what rvs leaves out, each named in a located warning:
-//! no `lb_algo` is keepalived's wlc (its log: "no scheduler set, setting default 'wlc'"),
-//! flags the data path cannot honour yet, and real servers IPVS itself refuses.
+//! keepalived's schedulers and what rvs leaves out, each named in a located warning: no
+//! `lb_algo` is keepalived's wlc (its log: "no scheduler set, setting default 'wlc'"), every
+//! `lb_algo` is kept, an unknown one is refused, and real servers IPVS itself refuses are
+//! left out.
 
 use std::path::Path;
 
@@ -51,32 +52,34 @@ fn mh_fallback_and_mh_port_are_kept() {
 }
 
 #[test]
-fn newly_run_schedulers_are_kept_and_the_rest_left_out_by_name() {
-    for (algo, kept) in [
-        ("dh", true),
-        ("fo", true),
-        ("ovf", true),
-        ("twos", true),
-        ("lblc", false),
-        ("lblcr", false),
-    ] {
+fn every_lb_algo_is_kept() {
+    // Every IPVS scheduler runs in the data path now (lblc and lblcr were the last left
+    // out): each lb_algo gives a service with that scheduler and no warning.
+    for c in &rvs_config::caps::SCHEDULERS {
+        let algo = c.scheduler.name();
         let i = import(&format!(
             "virtual_server 198.18.0.10 80 {{\n    lb_algo {algo}\n    lb_kind DR\n    protocol TCP\n{RS}}}\n"
         ));
-        assert_eq!(
-            i.config.services.len() == 1,
-            kept,
-            "{algo}: {}",
-            warnings(&i)
-        );
-        if !kept {
-            assert!(
-                warnings(&i).contains(&format!("lb_algo {algo}: scheduler {algo} (")),
-                "{algo}: {}",
-                warnings(&i)
-            );
-        }
+        assert_eq!(i.config.services.len(), 1, "{algo}: {}", warnings(&i));
+        assert_eq!(i.config.services[0].scheduler, c.scheduler, "{algo}");
+        assert!(i.warnings.is_empty(), "{algo}: {}", warnings(&i));
     }
+}
+
+#[test]
+fn an_unknown_lb_algo_is_refused_by_name() {
+    let e = rvs_keepalived::load_str(
+        Path::new("k.conf"),
+        &format!(
+            "virtual_server 198.18.0.10 80 {{\n    lb_algo fastest\n    lb_kind DR\n    protocol TCP\n{RS}}}\n"
+        ),
+    )
+    .map(|i| warnings(&i))
+    .unwrap_or_else(|e| e.to_string());
+    assert!(
+        e.contains("lb_algo \"fastest\" is not an IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr"),
+        "{e}"
+    );
 }
 
 #[test]

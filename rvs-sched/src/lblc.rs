@@ -183,7 +183,9 @@ fn set_min(set: &[usize], servers: &[Server]) -> Option<usize> {
 }
 
 /// ip_vs_dest_set_max: the first member with a weight, then any later one with a weight and a
-/// strictly larger overhead per weight.
+/// strictly larger overhead per weight. Over the members still in the service, as rvs's data
+/// path does (the kernel's set_max also weighs a removed server still held by the set; see the
+/// README's differences).
 fn set_max(set: &[usize], servers: &[Server]) -> Option<usize> {
     let start = set.iter().position(|&i| servers[i].load.w() > 0)?;
     let mut most = set[start];
@@ -272,6 +274,64 @@ impl Lblcr {
     }
 }
 
+/// How often IPVS's periodic check of an lblc/lblcr table runs (CHECK_EXPIRE_INTERVAL).
+pub const CHECK_EXPIRE_INTERVAL_MS: u64 = 60 * 1000;
+/// Every this many quiet runs the check is a full expiration (COUNT_FOR_FULL_EXPIRATION).
+pub const COUNT_FOR_FULL_EXPIRATION: u32 = 30;
+/// The size over which the check trims a table (`max_size`: 16 entries per bucket).
+pub const LBL_MAX_SIZE: usize = LBL_TAB_SIZE * 16;
+
+/// IPVS's periodic check of one service's lblc or lblcr table (ip_vs_lblc_check_expire,
+/// ip_vs_lblcr_check_expire), sans I/O: the caller runs it every
+/// [`CHECK_EXPIRE_INTERVAL_MS`] with the table's entries and deletes what it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryCheck {
+    /// The kernel's `tbl->counter`: runs since the last full expiration, from 1.
+    counter: u32,
+}
+
+impl Default for ExpiryCheck {
+    fn default() -> Self {
+        ExpiryCheck { counter: 1 }
+    }
+}
+
+impl ExpiryCheck {
+    /// One run at `now` (ms) over the table's `(key, lastuse ms)` entries with the
+    /// `lblc_expiration`/`lblcr_expiration` `expiration_ms`: the keys to delete. Every
+    /// [`COUNT_FOR_FULL_EXPIRATION`]th run (counted while the table is within its size) drops
+    /// every entry unused for the expiration; a run that finds the table over
+    /// [`LBL_MAX_SIZE`] drops entries unused for [`ENTRY_TIMEOUT_MS`] until it has dropped
+    /// `4/3` of the excess (at most half the size). The kernel visits its buckets from a
+    /// rover; the caller's entry order stands in for it.
+    pub fn run<K: Copy>(&mut self, entries: &[(K, u64)], now: u64, expiration_ms: u64) -> Vec<K> {
+        if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
+            self.counter = 1;
+            return entries
+                .iter()
+                .filter(|(_, lastuse)| lastuse.saturating_add(expiration_ms) <= now)
+                .map(|(k, _)| *k)
+                .collect();
+        }
+        if entries.len() <= LBL_MAX_SIZE {
+            self.counter += 1;
+            return Vec::new();
+        }
+        let mut goal = ((entries.len() - LBL_MAX_SIZE) * 4 / 3).min(LBL_MAX_SIZE / 2);
+        let mut gone = Vec::new();
+        for (k, lastuse) in entries {
+            if goal == 0 {
+                break;
+            }
+            if now >= lastuse.saturating_add(ENTRY_TIMEOUT_MS) {
+                gone.push(*k);
+                goal -= 1;
+            }
+        }
+        gone
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +381,36 @@ mod tests {
         // After the expiration the most loaded member (server 1, 3 active on weight 2) goes.
         assert_eq!(t.schedule(d, &s, 2000), Some(1));
         assert_eq!(t.set(d), vec![s[1].id]);
+    }
+
+    #[test]
+    fn periodic_check_is_full_every_thirtieth_quiet_run() {
+        let day = DEFAULT_EXPIRATION_MS;
+        let entries = [(1u32, 0u64), (2, day)];
+        let mut c = ExpiryCheck::default();
+        // Runs 1..=29 only count (the table is within its size); run 30 is the full one.
+        for run in 1..COUNT_FOR_FULL_EXPIRATION {
+            assert!(c.run(&entries, day + 5, day).is_empty(), "run {run}");
+        }
+        assert_eq!(c.run(&entries, day + 5, day), vec![1]);
+        // The counter starts again from 1.
+        assert!(c.run(&entries, 3 * day, day).is_empty());
+    }
+
+    #[test]
+    fn periodic_check_trims_an_oversized_table_by_entry_timeout() {
+        let n = LBL_MAX_SIZE + 30;
+        // Half the entries unused for 6 minutes, half just used.
+        let now = 10 * ENTRY_TIMEOUT_MS;
+        let entries: Vec<(usize, u64)> = (0..n)
+            .map(|i| (i, if i % 2 == 0 { 0 } else { now }))
+            .collect();
+        let mut c = ExpiryCheck::default();
+        let gone = c.run(&entries, now, DEFAULT_EXPIRATION_MS);
+        // (excess 30) * 4 / 3 = 40 entries, only stale ones.
+        assert_eq!(gone.len(), 40);
+        assert!(gone.iter().all(|i| i % 2 == 0));
+        // An oversized run does not advance the count towards the full check.
+        assert_eq!(c, ExpiryCheck::default());
     }
 }

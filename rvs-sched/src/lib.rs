@@ -43,7 +43,10 @@ pub use hash::{
     HASH_TAB_SIZE, SH_TAB_BITS, dh_hashkey, dh_pick, dh_table, hash_32, sh_hashkey, sh_pick,
     sh_table,
 };
-pub use lblc::{DEFAULT_EXPIRATION_MS, ENTRY_TIMEOUT_MS, LBL_TAB_SIZE, Lblc, Lblcr, Server};
+pub use lblc::{
+    CHECK_EXPIRE_INTERVAL_MS, COUNT_FOR_FULL_EXPIRATION, DEFAULT_EXPIRATION_MS, ENTRY_TIMEOUT_MS,
+    ExpiryCheck, LBL_MAX_SIZE, LBL_TAB_SIZE, Lblc, Lblcr, Server,
+};
 pub use least::{fo, lc, nq, ovf, sed, twos, twos_draw_bound, wlc};
 pub use load::{
     Counted, Counters, Direction, Load, TcpEvent, TcpState, Thresholds, tcp_counted, tcp_next_state,

@@ -120,6 +120,40 @@ fn golden_fixtures_against_rvsd() {
         problems.len(),
         problems.join("\n")
     );
+    // sched and validate make services of every scheduler and flag; they also hold inputs
+    // rvs refuses on purpose (README, differences from IPVS: a port-0 service's real server
+    // with a port, a service as its own real server, multicast VIPs), which change the
+    // listings after them. What concerns lblc and lblcr must be ipvsadm's byte for byte: each
+    // command naming them, and each listing line naming them.
+    let mut locality = Vec::new();
+    for name in ["sched", "validate"] {
+        ok(&socket, "-C");
+        ok(&socket, "--set 900 120 300");
+        for p in common::replay(
+            name,
+            |_, argv, stdin| rvsadm(&socket, &argv[1..], stdin),
+            |_, _| {},
+        ) {
+            let (want, got) = p.split_once("--- got").unwrap_or((&p, ""));
+            let command = want.lines().next().unwrap_or("");
+            let lost: Vec<&str> = want
+                .lines()
+                .skip(1)
+                // (Names such as vip1.test come from the fixtures' hosts file, which rvsadm
+                // run against rvsd does not read: numeric listings only.)
+                .filter(|l| l.contains("lblc") && !l.contains(".test"))
+                .filter(|l| !got.lines().any(|g| g == *l))
+                .collect();
+            if command.contains("lblc") || !lost.is_empty() {
+                locality.push(format!("{p}\n(lines not shown by rvs: {lost:?})"));
+            }
+        }
+    }
+    assert!(
+        locality.is_empty(),
+        "lblc/lblcr differ from ipvsadm through rvsd:\n\n{}",
+        locality.join("\n")
+    );
     drop(rvsd);
 }
 
@@ -366,11 +400,6 @@ fn dr_lab_driven_by_rvsadm() {
             "-A -t 198.18.0.11:80 -s nosuch",
             255,
             "Scheduler or persistence engine not found",
-        ),
-        (
-            "-A -t 198.18.0.11:80 -s lblc",
-            255,
-            "scheduler lblc (locality-based least-connection) is not supported by rvs's data path yet",
         ),
         (
             "-A -t 198.18.0.11:65536 -s rr",

@@ -1754,6 +1754,10 @@ impl Daemon {
                         }
                         Err(e) => tracing::warn!(error = %e, "connection scan failed"),
                     }
+                    // IPVS's once-a-minute check of the lblc/lblcr tables (rate-limited inside).
+                    if let Err(e) = self.dp.maybe_check_locality() {
+                        tracing::warn!(error = %e, "lblc/lblcr table check failed");
+                    }
                     next_scan = Instant::now() + CONN_SCAN_MIN.max(started.elapsed() * 4);
                 }
                 _ = usr1.recv() => self.dump_data(),

@@ -110,18 +110,24 @@ fn bad_requests_are_refused_and_change_nothing() {
         let (kind, msg) = api_kind(client.apply(vec![Op::AddReal { service: id, real: heavy }]).await);
         assert_eq!(kind, ErrorKind::Invalid);
         assert!(msg.contains("weights are 0..=2147483647"), "{msg}");
-        let (kind, msg) = api_kind(
-            client
-                .apply(vec![Op::EditService {
-                    service: VirtualService {
-                        scheduler: Scheduler::Lblcr,
-                        ..service(80)
-                    },
-                }])
-                .await,
-        );
-        assert_eq!(kind, ErrorKind::Invalid);
-        assert!(msg.contains("scheduler lblcr (locality-based least-connection with replication) is not supported"), "{msg}");
+        // lblcr runs in the data path (no scheduler is refused any more): the edit is taken.
+        client
+            .apply(vec![Op::EditService {
+                service: VirtualService {
+                    scheduler: Scheduler::Lblcr,
+                    ..service(80)
+                },
+            }])
+            .await
+            .expect("lblcr is accepted");
+        let listed = client.services().await.expect("services");
+        assert_eq!(listed.services[0].service.scheduler, Scheduler::Lblcr);
+        client
+            .apply(vec![Op::EditService {
+                service: service(80),
+            }])
+            .await
+            .expect("back to the scheduler it had");
         let (kind, _) = api_kind(
             client
                 .apply(vec![Op::DeleteReal {

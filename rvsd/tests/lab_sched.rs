@@ -4,7 +4,9 @@
 //! spreads 30 held connections 5/10/15 over weights 1:2:3; lc spreads them 10/10/10; a server
 //! at its upper threshold (`-x`) gets no new connection until its count falls below the lower
 //! (`-y`), `-L -n` shows the ActiveConn/InActConn the XDP program counted, and sh keeps a
-//! client on one server and follows sh-fallback when that server is quiesced.
+//! client on one server and follows sh-fallback when that server is quiesced; lblc keeps the
+//! VIP (one destination address) on one server until it is overloaded, and lblcr grows the
+//! destination's server set, each connection where IPVS's model (`rvs_sched`) puts it.
 
 mod lab_common;
 
@@ -354,6 +356,139 @@ fn fo_and_ovf_through_rvsd() {
             (names[2].clone(), 3)
         ]),
         "ovf overflows by weight"
+    );
+    drop(held);
+    assert!(
+        !rvsd.output().contains("ERROR"),
+        "rvsd logged errors:\n{}",
+        rvsd.output()
+    );
+}
+
+/// The lblc service.
+const VIP_LBLC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 16);
+/// The lblcr service.
+const VIP_LBLCR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 17);
+
+/// Where IPVS's lblc or lblcr (`sched`) puts each of `n` connections to `vip` held open one
+/// after the other (each active once answered) over servers of `weights` (in the order added;
+/// IPVS's list is newest first): the lab servers' indexes.
+fn locality_model(sched: &str, vip: Ipv4Addr, weights: &[u32], n: usize) -> Vec<usize> {
+    let mut lblc = rvs_sched::Lblc::default();
+    let mut lblcr = rvs_sched::Lblcr::default();
+    let mut active = vec![0u32; weights.len()];
+    (0..n)
+        .map(|_| {
+            // Newest first: list position j is server (len - 1 - j).
+            let servers: Vec<rvs_sched::Server> = (0..weights.len())
+                .rev()
+                .map(|k| rvs_sched::Server {
+                    id: std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, k as u8), 80),
+                    load: rvs_sched::Load {
+                        weight: weights[k],
+                        active: active[k],
+                        inactive: 0,
+                        overloaded: false,
+                    },
+                })
+                .collect();
+            let j = match sched {
+                "lblc" => lblc.schedule(vip, &servers, 0),
+                _ => lblcr.schedule(vip, &servers, 0),
+            }
+            .expect("a server");
+            let k = weights.len() - 1 - j;
+            active[k] += 1;
+            k
+        })
+        .collect()
+}
+
+#[test]
+fn lblc_and_lblcr_through_rvsd() {
+    if !rvs_lab::root_or_skip("scheduler lab test") {
+        return;
+    }
+    let lab = DrLab::new(3, &[VIP_LBLC, VIP_LBLCR]).expect("lab");
+    let _responders = lab.serve_http(80).expect("responders");
+    let port = lab.switch_lb_port();
+    let _pass = pass_programs(&[(lab.switch(), port)]);
+    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
+    let config = format!(
+        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n",
+        lab.lb_uplink(),
+        pin.display()
+    );
+    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
+    let sock = rvsd.socket().to_owned();
+    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
+    let names: Vec<String> = lab
+        .real_servers()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let weights = [1u32, 3, 2];
+    let add = |vip: &str, sched: &str| {
+        rvsadm(&sock, &["-A", "-t", vip, "-s", sched]);
+        for (r, w) in reals.iter().zip(weights) {
+            rvsadm(
+                &sock,
+                &[
+                    "-a",
+                    "-t",
+                    vip,
+                    "-r",
+                    &r.to_string(),
+                    "-g",
+                    "-w",
+                    &w.to_string(),
+                ],
+            );
+        }
+        let listing = rvsadm(&sock, &["-L", "-n", "-t", vip]);
+        assert!(
+            listing.contains(&format!("TCP  {vip} {sched}")),
+            "{listing}"
+        );
+    };
+    const HELD: usize = 10;
+
+    // lblc: the VIP's connections stay on wlc's first choice (the newest server, weight 2)
+    // while it has no more active connections than its weight; the next (3 active > 2, and a
+    // server under half its weight) goes to wlc's choice, which becomes the VIP's server.
+    let lblc = format!("{VIP_LBLC}:80");
+    add(&lblc, "lblc");
+    let held = hold(&lab, VIP_LBLC, HELD);
+    let want = locality_model("lblc", VIP_LBLC, &weights, HELD);
+    let got: Vec<String> = held.iter().map(|(_, n)| n.clone()).collect();
+    let want_names: Vec<String> = want.iter().map(|&k| names[k].clone()).collect();
+    assert_eq!(got, want_names, "lblc: each connection where IPVS puts it");
+    assert_eq!(
+        &want[..4],
+        &[2, 2, 2, 1],
+        "sticks, then moves once overloaded"
+    );
+    drop(held);
+
+    // lblcr: the set starts with wlc's choice; each overload adds wlc's choice to the set
+    // and the least loaded member serves, so all three servers end up in it.
+    let lblcr = format!("{VIP_LBLCR}:80");
+    add(&lblcr, "lblcr");
+    let held = hold(&lab, VIP_LBLCR, HELD);
+    let want = locality_model("lblcr", VIP_LBLCR, &weights, HELD);
+    let got: Vec<String> = held.iter().map(|(_, n)| n.clone()).collect();
+    let want_names: Vec<String> = want.iter().map(|&k| names[k].clone()).collect();
+    assert_eq!(got, want_names, "lblcr: each connection where IPVS puts it");
+    assert_eq!(spread(&held).len(), 3, "the set grew to every server");
+    // The held connections are counted active, as the schedulers saw them.
+    let mut per = BTreeMap::new();
+    for &k in &want {
+        per.entry(reals[k]).or_insert((0u64, 0u64)).0 += 1;
+    }
+    assert_eq!(
+        counts(&sock, VIP_LBLCR),
+        per,
+        "ActiveConn of the held connections"
     );
     drop(held);
     assert!(

@@ -5,12 +5,15 @@
 //! rounds of the case / rr with as many servers in the same round. The connection-count
 //! schedulers (lc, wlc, sed, nq, fo, ovf) walk the whole list per new connection (bound 256),
 //! so their cost grows with the server count; the ring and hash schedulers' (rr, wrr, mh, sh,
-//! dh) does not.
+//! dh) does not. lblc and lblcr (all SYNs of a case go to one VIP, so one destination entry)
+//! pay two more tail calls and a second run of the new-flow program besides their table
+//! lookup, and walk the list when the destination's server is overloaded (the SYNs stay
+//! counted, so it soon is).
 
 use super::*;
 
 /// Schedulers measured, the reference (rr) first.
-const SCHEDS: [Scheduler; 11] = [
+const SCHEDS: [Scheduler; 13] = [
     Scheduler::Rr,
     Scheduler::Wrr,
     Scheduler::Mh,
@@ -22,6 +25,8 @@ const SCHEDS: [Scheduler; 11] = [
     Scheduler::Nq,
     Scheduler::Fo,
     Scheduler::Ovf,
+    Scheduler::Lblc,
+    Scheduler::Lblcr,
 ];
 /// Real servers per service.
 const SIZES: [u32; 3] = [2, 32, 256];
@@ -227,7 +232,8 @@ pub fn render(out: &mut String, opts: &Options, figures: &[SchedFigure]) {
         "New flow per scheduler ({} distinct SYNs per case per round, {} rounds, one run \
          each; ratio to rr with as many servers in the same round; the walks of lc, wlc, sed, \
          nq, fo and ovf read every server's load; ovf's weights are far above the SYNs sent, \
-         so it never runs out of servers):\n",
+         so it never runs out of servers; lblc and lblcr run in their own program, two tail \
+         calls and a second new-flow run more):\n",
         calls(opts),
         opts.rounds
     );
