@@ -17,6 +17,7 @@ pub mod inspect;
 mod link;
 mod mmap;
 pub mod neigh;
+pub mod percpu_batch;
 pub mod plan;
 pub mod second_chance;
 pub mod testrun;
@@ -43,7 +44,7 @@ use rvs_common::{
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
-use crate::{filter::AddrFilter, mmap::MmapArray};
+use crate::{filter::AddrFilter, mmap::MmapArray, percpu_batch::PerCpuBatch};
 
 pub use conn_sync::{ConnInstall, ConnView, InstallStats, TemplateInstall, TemplateView};
 pub use decap::{DecapCounters, DecapOptions, DecapProgram};
@@ -202,6 +203,9 @@ pub struct Dataplane {
     persist: HashMap<MapData, PersistKey, PersistEntry>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
+    /// The same two maps read in batches (every id every 2 s, and every listing).
+    service_stats_batch: PerCpuBatch<Counters>,
+    real_stats_batch: PerCpuBatch<Counters>,
     verdicts: PerCpuArray<MapData, u64>,
     settings_map: Array<MapData, Settings>,
     settings: Settings,
@@ -407,10 +411,14 @@ impl Dataplane {
             HashMap::try_from(take_map(&mut ebpf, maps::CONNS)?).map_err(map_err(maps::CONNS))?;
         let persist = HashMap::try_from(take_map(&mut ebpf, maps::PERSIST)?)
             .map_err(map_err(maps::PERSIST))?;
-        let service_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::SERVICE_STATS)?)
-            .map_err(map_err(maps::SERVICE_STATS))?;
-        let real_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::REAL_STATS)?)
-            .map_err(map_err(maps::REAL_STATS))?;
+        let service_stats_map = take_map(&mut ebpf, maps::SERVICE_STATS)?;
+        let service_stats_batch = PerCpuBatch::new(&service_stats_map, maps::SERVICE_STATS)?;
+        let service_stats =
+            PerCpuArray::try_from(service_stats_map).map_err(map_err(maps::SERVICE_STATS))?;
+        let real_stats_map = take_map(&mut ebpf, maps::REAL_STATS)?;
+        let real_stats_batch = PerCpuBatch::new(&real_stats_map, maps::REAL_STATS)?;
+        let real_stats =
+            PerCpuArray::try_from(real_stats_map).map_err(map_err(maps::REAL_STATS))?;
         let verdicts = PerCpuArray::try_from(take_map(&mut ebpf, maps::VERDICTS)?)
             .map_err(map_err(maps::VERDICTS))?;
         let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
@@ -476,6 +484,8 @@ impl Dataplane {
             persist,
             service_stats,
             real_stats,
+            service_stats_batch,
+            real_stats_batch,
             verdicts,
             settings_map,
             settings,
@@ -776,14 +786,22 @@ impl Dataplane {
     /// from its creation to its expiry, the service's persistence timeout after its last
     /// use), written to REAL_LOAD's `persist` (only userspace reads it).
     fn count_templates(&mut self, now: u64) {
-        let timeouts: std::collections::HashMap<u32, u64> = self
-            .services
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
-            .collect();
+        let templates: Vec<(PersistKey, PersistEntry)> =
+            self.persist.iter().filter_map(|e| e.ok()).collect();
+        // The service map is walked (a syscall per service) only when there are templates
+        // to check against it: most tables have none, and a walk over 100 000 services on
+        // every scan was most of an idle rvsd's CPU.
+        let timeouts: std::collections::HashMap<u32, u64> = if templates.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            self.services
+                .iter()
+                .filter_map(|e| e.ok())
+                .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
+                .collect()
+        };
         let mut per_real: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for (key, t) in self.persist.iter().filter_map(|e| e.ok()) {
+        for (key, t) in templates {
             let live = timeouts
                 .get(&key.service)
                 .is_some_and(|&to| now.saturating_sub(t.last_seen) <= to);
@@ -1094,6 +1112,18 @@ impl Dataplane {
         sum_counters(&self.real_stats, id, maps::REAL_STATS)
     }
 
+    /// Counters of the service ids `ids`, summed over CPUs, in the order of `ids`: the
+    /// values [`Dataplane::service_counters`] gives one by one, read in batches.
+    pub fn service_counters_many(&self, ids: &[u32]) -> Result<Vec<Counters>> {
+        self.service_stats_batch.read_many(ids, sum_cpus)
+    }
+
+    /// Counters of the real-server ids `ids`, summed over CPUs, in the order of `ids` (see
+    /// [`Dataplane::service_counters_many`]).
+    pub fn real_counters_many(&self, ids: &[u32]) -> Result<Vec<Counters>> {
+        self.real_stats_batch.read_many(ids, sum_cpus)
+    }
+
     /// The connection table (the benchmark fills it).
     pub fn conns_mut(&mut self) -> &mut HashMap<MapData, FlowKey, ConnEntry> {
         &mut self.conns
@@ -1133,14 +1163,19 @@ fn sum_counters(
     name: &'static str,
 ) -> Result<Counters> {
     let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
-    Ok(per_cpu.iter().fold(Counters::default(), |mut acc, c| {
+    Ok(sum_cpus(&per_cpu))
+}
+
+/// One counter set summed over its per-CPU copies.
+fn sum_cpus(per_cpu: &[Counters]) -> Counters {
+    per_cpu.iter().fold(Counters::default(), |mut acc, c| {
         acc.conns += c.conns;
         acc.packets_in += c.packets_in;
         acc.bytes_in += c.bytes_in;
         acc.packets_out += c.packets_out;
         acc.bytes_out += c.bytes_out;
         acc
-    }))
+    })
 }
 
 /// The balancer's maps, which a side program (pass, decapsulation) never uses: loaded with

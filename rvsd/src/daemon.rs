@@ -87,8 +87,10 @@ fn write_dump(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Counter sets sampled per slice of a rate round (a slice every 20 ms).
-const RATE_SLICE: usize = 2_000;
+/// Counter sets sampled per slice of a rate round (a slice every 20 ms). Each slice is a
+/// few batched map reads (`BPF_MAP_LOOKUP_BATCH`), so a round over 100 000 services × 3
+/// real servers takes 25 slices, well inside the 2 s between rounds.
+const RATE_SLICE: usize = 16_384;
 /// How often real servers' neighbour entries are refreshed.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// Real servers whose neighbours one refresh tick re-resolves (a large configuration is
@@ -671,6 +673,15 @@ fn netns_id() -> Result<String> {
         .to_string())
 }
 
+/// The counter ids of the applied state, in the desired state's order.
+#[derive(Debug, Default)]
+struct CounterIds {
+    /// Every service's and real server's, each service followed by its real servers.
+    all: Vec<CounterId>,
+    /// Each service with its map id.
+    services: Vec<(rvs_config::ServiceId, u32)>,
+}
+
 /// The running daemon.
 pub struct Daemon {
     /// Held for the daemon's life: this rvsd owns its pin path.
@@ -684,6 +695,8 @@ pub struct Daemon {
     pending_neighbours: Vec<std::net::Ipv4Addr>,
     /// Counter sets still to sample in the current rate round.
     rate_queue: Vec<CounterId>,
+    /// The counter ids of the applied state (see [`CounterIds`]); None after a change.
+    counter_ids: Option<Arc<CounterIds>>,
     /// Where the periodic neighbour refresh goes on.
     neigh_cursor: usize,
     source: Source,
@@ -828,6 +841,7 @@ impl Daemon {
             index: Index::default(),
             pending_neighbours: Vec::new(),
             rate_queue: Vec::new(),
+            counter_ids: None,
             neigh_cursor: 0,
             source,
             health,
@@ -1040,6 +1054,8 @@ impl Daemon {
 
     /// Forgets the rates of reused ids and summarises a written plan.
     fn applied(&mut self, plan: &rvs_dataplane::Plan) -> Applied {
+        // Services or real servers may have come, gone or been given other ids.
+        self.counter_ids = None;
         for sid in &plan.reset_services {
             self.estimator.reset(CounterId::Service(*sid));
         }
@@ -1270,21 +1286,29 @@ impl Daemon {
         }
     }
 
-    /// The ids of every service and real server, for the estimator.
-    fn counter_ids(&self) -> Vec<CounterId> {
+    /// The ids of every service and real server, for the estimator and the history:
+    /// worked out once per applied change (a walk over every service and real server with
+    /// a planner lookup each), not on every 2 s round.
+    fn counter_ids(&mut self) -> Arc<CounterIds> {
+        if let Some(ids) = &self.counter_ids {
+            return ids.clone();
+        }
         let planner = self.dp.planner();
-        let mut ids = Vec::new();
+        let mut ids = CounterIds::default();
         for svc in &self.desired.services {
             let id = svc.id();
             if let Some(e) = planner.service_entry(&id) {
-                ids.push(CounterId::Service(e.id));
+                ids.all.push(CounterId::Service(e.id));
+                ids.services.push((id, e.id));
             }
             for r in &svc.reals {
                 if let Some(rid) = planner.real_id(&id, r.address, r.port.unwrap_or(svc.port)) {
-                    ids.push(CounterId::Real(rid));
+                    ids.all.push(CounterId::Real(rid));
                 }
             }
         }
+        let ids = Arc::new(ids);
+        self.counter_ids = Some(ids.clone());
         ids
     }
 
@@ -1292,22 +1316,43 @@ impl Daemon {
     /// estimator); the round is worked off in slices so API calls never wait behind it.
     fn start_rate_round(&mut self) {
         let ids = self.counter_ids();
-        self.estimator
-            .retain(&ids.iter().copied().collect::<HashSet<_>>());
-        self.rate_queue = ids;
+        self.estimator.retain(&ids.all);
+        self.rate_queue.clear();
+        self.rate_queue.extend_from_slice(&ids.all);
     }
 
-    /// Samples the next slice of the current round.
+    /// Samples the next slice of the current round: the slice's service counters in one
+    /// batched read and its real servers' in another.
     fn sample_rates(&mut self) {
         let from = self.rate_queue.len().saturating_sub(RATE_SLICE);
-        for id in self.rate_queue.split_off(from) {
-            let counters = match id {
-                CounterId::Service(i) => self.dp.service_counters(i),
-                CounterId::Real(i) => self.dp.real_counters(i),
-            };
-            if let Ok(c) = counters {
-                self.estimator.sample(id, c, ESTIMATOR_INTERVAL_SECS);
+        let slice = self.rate_queue.split_off(from);
+        let mut services = Vec::new();
+        let mut reals = Vec::new();
+        for id in &slice {
+            match *id {
+                CounterId::Service(i) => services.push(i),
+                CounterId::Real(i) => reals.push(i),
             }
+        }
+        let read = self
+            .dp
+            .service_counters_many(&services)
+            .and_then(|s| Ok((s, self.dp.real_counters_many(&reals)?)));
+        let (service_counters, real_counters) = match read {
+            Ok(c) => c,
+            Err(e) => {
+                // As a failed single read skipped its id: the round goes on.
+                tracing::debug!(error = %e, "reading counters for the estimator");
+                return;
+            }
+        };
+        for (i, c) in services.into_iter().zip(service_counters) {
+            self.estimator
+                .sample(CounterId::Service(i), c, ESTIMATOR_INTERVAL_SECS);
+        }
+        for (i, c) in reals.into_iter().zip(real_counters) {
+            self.estimator
+                .sample(CounterId::Real(i), c, ESTIMATOR_INTERVAL_SECS);
         }
     }
 
@@ -1351,9 +1396,18 @@ impl Daemon {
         }
     }
 
-    /// Publishes the status for [`Daemon::status_feed`] (cheap: no counters, no services).
+    /// Publishes the status for [`Daemon::status_feed`] (cheap: no counters, no services),
+    /// only when it changed: the loop turns at every timer, and readers need no wake-up
+    /// for the same status.
     fn publish_status(&self) {
-        self.status_tx.send_replace(Arc::new(self.status_base()));
+        let next = self.status_base();
+        self.status_tx.send_if_modified(|current| {
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
     }
 
     /// The status without the verdict counters.
@@ -1508,16 +1562,11 @@ impl Daemon {
 
     /// Adds every service's current rates to the status page's history.
     fn record_history(&mut self) {
-        let planner = self.dp.planner();
-        let rates: Vec<_> = self
-            .desired
+        let ids = self.counter_ids();
+        let rates: Vec<_> = ids
             .services
             .iter()
-            .filter_map(|s| {
-                let id = s.id();
-                let e = planner.service_entry(&id)?;
-                Some((id, self.estimator.rates(CounterId::Service(e.id))))
-            })
+            .map(|(id, sid)| (*id, self.estimator.rates(CounterId::Service(*sid))))
             .collect();
         self.history.record(std::time::SystemTime::now(), &rates);
     }
