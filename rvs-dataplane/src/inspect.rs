@@ -108,9 +108,7 @@ pub fn pinned_service_keys(pin_dir: &Path, copy: u32, cap: usize) -> usize {
 pub fn fill_pinned_conns(pin_dir: &Path, count: u32) -> Result<u32> {
     use aya::maps::{Map, MapData};
     use rvs_common::{ConnEntry, ConnState, FlowKey, RealEntry};
-    let open = |name: &'static str| {
-        MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))
-    };
+    let open = |name: &'static str| MapData::from_pin(pin_dir.join(name)).map_err(map_err(name));
     let reals_map = Map::Array(open(maps::REALS)?);
     let reals: Array<_, RealEntry> = Array::try_from(&reals_map).map_err(map_err(maps::REALS))?;
     let mut targets = Vec::new();

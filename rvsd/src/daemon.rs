@@ -1437,9 +1437,14 @@ impl Daemon {
         }
     }
 
+    /// Every service with its real servers, counters and rates. The counters are read in
+    /// two batched passes (services, then real servers) rather than one map lookup each: a
+    /// 10 000 × 10 listing was 110 000 syscalls.
     fn services(&self) -> Result<ServiceList, ApiError> {
         let planner = self.dp.planner();
-        let mut services = Vec::with_capacity(self.desired.services.len());
+        // First the ids, with the same refusals as before.
+        let mut service_ids = Vec::with_capacity(self.desired.services.len());
+        let mut real_ids = Vec::new();
         for svc in &self.desired.services {
             let id = svc.id();
             let entry = planner.service_entry(&id).ok_or_else(|| {
@@ -1448,8 +1453,7 @@ impl Daemon {
                     format!("service {id} has no map entry"),
                 )
             })?;
-            let counters = self.dp.service_counters(entry.id).map_err(api_error)?;
-            let mut reals = Vec::with_capacity(svc.reals.len());
+            service_ids.push(entry.id);
             // IPVS lists a service's servers newest first.
             for r in svc.reals.iter().rev() {
                 let rid = planner
@@ -1457,13 +1461,33 @@ impl Daemon {
                     .ok_or_else(|| {
                         ApiError::new(ErrorKind::Internal, format!("real {} has no id", r.address))
                     })?;
-                let c = self.dp.real_counters(rid).map_err(api_error)?;
+                real_ids.push(rid);
+            }
+        }
+        let service_counters = self
+            .dp
+            .service_counters_many(&service_ids)
+            .map_err(api_error)?;
+        let real_counters = self.dp.real_counters_many(&real_ids).map_err(api_error)?;
+        let mut next_real = real_ids.iter().zip(real_counters);
+        let mut services = Vec::with_capacity(self.desired.services.len());
+        for ((svc, sid), counters) in self
+            .desired
+            .services
+            .iter()
+            .zip(service_ids)
+            .zip(service_counters)
+        {
+            let mut reals = Vec::with_capacity(svc.reals.len());
+            for r in svc.reals.iter().rev() {
+                let (&rid, c) = next_real.next().ok_or_else(|| {
+                    ApiError::new(ErrorKind::Internal, "real-server counters came back short")
+                })?;
                 let load = self.dp.real_conns(rid);
-                let (active, inactive) = (load.active, load.inactive);
                 reals.push(RealStatus {
                     real: r.clone(),
-                    active_conns: active,
-                    inactive_conns: inactive,
+                    active_conns: load.active,
+                    inactive_conns: load.inactive,
                     persist_conns: load.persist,
                     stats: stats(&c),
                     rates: self.estimator.rates(CounterId::Real(rid)),
@@ -1472,7 +1496,7 @@ impl Daemon {
             services.push(ServiceStatus {
                 service: svc.clone(),
                 stats: stats(&counters),
-                rates: self.estimator.rates(CounterId::Service(entry.id)),
+                rates: self.estimator.rates(CounterId::Service(sid)),
                 reals,
             });
         }

@@ -106,11 +106,7 @@ impl Estimator {
     /// The current rates of `id` (zero until two samples were taken).
     pub fn rates(&self, id: CounterId) -> Rates {
         let (table, i) = self.table(id);
-        let r = table
-            .get(i)
-            .copied()
-            .flatten()
-            .map_or([0; 5], |s| s.rates);
+        let r = table.get(i).copied().flatten().map_or([0; 5], |s| s.rates);
         let unscale = |v: u64| (v + SCALE / 2) / SCALE;
         Rates {
             cps: unscale(r[0]),
@@ -205,7 +201,11 @@ mod tests {
     #[test]
     fn retain_forgets_ids_no_longer_live() {
         let mut e = Estimator::default();
-        let (s0, s1, r3) = (CounterId::Service(0), CounterId::Service(1), CounterId::Real(3));
+        let (s0, s1, r3) = (
+            CounterId::Service(0),
+            CounterId::Service(1),
+            CounterId::Real(3),
+        );
         for id in [s0, s1, r3] {
             e.sample(id, counters(0, 0), 2);
             e.sample(id, counters(200, 0), 2);
@@ -218,6 +218,10 @@ mod tests {
         // A forgotten id starts again: one sample gives no rate.
         e.sample(s0, counters(400, 0), 2);
         assert_eq!(e.rates(s0), Rates::default());
-        assert_eq!(e.rates(CounterId::Real(1_000)), Rates::default(), "never seen");
+        assert_eq!(
+            e.rates(CounterId::Real(1_000)),
+            Rates::default(),
+            "never seen"
+        );
     }
 }

@@ -332,8 +332,9 @@ fn idle_rows(rvsd_bin: &Path, args: &ControlBenchArgs) -> Result<Vec<IdleRow>> {
                 let n = rvs_dataplane::inspect::fill_pinned_conns(&pin, conns)?;
                 ensure!(n == conns, "only {n} connections written");
             }
-            // Past the first rate round and connection scan after the change.
-            std::thread::sleep(Duration::from_secs(5));
+            // Past the work a change starts (a route per VIP, the first rate rounds and
+            // connection scans): 5 s, and 1 s more per 5 000 services.
+            std::thread::sleep(Duration::from_secs(5 + u64::from(services / 5_000)));
             let before = cpu_ns(rvsd.pid())?;
             let started = Instant::now();
             std::thread::sleep(window);

@@ -1,4 +1,5 @@
-//! Batched reads of a per-CPU array map (`BPF_MAP_LOOKUP_BATCH`).
+//! Batched reads of BPF maps (`BPF_MAP_LOOKUP_BATCH`): per-CPU arrays ([`PerCpuBatch`]) and
+//! hash maps ([`HashBatch`]).
 //!
 //! Why this exists: rvsd reads the service and real-server counters (per-CPU arrays of
 //! [`rvs_common::Counters`]) for every id every 2 s (the rate estimator) and for every
@@ -12,6 +13,13 @@
 //! key it copied to `out_batch` and the number copied to `count`, and fails with ENOENT when
 //! it reached the last key (the entries before it are still copied). A per-CPU value comes
 //! as one slot per possible CPU, each rounded up to 8 bytes.
+//!
+//! The connection scan walks the connection table (an LRU hash) every few seconds; aya's
+//! iterator costs two syscalls per entry (next key, then lookup). On a hash map the batch
+//! copies whole buckets: `in_batch`/`out_batch` are an opaque bucket cursor, ENOSPC says a
+//! bucket holds more entries than `count` (and sets `count` to its size), ENOENT says the
+//! walk is over (entries copied before stand). Like aya's lookups, a batched lookup does
+//! not mark LRU entries used.
 
 use std::{
     marker::PhantomData,
@@ -20,10 +28,44 @@ use std::{
 
 use aya::{Pod, maps::Map};
 
+/// Size of a map's key and value, and its entries.
+fn sizes(map: &aya::maps::MapData, name: &'static str) -> Result<(u32, u32, u32)> {
+    let info = map.info().map_err(crate::map_err(name))?;
+    Ok((info.key_size(), info.value_size(), info.max_entries()))
+}
+
+/// Runs `BPF_MAP_LOOKUP_BATCH` with `attr`: Ok(true) when the walk is over (ENOENT),
+/// Ok(false) when there is more, the errno otherwise.
+fn lookup_batch(attr: &mut BatchAttr) -> std::result::Result<bool, std::io::Error> {
+    // SAFETY: the callers build `attr` as a valid `bpf_attr.batch` whose pointers name live
+    // buffers large enough for `count` keys and values and for one cursor each (they say
+    // so where they build it); the kernel writes no more than that.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            std::ptr::from_mut(attr),
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if rc >= 0 {
+        return Ok(false);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(true)
+    } else {
+        Err(e)
+    }
+}
+
 use crate::{DataplaneError, Result};
 
 /// Entries copied by one syscall at most (a buffer of `BATCH × slot × CPUs` bytes).
 pub const BATCH: u32 = 4_096;
+
+/// Largest hash bucket a walk makes room for (a bucket holds a handful of entries).
+const MAX_BUCKET: usize = 1 << 20;
 
 /// Ids further apart than this are read by two batches rather than one that copies the
 /// unused ids between them.
@@ -82,14 +124,12 @@ impl<V: Pod> PerCpuBatch<V> {
                 std::io::ErrorKind::InvalidInput.into(),
             ));
         };
-        let info = data.info().map_err(crate::map_err(name))?;
-        if info.value_size() as usize != std::mem::size_of::<V>() || info.key_size() != 4 {
+        let (key_size, value_size, max_entries) = sizes(data, name)?;
+        if value_size as usize != std::mem::size_of::<V>() || key_size != 4 {
             return Err(io(
                 format!(
-                    "map {name}: value size {} (expected {}), key size {}",
-                    info.value_size(),
+                    "map {name}: value size {value_size} (expected {}), key size {key_size}",
                     std::mem::size_of::<V>(),
-                    info.key_size()
                 ),
                 std::io::ErrorKind::InvalidData.into(),
             ));
@@ -99,12 +139,11 @@ impl<V: Pod> PerCpuBatch<V> {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| io(format!("duplicating the descriptor of {name}"), e))?;
-        let ncpu = aya::util::nr_cpus()
-            .map_err(|(_, e)| io("counting possible CPUs".into(), e))?;
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| io("counting possible CPUs".into(), e))?;
         Ok(PerCpuBatch {
             fd,
             name,
-            max_entries: info.max_entries(),
+            max_entries,
             ncpu,
             slot: std::mem::size_of::<V>().div_ceil(8) * 8,
             _v: PhantomData,
@@ -152,31 +191,15 @@ impl<V: Pod> PerCpuBatch<V> {
                 map_fd: self.fd.as_raw_fd() as u32,
                 ..BatchAttr::default()
             };
-            // SAFETY: `attr` is a valid `bpf_attr.batch` whose pointers name live buffers
-            // of `want` keys (`keys.len() >= want`) and `want × stride` value bytes
-            // (`values.len() >= want × stride`), and `prev`/`out_batch` (4 bytes, the
-            // key size checked in `new`); the kernel writes no more than that.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    std::ptr::addr_of_mut!(attr),
-                    std::mem::size_of::<BatchAttr>(),
+            // `keys` holds >= want keys, `values` >= want × stride bytes, `prev` and
+            // `out_batch` one 4-byte key each (the key size checked in `new`).
+            let done = lookup_batch(&mut attr).map_err(|e| {
+                io(
+                    format!("batched lookup of {} from key {next}", self.name),
+                    e,
                 )
-            };
-            let err = (rc < 0).then(std::io::Error::last_os_error);
+            })?;
             let got = attr.count.min(want);
-            match &err {
-                None => {}
-                // The last key was reached: what was copied before it stands.
-                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Some(e) => {
-                    return Err(io(
-                        format!("batched lookup of {} from key {next}", self.name),
-                        std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-                    ));
-                }
-            }
             for i in 0..got as usize {
                 per_cpu.clear();
                 let base = i * stride;
@@ -195,7 +218,7 @@ impl<V: Pod> PerCpuBatch<V> {
                 break;
             }
             next = keys[got as usize - 1].saturating_add(1);
-            if err.is_some() {
+            if done {
                 break;
             }
         }
@@ -260,5 +283,115 @@ impl<V: Pod> PerCpuBatch<V> {
             at = stop;
         }
         Ok(out)
+    }
+}
+
+/// A second descriptor of a hash map (or LRU hash map) of `K` → `V`, walked in batches.
+pub struct HashBatch<K, V> {
+    fd: OwnedFd,
+    name: &'static str,
+    _kv: PhantomData<(K, V)>,
+}
+
+impl<K: Pod, V: Pod> std::fmt::Debug for HashBatch<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashBatch")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<K: Pod, V: Pod> HashBatch<K, V> {
+    /// Duplicates the descriptor of `map` (a hash or LRU hash map named `name` of `K` →
+    /// `V`), so the typed aya map can go on owning the original.
+    pub fn new(map: &Map, name: &'static str) -> Result<HashBatch<K, V>> {
+        let (Map::HashMap(data) | Map::LruHashMap(data)) = map else {
+            return Err(io(
+                format!("map {name} is not a hash map"),
+                std::io::ErrorKind::InvalidInput.into(),
+            ));
+        };
+        let (key_size, value_size, _) = sizes(data, name)?;
+        if key_size as usize != std::mem::size_of::<K>()
+            || value_size as usize != std::mem::size_of::<V>()
+        {
+            return Err(io(
+                format!(
+                    "map {name}: key/value sizes {key_size}/{value_size} (expected {}/{})",
+                    std::mem::size_of::<K>(),
+                    std::mem::size_of::<V>()
+                ),
+                std::io::ErrorKind::InvalidData.into(),
+            ));
+        }
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| io(format!("duplicating the descriptor of {name}"), e))?;
+        Ok(HashBatch {
+            fd,
+            name,
+            _kv: PhantomData,
+        })
+    }
+
+    /// Calls `f(key, value)` for every entry, bucket by bucket. As with any walk of a map
+    /// the program writes meanwhile, an entry added or removed during it may be missed.
+    pub fn for_each(&self, mut f: impl FnMut(K, V)) -> Result<()> {
+        let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
+        let mut cap = BATCH as usize;
+        let mut keys = vec![0u8; cap * ks];
+        let mut values = vec![0u8; cap * vs];
+        let mut cursor: u32 = 0;
+        let mut started = false;
+        loop {
+            let mut out_batch: u32 = 0;
+            let mut attr = BatchAttr {
+                in_batch: if started {
+                    std::ptr::addr_of!(cursor) as u64
+                } else {
+                    0
+                },
+                out_batch: std::ptr::addr_of_mut!(out_batch) as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: cap as u32,
+                map_fd: self.fd.as_raw_fd() as u32,
+                ..BatchAttr::default()
+            };
+            // `keys` holds cap × key size bytes, `values` cap × value size (the sizes
+            // checked in `new`); the bucket cursor is a u32 (htab's batch).
+            let done = match lookup_batch(&mut attr) {
+                Ok(done) => done,
+                // One bucket holds more than `cap` entries (the kernel answers count 0):
+                // a larger buffer, up to a bound.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && cap < MAX_BUCKET => {
+                    cap *= 2;
+                    keys.resize(cap * ks, 0);
+                    values.resize(cap * vs, 0);
+                    continue;
+                }
+                Err(e) => return Err(io(format!("batched walk of {}", self.name), e)),
+            };
+            let got = (attr.count as usize).min(cap);
+            for i in 0..got {
+                // SAFETY: the kernel copied `got` keys of key size and values of value
+                // size, whose types are K and V (sizes checked in `new`); both are Pod, so
+                // any bytes are valid; read_unaligned needs no alignment.
+                let (k, v) = unsafe {
+                    (
+                        std::ptr::read_unaligned(keys[i * ks..].as_ptr().cast::<K>()),
+                        std::ptr::read_unaligned(values[i * vs..].as_ptr().cast::<V>()),
+                    )
+                };
+                f(k, v);
+            }
+            if done {
+                return Ok(());
+            }
+            cursor = out_batch;
+            started = true;
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use rvs_common::Counters;
-use rvs_dataplane::percpu_batch::{BATCH, PerCpuBatch};
+use rvs_dataplane::map_batch::{BATCH, PerCpuBatch};
 
 /// A distinct value for each (key, cpu, field).
 fn value(key: u32, cpu: usize) -> Counters {
@@ -65,7 +65,12 @@ fn batched_reads_equal_per_key_reads() {
     let single = PerCpuArray::<_, Counters>::try_from(&map).expect("typed map");
     assert_eq!(batch.len(), len);
     let per_key = |key: u32| -> Vec<Counters> {
-        single.get(&key, 0).expect("lookup").iter().copied().collect()
+        single
+            .get(&key, 0)
+            .expect("lookup")
+            .iter()
+            .copied()
+            .collect()
     };
 
     // Whole array, per-CPU values as they are (not only their sums).
@@ -77,7 +82,11 @@ fn batched_reads_equal_per_key_reads() {
             assert_eq!(values, per_key(key).as_slice(), "key {key}");
         })
         .expect("read whole array");
-    assert_eq!(seen, (0..len).collect::<Vec<_>>(), "every key once, in order");
+    assert_eq!(
+        seen,
+        (0..len).collect::<Vec<_>>(),
+        "every key once, in order"
+    );
 
     // A range from the middle, a range past the end (clipped), an empty range.
     let mut keys = Vec::new();
@@ -117,7 +126,10 @@ fn batched_reads_equal_per_key_reads() {
     let many = batch.read_many(&ids, sum).expect("read many");
     let expected: Vec<Counters> = ids.iter().map(|&k| sum(&per_key(k))).collect();
     assert_eq!(many, expected);
-    assert!(many.iter().any(|c| c.conns != 0), "non-zero values compared");
+    assert!(
+        many.iter().any(|c| c.conns != 0),
+        "non-zero values compared"
+    );
     assert!(batch.read_many(&[], sum).expect("none").is_empty());
     // An id outside the array is refused, as a single lookup refuses it.
     assert!(batch.read_many(&[1, len], sum).is_err());
