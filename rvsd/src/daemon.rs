@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    api::{Call, Request},
+    api::{Call, Reply, Request},
     ops::{Index, SideEffects, commit, plan_ops},
     stats::{CounterId, ESTIMATOR_INTERVAL_SECS, Estimator, stats},
     sync::{SyncEngine, state_timeouts},
@@ -765,8 +765,17 @@ fn api_error(e: DataplaneError) -> ApiError {
     }
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Reply, ApiError> {
+    serde_json::to_value(v)
+        .map(Reply::Value)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+}
+
+/// `v` serialized straight to a body (no `Value` tree: for the large listings).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Reply, ApiError> {
+    serde_json::to_vec(v)
+        .map(|b| Reply::Json(b.into()))
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
 }
 
 impl Daemon {
@@ -970,7 +979,7 @@ impl Daemon {
         &mut self,
         start: Option<rvs_api::SyncDaemonConfig>,
         stop: Option<rvs_api::SyncRole>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Reply, ApiError> {
         if let Some(f) = &self.sync_follow
             && (start.is_some() || stop.is_some())
         {
@@ -1603,7 +1612,7 @@ impl Daemon {
         outcome
     }
 
-    fn call(&mut self, call: Call) -> Result<Value, ApiError> {
+    fn call(&mut self, call: Call) -> Result<Reply, ApiError> {
         if self.health.is_some() && matches!(call, Call::Ops(_) | Call::PutConfig(_)) {
             return Err(ApiError::new(
                 ErrorKind::Invalid,
@@ -1645,29 +1654,31 @@ impl Daemon {
                 ErrorKind::Internal,
                 "reload is handled by the main loop",
             )),
-            Call::Services => to_value(&self.services()?),
+            Call::Services => to_json(&self.services()?),
             Call::SyncStatus => self.sync_call(None, None),
             Call::SyncStart(cfg) => self.sync_call(Some(cfg), None),
             Call::SyncStop(role) => self.sync_call(None, Some(role)),
-            Call::Connections => to_value(&self.connections()),
-            Call::Metrics => Ok(Value::String(crate::metrics::render(&self.view()?))),
-            Call::StatusPage => Ok(crate::status::json(
+            Call::Connections => to_json(&self.connections()),
+            Call::Metrics => Ok(Reply::Value(Value::String(crate::metrics::render(
+                &self.view()?,
+            )))),
+            Call::StatusPage => Ok(Reply::Value(crate::status::json(
                 &self.view()?,
                 &self.history,
                 Duration::from_secs(ESTIMATOR_INTERVAL_SECS),
-            )),
-            Call::Ping => Ok(Value::Null),
+            ))),
+            Call::Ping => Ok(Reply::Value(Value::Null)),
         }
     }
 
     /// SIGUSR1: the state (status, VRRP, the desired configuration) as JSON in
     /// [`DATA_FILE`], as keepalived writes /tmp/keepalived.data.
     fn dump_data(&mut self) {
-        let dump = self.status().and_then(|status| {
-            to_value(&serde_json::json!({
+        let dump = self.status().map(|status| {
+            serde_json::json!({
                 "status": status,
                 "config": &self.desired,
-            }))
+            })
         });
         let written = dump.map_err(|e| anyhow::anyhow!("{e}")).and_then(|v| {
             let text = serde_json::to_string_pretty(&v)?;
@@ -1683,7 +1694,7 @@ impl Daemon {
     /// [`STATS_FILE`], as keepalived writes /tmp/keepalived.stats.
     fn dump_stats(&mut self) {
         let written = match self.call(Call::Metrics) {
-            Ok(Value::String(text)) => write_dump(Path::new(STATS_FILE), &text),
+            Ok(Reply::Value(Value::String(text))) => write_dump(Path::new(STATS_FILE), &text),
             Ok(_) => Err(anyhow::anyhow!("unexpected metrics value")),
             Err(e) => Err(anyhow::anyhow!("{e}")),
         };
