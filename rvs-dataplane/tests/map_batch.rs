@@ -1,9 +1,10 @@
-//! The batched per-CPU reads (`BPF_MAP_LOOKUP_BATCH`) give exactly what one lookup per key
-//! gives, on a real kernel per-CPU array of `Counters` (root).
+//! The batched reads (`BPF_MAP_LOOKUP_BATCH`) give exactly what one lookup per key gives:
+//! on a real kernel per-CPU array of `Counters`, and on a real hash map of connections
+//! (root).
 
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
-use rvs_common::Counters;
-use rvs_dataplane::map_batch::{BATCH, PerCpuBatch};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use rvs_common::{ConnEntry, Counters, FlowKey};
+use rvs_dataplane::map_batch::{BATCH, HashBatch, PerCpuBatch};
 
 /// A distinct value for each (key, cpu, field).
 fn value(key: u32, cpu: usize) -> Counters {
@@ -134,4 +135,63 @@ fn batched_reads_equal_per_key_reads() {
     // An id outside the array is refused, as a single lookup refuses it.
     assert!(batch.read_many(&[1, len], sum).is_err());
     assert!(single.get(&len, 0).is_err());
+}
+
+#[test]
+fn batched_hash_walk_equals_the_entry_by_entry_walk() {
+    if !rvs_lab::root_or_skip("hash batch test") {
+        return;
+    }
+    rvs_dataplane::ensure_bpffs().expect("bpffs");
+    // More entries than one batch holds, in a map larger than them (empty buckets).
+    let n = 3 * BATCH + 17;
+    let mut map = HashMap::<MapData, FlowKey, ConnEntry>::create(4 * BATCH, 0).expect("create");
+    for i in 0..n {
+        let key = FlowKey {
+            src: 0xc612_0000 + i,
+            dst: 0xc613_0001,
+            sport: (i % 60_000) as u16,
+            dport: 80,
+            proto: 6,
+        };
+        let entry = ConnEntry {
+            last_seen: u64::from(i) * 1_000_003,
+            real: i % 97,
+            real_gen: i / 97,
+            state: (i % 6) as u8,
+            ..ConnEntry::default()
+        };
+        map.insert(key, entry, 0).expect("insert");
+    }
+    let pin = Pin(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/{}-hash-batch",
+        rvs_lab::unique_prefix()
+    )));
+    map.pin(&pin.0).expect("pin");
+    let map = Map::HashMap(MapData::from_pin(&pin.0).expect("open pinned"));
+    let walk = HashBatch::<FlowKey, ConnEntry>::new(&map, "test").expect("batch walker");
+    let typed = HashMap::<_, FlowKey, ConnEntry>::try_from(&map).expect("typed map");
+    let key_of = |k: &FlowKey| (k.src, k.dst, k.sport, k.dport, k.proto);
+    let mut batched = Vec::new();
+    walk.for_each(|k, v| batched.push((key_of(&k), v)))
+        .expect("batched walk");
+    let mut single: Vec<_> = typed
+        .iter()
+        .map(|e| e.expect("entry"))
+        .map(|(k, v)| (key_of(&k), v))
+        .collect();
+    assert_eq!(batched.len(), n as usize, "every entry once");
+    batched.sort_by_key(|(k, _)| *k);
+    single.sort_by_key(|(k, _)| *k);
+    assert_eq!(batched, single);
+    // A per-CPU array is not a hash map: refused by name.
+    let array = PerCpuArray::<MapData, Counters>::create(4, 0).expect("array");
+    let apin = Pin(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/{}-hash-batch-array",
+        rvs_lab::unique_prefix()
+    )));
+    array.pin(&apin.0).expect("pin array");
+    let amap = Map::PerCpuArray(MapData::from_pin(&apin.0).expect("open array"));
+    let err = HashBatch::<FlowKey, ConnEntry>::new(&amap, "an-array").expect_err("not a hash");
+    assert!(err.to_string().contains("an-array"), "{err}");
 }
