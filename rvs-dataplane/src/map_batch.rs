@@ -200,7 +200,7 @@ impl<V: Pod> PerCpuBatch<V> {
                 )
             })?;
             let got = attr.count.min(want);
-            for i in 0..got as usize {
+            for (i, &key) in keys.iter().take(got as usize).enumerate() {
                 per_cpu.clear();
                 let base = i * stride;
                 for cpu in 0..self.ncpu {
@@ -211,7 +211,7 @@ impl<V: Pod> PerCpuBatch<V> {
                     // Pod, so any bytes are a valid V; read_unaligned needs no alignment.
                     per_cpu.push(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<V>()) });
                 }
-                f(keys[i], &per_cpu);
+                f(key, &per_cpu);
             }
             if got == 0 {
                 // Nothing more to copy (the end, or an empty answer): never spin.
