@@ -100,3 +100,54 @@ pub fn pinned_service_keys(pin_dir: &Path, copy: u32, cap: usize) -> usize {
         Err(_) => 0,
     }
 }
+
+/// For benchmarks: writes `count` established TCP connections into the pinned connection
+/// table under `pin_dir`, spread over the first in-use real servers (up to 256 of them,
+/// with their current generations, so rvsd counts them as live), clients from
+/// 198.18.128.0/17, last seen now. Returns how many were written.
+pub fn fill_pinned_conns(pin_dir: &Path, count: u32) -> Result<u32> {
+    use aya::maps::{Map, MapData};
+    use rvs_common::{ConnEntry, ConnState, FlowKey, RealEntry};
+    let open = |name: &'static str| MapData::from_pin(pin_dir.join(name)).map_err(map_err(name));
+    let reals_map = Map::Array(open(maps::REALS)?);
+    let reals: Array<_, RealEntry> = Array::try_from(&reals_map).map_err(map_err(maps::REALS))?;
+    let mut targets = Vec::new();
+    for id in 0..reals.len() {
+        if targets.len() >= 256 {
+            break;
+        }
+        if let Ok(r) = reals.get(&id, 0)
+            && r.in_use()
+        {
+            targets.push((id, r));
+        }
+    }
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let conns_map = Map::LruHashMap(open(maps::CONNS)?);
+    let mut conns: HashMap<_, FlowKey, ConnEntry> =
+        HashMap::try_from(conns_map).map_err(map_err(maps::CONNS))?;
+    let now = crate::monotonic_coarse_ns();
+    let base = u32::from(std::net::Ipv4Addr::new(198, 18, 128, 0));
+    for i in 0..count {
+        let (id, r): (u32, RealEntry) = targets[i as usize % targets.len()];
+        let key = FlowKey {
+            src: (base + (i >> 8) % 32_768).to_be(),
+            dst: u32::from(std::net::Ipv4Addr::new(198, 19, 0, 0)).to_be(),
+            sport: (1_024 + (i & 0xff) as u16).to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+        };
+        let entry = ConnEntry {
+            last_seen: now,
+            real: id,
+            real_gen: r.generation,
+            service: r.service,
+            state: ConnState::Established as u8,
+            ..ConnEntry::default()
+        };
+        conns.insert(key, entry, 0).map_err(map_err(maps::CONNS))?;
+    }
+    Ok(count)
+}

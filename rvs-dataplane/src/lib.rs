@@ -16,6 +16,7 @@ mod filter;
 pub mod inspect;
 mod link;
 mod locality;
+pub mod map_batch;
 mod mmap;
 pub mod neigh;
 pub mod plan;
@@ -44,7 +45,11 @@ use rvs_common::{
 };
 use rvs_config::{Config, Limits, Timeouts, XdpMode as ConfigXdpMode};
 
-use crate::{filter::AddrFilter, mmap::MmapArray};
+use crate::{
+    filter::AddrFilter,
+    map_batch::{HashBatch, PerCpuBatch},
+    mmap::MmapArray,
+};
 
 pub use conn_sync::{ConnInstall, ConnView, InstallStats, TemplateInstall, TemplateView};
 pub use decap::{DecapCounters, DecapOptions, DecapProgram};
@@ -201,9 +206,14 @@ pub struct Dataplane {
     dispatch: MmapArray<u32>,
     cursors: Array<MapData, u64>,
     conns: HashMap<MapData, FlowKey, ConnEntry>,
+    /// The connection table walked in batches (the periodic scan, the listing).
+    conns_batch: HashBatch<FlowKey, ConnEntry>,
     persist: HashMap<MapData, PersistKey, PersistEntry>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
+    /// The same two maps read in batches (every id every 2 s, and every listing).
+    service_stats_batch: PerCpuBatch<Counters>,
+    real_stats_batch: PerCpuBatch<Counters>,
     verdicts: PerCpuArray<MapData, u64>,
     settings_map: Array<MapData, Settings>,
     settings: Settings,
@@ -409,14 +419,19 @@ impl Dataplane {
         )?;
         let cursors =
             Array::try_from(take_map(&mut ebpf, maps::CURSORS)?).map_err(map_err(maps::CURSORS))?;
-        let conns =
-            HashMap::try_from(take_map(&mut ebpf, maps::CONNS)?).map_err(map_err(maps::CONNS))?;
+        let conns_map = take_map(&mut ebpf, maps::CONNS)?;
+        let conns_batch = HashBatch::new(&conns_map, maps::CONNS)?;
+        let conns = HashMap::try_from(conns_map).map_err(map_err(maps::CONNS))?;
         let persist = HashMap::try_from(take_map(&mut ebpf, maps::PERSIST)?)
             .map_err(map_err(maps::PERSIST))?;
-        let service_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::SERVICE_STATS)?)
-            .map_err(map_err(maps::SERVICE_STATS))?;
-        let real_stats = PerCpuArray::try_from(take_map(&mut ebpf, maps::REAL_STATS)?)
-            .map_err(map_err(maps::REAL_STATS))?;
+        let service_stats_map = take_map(&mut ebpf, maps::SERVICE_STATS)?;
+        let service_stats_batch = PerCpuBatch::new(&service_stats_map, maps::SERVICE_STATS)?;
+        let service_stats =
+            PerCpuArray::try_from(service_stats_map).map_err(map_err(maps::SERVICE_STATS))?;
+        let real_stats_map = take_map(&mut ebpf, maps::REAL_STATS)?;
+        let real_stats_batch = PerCpuBatch::new(&real_stats_map, maps::REAL_STATS)?;
+        let real_stats =
+            PerCpuArray::try_from(real_stats_map).map_err(map_err(maps::REAL_STATS))?;
         let verdicts = PerCpuArray::try_from(take_map(&mut ebpf, maps::VERDICTS)?)
             .map_err(map_err(maps::VERDICTS))?;
         let settings_map = Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)
@@ -479,9 +494,12 @@ impl Dataplane {
             dispatch,
             cursors,
             conns,
+            conns_batch,
             persist,
             service_stats,
             real_stats,
+            service_stats_batch,
+            real_stats_batch,
             verdicts,
             settings_map,
             settings,
@@ -700,6 +718,27 @@ impl Dataplane {
         timeout.saturating_sub(now.saturating_sub(conn.last_seen))
     }
 
+    /// Calls `f` on every entry of the connection table, read in batches (a syscall per few thousand
+    /// entries instead of two per entry); a kernel without batched lookups on hash maps
+    /// (before 5.6) gets the walk entry by entry.
+    fn walk_conns(&self, mut f: impl FnMut(FlowKey, ConnEntry)) {
+        let mut seen = 0usize;
+        if let Err(e) = self.conns_batch.for_each(|k, v| {
+            seen += 1;
+            f(k, v);
+        }) {
+            if seen == 0 {
+                tracing::debug!(error = %e, "batched walk of the connection table; walking it entry by entry");
+                for (k, v) in self.conns.iter().filter_map(|entry| entry.ok()) {
+                    f(k, v);
+                }
+            } else {
+                // As an entry-by-entry walk skips what fails to read.
+                tracing::debug!(error = %e, seen, "batched walk of the connection table stopped");
+            }
+        }
+    }
+
     /// Whether `conn` still points at the real server its id names now.
     fn conn_is_current(&self, conn: &ConnEntry) -> bool {
         self.reals
@@ -719,7 +758,7 @@ impl Dataplane {
         let before: Vec<(u32, u64)> = self.counted_reals();
         // Sources of reply entries: the NAT addresses the filter must keep holding.
         let mut reply_sources = std::collections::HashSet::new();
-        for (key, conn) in self.conns.iter().filter_map(|entry| entry.ok()) {
+        self.walk_conns(|key, conn| {
             if conn.is_reply() {
                 reply_sources.insert(key.src);
             }
@@ -734,7 +773,7 @@ impl Dataplane {
                     counts.1 += 1;
                 }
             }
-        }
+        });
         // What this pass itself takes off each server's counts (the expiry unbinds).
         let mut unbound: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         for key in &expired {
@@ -752,7 +791,9 @@ impl Dataplane {
             }
         }
         scan.corrected = self.reconcile(&before, &unbound, &scan.per_real);
-        self.count_templates(now);
+        // The ids walked once for both (a walk over every service's real servers).
+        let ids: Vec<u32> = before.iter().map(|&(id, _)| id).collect();
+        self.count_templates(now, &ids);
         self.release_nat_addrs(&reply_sources)?;
         Ok(scan)
     }
@@ -782,15 +823,23 @@ impl Dataplane {
     /// PersistConn: the live persistence templates per real server (IPVS counts a template
     /// from its creation to its expiry, the service's persistence timeout after its last
     /// use), written to REAL_LOAD's `persist` (only userspace reads it).
-    fn count_templates(&mut self, now: u64) {
-        let timeouts: std::collections::HashMap<u32, u64> = self
-            .services
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
-            .collect();
+    fn count_templates(&mut self, now: u64, ids: &[u32]) {
+        let templates: Vec<(PersistKey, PersistEntry)> =
+            self.persist.iter().filter_map(|e| e.ok()).collect();
+        // The service map is walked (a syscall per service) only when there are templates
+        // to check against it: most tables have none, and a walk over 100 000 services on
+        // every scan was most of an idle rvsd's CPU.
+        let timeouts: std::collections::HashMap<u32, u64> = if templates.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            self.services
+                .iter()
+                .filter_map(|e| e.ok())
+                .map(|(_, e)| (e.id, u64::from(e.persist_timeout) * rvs_common::NS_PER_SEC))
+                .collect()
+        };
         let mut per_real: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for (key, t) in self.persist.iter().filter_map(|e| e.ok()) {
+        for (key, t) in templates {
             let live = timeouts
                 .get(&key.service)
                 .is_some_and(|&to| now.saturating_sub(t.last_seen) <= to);
@@ -799,8 +848,7 @@ impl Dataplane {
                 *per_real.entry(t.real).or_default() += 1;
             }
         }
-        let ids: Vec<u32> = self.planner.real_ids().collect();
-        for id in ids {
+        for &id in ids {
             if let Some(p) = self.real_load.ptr(id) {
                 let n = per_real.get(&id).copied().unwrap_or(0);
                 // SAFETY: p points into the mapping; the program never writes this field.
@@ -899,15 +947,16 @@ impl Dataplane {
     /// server's address and port.
     pub fn connections(&self) -> Vec<(FlowKey, ConnEntry, u64)> {
         let now = monotonic_coarse_ns();
-        self.conns
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .filter(|(_, c)| !c.is_reply() && self.conn_is_current(c))
-            .filter_map(|(k, c)| {
+        let mut out = Vec::new();
+        self.walk_conns(|k, c| {
+            if !c.is_reply() && self.conn_is_current(&c) {
                 let left = self.time_left(&c, now);
-                (left > 0).then_some((k, c, left))
-            })
-            .collect()
+                if left > 0 {
+                    out.push((k, c, left));
+                }
+            }
+        });
+        out
     }
 
     /// The real-server entry of id `id`.
@@ -1102,6 +1151,22 @@ impl Dataplane {
         sum_counters(&self.real_stats, id, maps::REAL_STATS)
     }
 
+    /// Counters of the service ids `ids`, summed over CPUs, in the order of `ids`: the
+    /// values [`Dataplane::service_counters`] gives one by one, read in batches.
+    pub fn service_counters_many(&self, ids: &[u32]) -> Result<Vec<Counters>> {
+        self.service_stats_batch
+            .read_many(ids, sum_cpus)
+            .or_else(|e| one_by_one(e, ids, |id| self.service_counters(id)))
+    }
+
+    /// Counters of the real-server ids `ids`, summed over CPUs, in the order of `ids` (see
+    /// [`Dataplane::service_counters_many`]).
+    pub fn real_counters_many(&self, ids: &[u32]) -> Result<Vec<Counters>> {
+        self.real_stats_batch
+            .read_many(ids, sum_cpus)
+            .or_else(|e| one_by_one(e, ids, |id| self.real_counters(id)))
+    }
+
     /// The connection table (the benchmark fills it).
     pub fn conns_mut(&mut self) -> &mut HashMap<MapData, FlowKey, ConnEntry> {
         &mut self.conns
@@ -1141,14 +1206,30 @@ fn sum_counters(
     name: &'static str,
 ) -> Result<Counters> {
     let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
-    Ok(per_cpu.iter().fold(Counters::default(), |mut acc, c| {
+    Ok(sum_cpus(&per_cpu))
+}
+
+/// After a failed batched read (a kernel before 5.6 has no batched lookups; an id outside
+/// the array fails either way): the same ids one lookup each.
+fn one_by_one(
+    batch_error: DataplaneError,
+    ids: &[u32],
+    one: impl Fn(u32) -> Result<Counters>,
+) -> Result<Vec<Counters>> {
+    tracing::debug!(error = %batch_error, "batched counter read; reading one by one");
+    ids.iter().map(|&id| one(id)).collect()
+}
+
+/// One counter set summed over its per-CPU copies.
+fn sum_cpus(per_cpu: &[Counters]) -> Counters {
+    per_cpu.iter().fold(Counters::default(), |mut acc, c| {
         acc.conns += c.conns;
         acc.packets_in += c.packets_in;
         acc.bytes_in += c.bytes_in;
         acc.packets_out += c.packets_out;
         acc.bytes_out += c.bytes_out;
         acc
-    }))
+    })
 }
 
 /// The balancer's maps, which a side program (pass, decapsulation) never uses: loaded with

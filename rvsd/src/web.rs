@@ -55,7 +55,7 @@ async fn ask(calls: &mpsc::Sender<Request>, call: Call) -> Result<serde_json::Va
         .await
         .map_err(|_| "rvsd is shutting down".to_owned())?;
     match answer.await {
-        Ok(Ok(v)) => Ok(v),
+        Ok(Ok(v)) => v.into_value().map_err(|e| e.message),
         Ok(Err(e)) => Err(e.message),
         Err(_) => Err("rvsd is shutting down".to_owned()),
     }
