@@ -785,6 +785,19 @@ pub struct NewFlowScratch {
     pub pad: [u8; 6],
 }
 
+/// One CPU's last reading of the coarse clock and the jiffies it was read at. The coarse
+/// clock only moves when the tick moves jiffies, so while jiffies (one inlined load) has not
+/// changed the program reuses the reading instead of calling the clock helper again (each
+/// helper call costs about as much as the rest of an established packet's bookkeeping).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockCache {
+    /// `bpf_jiffies64()` when `now` was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_coarse_ns()` then.
+    pub now: u64,
+}
+
 /// Names of the programs in the eBPF object.
 pub mod programs {
     /// The load balancer's XDP entry point.

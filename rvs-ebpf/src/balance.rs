@@ -5,9 +5,7 @@
 //! [`run_new`] (`rvs_xdp_new`), which finds the service, schedules, remembers the
 //! connection and forwards by the real server's method.
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
     NO_REAL, NewFlowScratch, PROG_NEW_FLOW, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS,
@@ -176,8 +174,7 @@ fn established(
     tx: &mut Tx,
 ) -> Outcome {
     let pkt = *pkt;
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = crate::flow::now();
     let flow = flow_key(&pkt);
     let is_tcp = pkt.proto == IPPROTO_TCP;
 

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use rvs_common::{
-    ADDR_FILTER_WORDS, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
+    ADDR_FILTER_WORDS, ClockCache, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
     DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
     MAX_MARK_RULES, MarkRuleEntry, NewFlowScratch, PROG_SLOTS, PersistEntry, PersistKey, RealEntry,
     RealLoad, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
@@ -85,3 +85,7 @@ pub static PROGS: ProgramArray = ProgramArray::pinned(PROG_SLOTS, 0);
 /// by a pinned link over a restart and the new object's `rvs_xdp_new` share it.
 #[map(name = "RVS_SCRATCH")]
 pub static SCRATCH: PerCpuArray<NewFlowScratch> = PerCpuArray::pinned(1, 0);
+/// Each CPU's last coarse-clock reading (`rvs_common::ClockCache`). Not pinned: a cache
+/// that any program may refill, never state.
+#[map(name = "RVS_CLOCK")]
+pub static CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
