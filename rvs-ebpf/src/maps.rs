@@ -9,7 +9,7 @@ use rvs_common::{
     ADDR_FILTER_WORDS, ClockCache, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
     DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
     MAX_MARK_RULES, MarkRuleEntry, NewFlowScratch, PROG_SLOTS, PersistEntry, PersistKey, RealEntry,
-    RealLoad, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+    RealLoad, RouteCache, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -89,3 +89,7 @@ pub static SCRATCH: PerCpuArray<NewFlowScratch> = PerCpuArray::pinned(1, 0);
 /// that any program may refill, never state.
 #[map(name = "RVS_CLOCK")]
 pub static CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+/// Each CPU's route towards each real server, for new connections (`rvs_common::RouteCache`).
+/// Not pinned: a cache, refilled from the FIB.
+#[map(name = "RVS_ROUTES")]
+pub static ROUTES: PerCpuArray<RouteCache> = PerCpuArray::with_max_entries(DEFAULT_MAX_REALS, 0);
