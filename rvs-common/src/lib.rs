@@ -756,6 +756,8 @@ pub mod maps {
     pub const PROGS: &str = "RVS_PROGS";
     /// Per-CPU scratch slot ([`super::NewFlowScratch`]) `rvs_xdp` fills for `rvs_xdp_new`.
     pub const SCRATCH: &str = "RVS_SCRATCH";
+    /// Per-CPU route cache by real-server id ([`super::RouteCache`]), not pinned.
+    pub const ROUTES: &str = "RVS_ROUTES";
 }
 
 /// Index of `rvs_xdp_new` in the program array [`maps::PROGS`].
@@ -783,6 +785,46 @@ pub struct NewFlowScratch {
     pub real_gone: u8,
     /// Explicit padding.
     pub pad: [u8; 6],
+}
+
+/// One CPU's last reading of the coarse clock and the jiffies it was read at. The coarse
+/// clock only moves when the tick moves jiffies, so while jiffies (one inlined load) has not
+/// changed the program reuses the reading instead of calling the clock helper again (each
+/// helper call costs about as much as the rest of an established packet's bookkeeping).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockCache {
+    /// `bpf_jiffies64()` when `now` was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_coarse_ns()` then.
+    pub now: u64,
+}
+
+/// One CPU's cached route towards a real server (RVS_ROUTES, indexed by real-server id):
+/// a new connection to that server reuses it instead of asking the FIB, for as long as an
+/// established connection reuses its own route ([`CONN_REFRESH_NS`]), for packets up to the
+/// size the FIB accepted, on the same ingress interface and server generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteCache {
+    /// When the FIB gave the route (coarse clock ns); 0: empty.
+    pub stamp: u64,
+    /// The real server's generation then.
+    pub generation: u32,
+    /// The ingress interface the lookup was made for.
+    pub iif: u32,
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Next-hop MAC.
+    pub dmac: [u8; 6],
+    /// Egress MAC.
+    pub smac: [u8; 6],
+    /// Preferred source address (tunnels: the outer source).
+    pub src: u32,
+    /// Largest IPv4 total length the FIB accepted on it.
+    pub fits: u16,
+    /// Explicit padding.
+    pub pad: [u8; 2],
 }
 
 /// Names of the programs in the eBPF object.

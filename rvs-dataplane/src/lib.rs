@@ -365,6 +365,7 @@ impl Dataplane {
             .map_max_entries(maps::REALS, limits.reals)
             .map_max_entries(maps::REAL_LOAD, limits.reals)
             .map_max_entries(maps::REAL_STATS, limits.reals)
+            .map_max_entries(maps::ROUTES, limits.reals)
             .map_max_entries(maps::CONNS, limits.connections)
             // One template per persistent client; a quarter of the connection table.
             .map_max_entries(maps::PERSIST, (limits.connections / 4).max(1024))

@@ -5,14 +5,12 @@
 //! [`run_new`] (`rvs_xdp_new`), which finds the service, schedules, remembers the
 //! connection and forwards by the real server's method.
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use rvs_common::{
     CONN_F_NAT, CONN_F_REPLY, CONN_REFRESH_NS, ConnEntry, ConnState, FlowKey, Forward, IPPROTO_TCP,
-    NO_REAL, NewFlowScratch, PROG_NEW_FLOW, PersistKey, RealEntry, SETTINGS_F_ALL_PACKETS,
-    SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY, ServiceKey, Settings,
-    Verdict, addr_filter_slot,
+    NO_REAL, NewFlowScratch, PROG_NEW_FLOW, PersistKey, RealEntry, RouteCache,
+    SETTINGS_F_ALL_PACKETS, SETTINGS_F_NAT, SVC_F_ONE_PACKET, SVC_F_SLOPPY_TCP, SVC_F_STANDBY,
+    ServiceKey, Settings, Verdict, addr_filter_slot,
     midflow::{MidflowCount, SVC_F_MIDFLOW, SVC_F_SECOND_CHANCE},
     tcp::{Direction, TCP_ACK, TCP_RST, TCP_SYN},
     tunnel::overhead,
@@ -22,7 +20,7 @@ use crate::{
     classify::fwmark_service,
     flow::{bind, moved, next_state, reusable, timeout_ns, unbind},
     fwd::{dr::l2_out, icmp::frag_needed, nat, tun},
-    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, PROGS, REALS, SCRATCH, SETTINGS},
+    maps::{ADDR_FILTER, CONNS, NAT_SOURCES, PROGS, REALS, ROUTES, SCRATCH, SETTINGS},
     midflow,
     parse::{Packet, Parsed, parse_frame},
     route::{self, NoRoute, Query},
@@ -176,8 +174,7 @@ fn established(
     tx: &mut Tx,
 ) -> Outcome {
     let pkt = *pkt;
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = crate::flow::now();
     let flow = flow_key(&pkt);
     let is_tcp = pkt.proto == IPPROTO_TCP;
 
@@ -362,7 +359,7 @@ fn new_flow(
         conn.peer_port = rport;
     }
     let size = out_len(&pkt, real);
-    if let Err(o) = route_to_real(ctx, &pkt, real, size, &mut conn) {
+    if let Err(o) = route_new(ctx, &pkt, real_id, real, size, now, &mut conn) {
         return o;
     }
     // If the table is full the LRU evicts the least recently used flow; a failed insert
@@ -479,6 +476,64 @@ fn route_to_real(
         }
         Err(NoRoute::Unreachable) => Err(Outcome::Done(Verdict::DropNoRoute, xdp_action::XDP_DROP)),
     }
+}
+
+/// [`route_to_real`] for a new connection, through this CPU's cache of the route to the
+/// real server (`rvs_common::RouteCache`): a hit skips the FIB lookup; a miss asks the FIB
+/// and refills the entry. Routes are per real server, not per client: a change of route or
+/// neighbour reaches new connections within `CONN_REFRESH_NS`, as it reaches established
+/// ones; routing that depends on the client's address (source policy rules, multipath
+/// hashing towards one real server) sees the first client of that interval.
+#[inline(always)]
+fn route_new(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    real_id: u32,
+    real: &RealEntry,
+    size: u16,
+    now: u64,
+    conn: &mut ConnEntry,
+) -> Result<(), Outcome> {
+    let tunnel = real.forward == Forward::Tunnel as u8;
+    let iif = ctx.ingress_ifindex() as u32;
+    let cache = ROUTES.get_ptr_mut(real_id);
+    if let Some(c) = cache {
+        // SAFETY: this CPU's slot; a program runs to its end on one CPU.
+        let c = unsafe { &*c };
+        if c.stamp != 0
+            && c.generation == real.generation
+            && c.iif == iif
+            && size <= c.fits
+            && now.saturating_sub(c.stamp) <= CONN_REFRESH_NS
+        {
+            conn.ifindex = c.ifindex;
+            conn.dmac = c.dmac;
+            conn.smac = c.smac;
+            conn.fits = size;
+            if tunnel {
+                conn.peer_addr = c.src;
+            }
+            return Ok(());
+        }
+    }
+    route_to_real(ctx, pkt, real, size, conn)?;
+    if let Some(c) = cache {
+        // SAFETY: as above.
+        unsafe {
+            *c = RouteCache {
+                stamp: now,
+                generation: real.generation,
+                iif,
+                ifindex: conn.ifindex,
+                dmac: conn.dmac,
+                smac: conn.smac,
+                src: conn.peer_addr,
+                fits: size,
+                pad: [0; 2],
+            };
+        }
+    }
+    Ok(())
 }
 
 /// A packet that does not fit the egress MTU: ICMP fragmentation-needed when DF is set

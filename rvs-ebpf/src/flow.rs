@@ -3,9 +3,34 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use rvs_common::{ConnState, IPPROTO_TCP, LOAD_F_OVERLOAD, RealLoad, Settings, tcp};
 
-use crate::maps::REAL_LOAD;
+use crate::maps::{CLOCK, REAL_LOAD};
+
+/// CLOCK_MONOTONIC_COARSE in ns, the clock of every `last_seen`: the helper is called once
+/// per tick and CPU, other packets reuse that reading (`rvs_common::ClockCache`). The
+/// verifier inlines `bpf_jiffies64` into a load and the per-CPU array lookup into a few
+/// instructions, where each helper call costs ~13 ns here. A reading taken in the instant
+/// between the tick's jiffies and clock updates stays one tick behind until the next tick:
+/// within the coarse clock's own granularity.
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: plain helper calls.
+    let jiffies = unsafe { bpf_jiffies64() };
+    match CLOCK.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; a program runs to its end on one CPU.
+        Some(c) => unsafe {
+            if (*c).jiffies != jiffies {
+                (*c).now = bpf_ktime_get_coarse_ns();
+                (*c).jiffies = jiffies;
+            }
+            (*c).now
+        },
+        // SAFETY: plain helper call.
+        None => unsafe { bpf_ktime_get_coarse_ns() },
+    }
+}
 
 /// Adds `delta` (wrapping) to real `id`'s `(active << 32) | inactive` when its load still
 /// belongs to generation `generation`; the counts before the add.

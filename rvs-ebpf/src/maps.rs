@@ -7,10 +7,10 @@ use aya_ebpf::{
 };
 use rvs_common::sched::{LBL_MAX_ENTRIES, LblKey, LblRequest, LblcEntry, LblcrEntry};
 use rvs_common::{
-    ADDR_FILTER_WORDS, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
+    ADDR_FILTER_WORDS, ClockCache, ConnEntry, Counters, DECAP_COUNTS, DEFAULT_DISPATCH_SLOTS,
     DEFAULT_MAX_CONNS, DEFAULT_MAX_PERSIST, DEFAULT_MAX_REALS, DEFAULT_MAX_SERVICES, FlowKey,
     MAX_MARK_RULES, MarkRuleEntry, NewFlowScratch, PROG_SLOTS, PersistEntry, PersistKey, RealEntry,
-    RealLoad, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
+    RealLoad, RouteCache, ServiceEntry, ServiceKey, Settings, TaggedFlowKey, VERDICTS,
 };
 
 /// Lets userspace read and write arrays through mmap instead of a syscall per element.
@@ -86,6 +86,14 @@ pub static PROGS: ProgramArray = ProgramArray::pinned(PROG_SLOTS, 0);
 /// by a pinned link over a restart and the new object's `rvs_xdp_new` share it.
 #[map(name = "RVS_SCRATCH")]
 pub static SCRATCH: PerCpuArray<NewFlowScratch> = PerCpuArray::pinned(1, 0);
+/// Each CPU's last coarse-clock reading (`rvs_common::ClockCache`). Not pinned: a cache
+/// that any program may refill, never state.
+#[map(name = "RVS_CLOCK")]
+pub static CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+/// Each CPU's route towards each real server, for new connections (`rvs_common::RouteCache`).
+/// Not pinned: a cache, refilled from the FIB.
+#[map(name = "RVS_ROUTES")]
+pub static ROUTES: PerCpuArray<RouteCache> = PerCpuArray::with_max_entries(DEFAULT_MAX_REALS, 0);
 /// lblc's destination table: (service, destination address) → server and last use.
 #[map(name = "RVS_LBLC")]
 pub static LBLC: LruHashMap<LblKey, LblcEntry> = LruHashMap::pinned(LBL_MAX_ENTRIES, 0);

@@ -82,7 +82,20 @@ pub struct BenchArgs {
     /// Print the results as Markdown (for the README).
     #[arg(long)]
     markdown: bool,
+    /// Only the per-packet table (established, non-service, new flow) and its growth: no
+    /// forwarding methods, schedulers or sync events; for quick before/after comparisons.
+    #[arg(long)]
+    fast_path: bool,
+    /// Service counts of the rows, comma-separated, instead of the run's defaults.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=MAX_SERVICES as i64))]
+    services: Vec<u32>,
+    /// Connection-table fills of the rows, comma-separated, instead of the run's defaults.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=MAX_FILL))]
+    conns: Vec<u32>,
 }
+
+/// Most connections `--conns` may pre-fill.
+const MAX_FILL: i64 = 4_000_000;
 
 /// Upper bounds on the options, so a typo cannot start a run of hours.
 const MAX_REPEAT: i64 = 100_000_000;
@@ -129,6 +142,8 @@ struct Options {
     /// Connection-table fills, ascending; one testbed (and row) per (services, conns).
     conns: Vec<u32>,
     markdown: bool,
+    /// Only the per-packet table (`--fast-path`).
+    fast_path: bool,
 }
 
 impl Options {
@@ -146,13 +161,24 @@ impl Options {
                 vec![1, 1_000_000],
             )
         };
+        let pick = |given: &[u32], default: Vec<u32>| {
+            if given.is_empty() {
+                default
+            } else {
+                let mut v = given.to_vec();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        };
         Options {
             repeat: args.repeat.unwrap_or(repeat),
             new_flows: args.new_flows.unwrap_or(new_flows),
             rounds: args.rounds.unwrap_or(rounds),
-            services,
-            conns,
+            services: pick(&args.services, services),
+            conns: pick(&args.conns, conns),
             markdown: args.markdown,
+            fast_path: args.fast_path,
         }
     }
 
@@ -187,20 +213,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
     scheds::prepare(&fib)?;
     let (floor, rows, sync, methods, scheds) = fib.ns().run(|| -> Result<_> {
         let (floor, rows, sync) = measure(&opts, &pin_root)?;
+        if opts.fast_path {
+            return Ok((floor, rows, sync, None, None));
+        }
         let methods = methods::measure(&opts, &pin_root)?;
         let scheds = scheds::measure(&opts, &pin_root)?;
-        Ok((floor, rows, sync, methods, scheds))
+        Ok((floor, rows, sync, Some(methods), Some(scheds)))
     })??;
     drop(fib);
     let report = Report {
         opts: &opts,
         floor,
         rows: &rows,
-        methods: &methods,
-        scheds: &scheds,
+        methods: methods.as_ref(),
+        scheds: scheds.as_deref(),
         wall_secs: started.elapsed().as_secs_f64(),
     };
     print!("{}", report.render());
+    let Some(sync) = sync else {
+        return Ok(());
+    };
     println!(
         "\nNew flow with the sync MASTER's connection events on vs off ({} services, {} SYNs per \
          pass, {} rounds, same run): on {} ns, off {} ns (min / median): {:+.1} % (target <= +10 %)",
@@ -273,7 +305,7 @@ struct Row {
 /// Loads one testbed per (services, connections) pair (inside the namespace), then measures
 /// each case on all of them round by round, so drift of the machine's speed hits every
 /// row of a round alike and rows can be compared round by round.
-fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>, Figure)> {
+fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>, Option<Figure>)> {
     let _root = PinRoot(pin_root.to_owned());
     let mut beds = Vec::new();
     for &services in &opts.services {
@@ -286,7 +318,11 @@ fn measure(opts: &Options, pin_root: &Path) -> Result<(Floor, Vec<Row>, Figure)>
     let established = established(&mut beds, opts)?;
     let non_service = non_service(&mut beds, opts)?;
     let new_flow = new_flow(&mut beds, opts)?;
-    let sync = sync_events::measure(&mut beds[0], opts)?;
+    let sync = if opts.fast_path {
+        None
+    } else {
+        Some(sync_events::measure(&mut beds[0], opts)?)
+    };
     let rows = beds
         .iter()
         .zip(established.into_iter().zip(non_service).zip(new_flow))
@@ -913,8 +949,10 @@ struct Report<'a> {
     opts: &'a Options,
     floor: Floor,
     rows: &'a [Row],
-    methods: &'a methods::Methods,
-    scheds: &'a [scheds::SchedFigure],
+    /// None with `--fast-path`.
+    methods: Option<&'a methods::Methods>,
+    /// None with `--fast-path`.
+    scheds: Option<&'a [scheds::SchedFigure]>,
     wall_secs: f64,
 }
 
@@ -960,10 +998,14 @@ impl Report<'_> {
         out.push('\n');
         self.growth(&mut out);
         out.push('\n');
-        methods::render(&mut out, self.opts, self.methods);
-        out.push('\n');
-        scheds::render(&mut out, self.opts, self.scheds);
-        out.push('\n');
+        if let Some(methods) = self.methods {
+            methods::render(&mut out, self.opts, methods);
+            out.push('\n');
+        }
+        if let Some(scheds) = self.scheds {
+            scheds::render(&mut out, self.opts, scheds);
+            out.push('\n');
+        }
         self.notes(&mut out);
         let _ = writeln!(out, "\nwall time: {:.0} s", self.wall_secs);
         out
