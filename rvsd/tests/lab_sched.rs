@@ -29,6 +29,51 @@ const VIP_THR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
 /// The sh service (sh-fallback).
 const VIP_SH: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
 
+/// A DR lab with `vips`, HTTP responders on port 80 and rvsd balancing on its uplink (the
+/// lab, what must live as long as it, rvsd's socket, the real servers' addresses and names).
+struct SchedLab {
+    lab: DrLab,
+    _responders: Vec<rvs_lab::HttpResponder>,
+    _pass: Vec<rvs_dataplane::PassProgram>,
+    rvsd: Rvsd,
+    sock: PathBuf,
+    reals: Vec<Ipv4Addr>,
+    names: Vec<String>,
+}
+
+impl SchedLab {
+    /// Builds it; `extra` is appended to rvsd's TOML after `[daemon]`.
+    fn start(vips: &[Ipv4Addr], extra: &str) -> SchedLab {
+        let lab = DrLab::new(3, vips).expect("lab");
+        let responders = lab.serve_http(80).expect("responders");
+        let port = lab.switch_lb_port();
+        let pass = pass_programs(&[(lab.switch(), port)]);
+        let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
+        let config = format!(
+            "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n{extra}",
+            lab.lb_uplink(),
+            pin.display()
+        );
+        let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
+        let sock = rvsd.socket().to_owned();
+        let reals = lab.real_servers().iter().map(|r| r.addr()).collect();
+        let names = lab
+            .real_servers()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect();
+        SchedLab {
+            lab,
+            _responders: responders,
+            _pass: pass,
+            rvsd,
+            sock,
+            reals,
+            names,
+        }
+    }
+}
+
 /// Opens `n` keep-alive connections to `vip`:80 one after the other, each answering once;
 /// returns them with the server that answered.
 fn hold(lab: &DrLab, vip: Ipv4Addr, n: usize) -> Vec<(HttpSession, String)> {
@@ -89,25 +134,19 @@ fn wlc_lc_and_thresholds_through_rvsd() {
     if !rvs_lab::root_or_skip("scheduler lab test") {
         return;
     }
-    let lab = DrLab::new(3, &[VIP_WLC, VIP_LC, VIP_THR, VIP_SH]).expect("lab");
-    let _responders = lab.serve_http(80).expect("responders");
-    let port = lab.switch_lb_port();
-    let _pass = pass_programs(&[(lab.switch(), port)]);
-    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
     // FIN_WAIT lasts 1 s (ipvsadm --set's tcpfin), so closed connections are freed quickly.
-    let config = format!(
-        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n\n[timeouts]\ntcp = 900\ntcp_fin = 1\nudp = 300\n",
-        lab.lb_uplink(),
-        pin.display()
+    let SchedLab {
+        lab,
+        _responders,
+        _pass,
+        rvsd,
+        sock,
+        reals,
+        names,
+    } = SchedLab::start(
+        &[VIP_WLC, VIP_LC, VIP_THR, VIP_SH],
+        "\n[timeouts]\ntcp = 900\ntcp_fin = 1\nudp = 300\n",
     );
-    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
-    let sock = rvsd.socket().to_owned();
-    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
-    let names: Vec<String> = lab
-        .real_servers()
-        .iter()
-        .map(|r| r.name().to_string())
-        .collect();
 
     // `-A` without `-s`: IPVS's wlc. Weights 1:2:3, 30 connections held open: 5/10/15.
     rvsadm(&sock, &["-A", "-t", &format!("{VIP_WLC}:80")]);
@@ -277,24 +316,15 @@ fn fo_and_ovf_through_rvsd() {
     if !rvs_lab::root_or_skip("scheduler lab test") {
         return;
     }
-    let lab = DrLab::new(3, &[VIP_FO, VIP_OVF]).expect("lab");
-    let _responders = lab.serve_http(80).expect("responders");
-    let port = lab.switch_lb_port();
-    let _pass = pass_programs(&[(lab.switch(), port)]);
-    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
-    let config = format!(
-        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n",
-        lab.lb_uplink(),
-        pin.display()
-    );
-    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
-    let sock = rvsd.socket().to_owned();
-    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
-    let names: Vec<String> = lab
-        .real_servers()
-        .iter()
-        .map(|r| r.name().to_string())
-        .collect();
+    let SchedLab {
+        lab,
+        _responders,
+        _pass,
+        rvsd,
+        sock,
+        reals,
+        names,
+    } = SchedLab::start(&[VIP_FO, VIP_OVF], "");
     let add = |vip: &str, sched: &str, weights: [&str; 3]| {
         rvsadm(&sock, &["-A", "-t", vip, "-s", sched]);
         for (r, w) in reals.iter().zip(weights) {
@@ -409,24 +439,15 @@ fn lblc_and_lblcr_through_rvsd() {
     if !rvs_lab::root_or_skip("scheduler lab test") {
         return;
     }
-    let lab = DrLab::new(3, &[VIP_LBLC, VIP_LBLCR]).expect("lab");
-    let _responders = lab.serve_http(80).expect("responders");
-    let port = lab.switch_lb_port();
-    let _pass = pass_programs(&[(lab.switch(), port)]);
-    let pin = PathBuf::from(format!("/sys/fs/bpf/{}", lab.prefix()));
-    let config = format!(
-        "[daemon]\ninterfaces = [\"{}\"]\npin_path = \"{}\"\n",
-        lab.lb_uplink(),
-        pin.display()
-    );
-    let rvsd = Rvsd::start(lab.lb(), rvsd_bin(), &config, &pin).expect("rvsd starts");
-    let sock = rvsd.socket().to_owned();
-    let reals: Vec<Ipv4Addr> = lab.real_servers().iter().map(|r| r.addr()).collect();
-    let names: Vec<String> = lab
-        .real_servers()
-        .iter()
-        .map(|r| r.name().to_string())
-        .collect();
+    let SchedLab {
+        lab,
+        _responders,
+        _pass,
+        rvsd,
+        sock,
+        reals,
+        names,
+    } = SchedLab::start(&[VIP_LBLC, VIP_LBLCR], "");
     let weights = [1u32, 3, 2];
     let add = |vip: &str, sched: &str| {
         rvsadm(&sock, &["-A", "-t", vip, "-s", sched]);
