@@ -114,6 +114,14 @@ fn io(what: String, source: std::io::Error) -> DataplaneError {
     DataplaneError::Io { what, source }
 }
 
+/// A descriptor of its own for map `name`, so the typed aya map can go on owning the original.
+fn own_fd(data: &aya::maps::MapData, name: &str) -> Result<OwnedFd> {
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| io(format!("duplicating the descriptor of {name}"), e))
+}
+
 impl<V: Pod> PerCpuBatch<V> {
     /// Duplicates the descriptor of `map` (a per-CPU array named `name` whose values are
     /// `V`), so the typed aya map can go on owning the original.
@@ -134,11 +142,7 @@ impl<V: Pod> PerCpuBatch<V> {
                 std::io::ErrorKind::InvalidData.into(),
             ));
         }
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| io(format!("duplicating the descriptor of {name}"), e))?;
+        let fd = own_fd(data, name)?;
         let ncpu = aya::util::nr_cpus().map_err(|(_, e)| io("counting possible CPUs".into(), e))?;
         Ok(PerCpuBatch {
             fd,
@@ -324,11 +328,7 @@ impl<K: Pod, V: Pod> HashBatch<K, V> {
                 std::io::ErrorKind::InvalidData.into(),
             ));
         }
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| io(format!("duplicating the descriptor of {name}"), e))?;
+        let fd = own_fd(data, name)?;
         Ok(HashBatch {
             fd,
             name,
