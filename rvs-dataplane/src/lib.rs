@@ -273,25 +273,39 @@ fn mmap_array<T: Copy>(map: aya::maps::Map, name: &'static str, len: u32) -> Res
 /// the scratch slot included. It runs right after the programs are verified and before
 /// anything is attached, so a fresh attach never sees an empty slot.
 fn fill_prog_array(ebpf: &mut Ebpf) -> Result<()> {
+    set_prog_slot(
+        ebpf,
+        maps::PROGS,
+        rvs_common::PROG_NEW_FLOW,
+        programs::BALANCER_NEW,
+    )
+}
+
+/// Puts the loaded program `program` in slot `slot` of the program array `array` (a
+/// restarted rvsd points the slots at its own object's programs).
+pub(crate) fn set_prog_slot(
+    ebpf: &mut Ebpf,
+    array: &'static str,
+    slot: u32,
+    program: &'static str,
+) -> Result<()> {
     let prog_err = |e: ProgramError| DataplaneError::Program {
-        name: programs::BALANCER_NEW,
+        name: program,
         source: Box::new(e),
     };
-    let fd = xdp_of(ebpf, programs::BALANCER_NEW)?
+    let fd = xdp_of(ebpf, program)?
         .fd()
         .map_err(prog_err)?
         .try_clone()
         .map_err(|e| DataplaneError::Io {
-            what: format!("duplicating the fd of {}", programs::BALANCER_NEW),
+            what: format!("duplicating the fd of {program}"),
             source: e,
         })?;
     let map = ebpf
-        .map_mut(maps::PROGS)
-        .ok_or(DataplaneError::MissingMap(maps::PROGS))?;
-    let mut progs = ProgramArray::try_from(map).map_err(map_err(maps::PROGS))?;
-    progs
-        .set(rvs_common::PROG_NEW_FLOW, &fd, 0)
-        .map_err(map_err(maps::PROGS))
+        .map_mut(array)
+        .ok_or(DataplaneError::MissingMap(array))?;
+    let mut progs = ProgramArray::try_from(map).map_err(map_err(array))?;
+    progs.set(slot, &fd, 0).map_err(map_err(array))
 }
 
 /// The XDP program `name` of a loaded object.

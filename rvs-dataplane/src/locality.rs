@@ -9,8 +9,7 @@ use std::net::Ipv4Addr;
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, ProgramArray},
-    programs::ProgramError,
+    maps::{Array, HashMap},
 };
 use rvs_common::{
     NS_PER_SEC,
@@ -22,30 +21,12 @@ use rvs_common::{
 use rvs_config::locality::Schedulers;
 use rvs_sched::{CHECK_EXPIRE_INTERVAL_MS, ExpiryCheck};
 
-use crate::{Dataplane, DataplaneError, Result, map_err, monotonic_coarse_ns, xdp_of};
+use crate::{Dataplane, DataplaneError, Result, map_err, monotonic_coarse_ns};
 
 /// Puts the loaded `rvs_xdp_lbl` in its program-array slot (a restarted rvsd points it at
 /// its own object's program, as it does `rvs_xdp_new`).
 pub(crate) fn fill_prog_array(ebpf: &mut Ebpf) -> Result<()> {
-    let prog_err = |e: ProgramError| DataplaneError::Program {
-        name: LBL_PROGRAM,
-        source: Box::new(e),
-    };
-    let fd = xdp_of(ebpf, LBL_PROGRAM)?
-        .fd()
-        .map_err(prog_err)?
-        .try_clone()
-        .map_err(|e| DataplaneError::Io {
-            what: format!("duplicating the fd of {LBL_PROGRAM}"),
-            source: e,
-        })?;
-    let map = ebpf
-        .map_mut(maps::LBL_PROGS)
-        .ok_or(DataplaneError::MissingMap(maps::LBL_PROGS))?;
-    let mut progs = ProgramArray::try_from(map).map_err(map_err(maps::LBL_PROGS))?;
-    progs
-        .set(PROG_LOCALITY, &fd, 0)
-        .map_err(map_err(maps::LBL_PROGS))
+    crate::set_prog_slot(ebpf, maps::LBL_PROGS, PROG_LOCALITY, LBL_PROGRAM)
 }
 
 /// What the dataplane keeps for the periodic check.
